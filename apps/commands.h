@@ -1,0 +1,9 @@
+// commands.h: the subcommands of the `vargpt` command line.
+//
+// Each subcommand is one function `int cmd_xxx(int argc, char** argv)` in its own apps/cmd_xxx.cpp,
+// called with argv[0] = "xxx" and the remaining arguments. To add one: declare it here and add one
+// line to the table in apps/vargpt.cpp. Functions return the process exit status; they may throw
+// vt::Error, which main() prints as "vargpt xxx: error: <message>" with exit status 1.
+#pragma once
+
+int cmd_shapes(int argc, char** argv);  // ShapeWorld data and evaluation (apps/cmd_shapes.cpp)

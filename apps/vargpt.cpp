@@ -1,0 +1,50 @@
+// vargpt.cpp: the `vargpt` command: a table of subcommands and the dispatch into them.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#include "commands.h"
+#include "vt/error.h"
+
+namespace {
+
+struct Subcommand {
+  const char* name;
+  int (*run)(int argc, char** argv);
+  const char* summary;
+};
+
+// One line per subcommand; the functions are declared in commands.h.
+const Subcommand kSubcommands[] = {
+    {"shapes", cmd_shapes, "ShapeWorld: write the procedural dataset; score generations, answers, edits"},
+};
+
+void print_usage(FILE* out) {
+  std::fprintf(out, "usage: vargpt <command> [options]\n\ncommands:\n");
+  for (const Subcommand& c : kSubcommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+  std::fprintf(out, "\nRun 'vargpt <command> --help' for the options of a command.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    print_usage(stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (const Subcommand& c : kSubcommands) {
+    if (std::strcmp(argv[1], c.name) != 0) continue;
+    try {
+      return c.run(argc - 1, argv + 1);
+    } catch (const vt::Error& e) {
+      std::fprintf(stderr, "vargpt %s: error: %s\n", c.name, e.what());
+      return 1;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "vargpt %s: unexpected error: %s\n", c.name, e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "vargpt: unknown command '%s'\n\n", argv[1]);
+  print_usage(stderr);
+  return 2;
+}

@@ -1,0 +1,73 @@
+// backend.h: the kernel interface a device implements.
+//
+// The op layer (src/ops_*.cpp) does shapes, dtype promotion, broadcasting and autograd once; it then
+// hands already-broadcast views to the kernels of the tensors' device through this interface. The
+// CPU backend lives in src/cpu_*.cpp, the CUDA backend in cuda/. A kernel a backend lacks answers
+// `supports() == false`, and the op raises an error naming the op and the device, so a missing
+// kernel is a visible gap rather than a silent fallback.
+#pragma once
+#include <cstdint>
+
+#include "vt/tensor.h"
+
+namespace vt {
+class Generator;
+}
+
+namespace vt::kernels {
+
+enum class UnaryOp : uint8_t {
+  Neg, Abs, Sign, Exp, Log, Sqrt, Rsqrt, Sin, Cos, Tanh, Sigmoid, Relu, Square, Reciprocal,
+  Clamp,      // p0 = min (or -inf), p1 = max (or +inf)
+  PowScalar,  // p0 = exponent
+  IsNan, IsInf, LogicalNot,  // Bool output
+};
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Max, Min,  // out dtype = input dtype; Add/Sub use alpha: a + alpha*b
+  Eq, Ne, Lt, Le, Gt, Ge, And, Or,    // Bool output
+};
+enum class ReduceOp : uint8_t { Sum, Max, Min, ArgMax, ArgMin };
+enum class RandomDist : uint8_t { Uniform, Normal, RandInt, Bernoulli };
+
+const char* name(UnaryOp op);
+const char* name(BinaryOp op);
+
+struct Backend {
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual std::shared_ptr<Storage> allocate(size_t nbytes) = 0;
+
+  // dst[i] = cast(src[i]); src is a view already broadcast to dst's shape (0 strides allowed).
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
+  virtual void fill(const Tensor& dst, double value) = 0;
+  // out = op(x); x and out have the same shape; out dtype is x's (Bool for the predicates).
+  virtual void unary(UnaryOp op, const Tensor& x, const Tensor& out, double p0, double p1) = 0;
+  // out = op(a, b); a and b are broadcast views of out's shape, of one dtype.
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out, double alpha) = 0;
+  // out = cond ? a : b; all broadcast views of out's shape; a, b of out's dtype.
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // Reduces x over the dims whose bit is set in `mask`; out has x's shape with those dims = 1.
+  // Sum accumulates in double (f64) or float-with-double-partials; ArgMax/ArgMin write int64.
+  // Deterministic: the summation order does not depend on the thread count.
+  virtual void reduce(ReduceOp op, const Tensor& x, uint32_t mask, const Tensor& out) = 0;
+  virtual void cumsum(const Tensor& x, int dim, const Tensor& out) = 0;
+  // Sorts along the last dim of x (rows); values and int64 indices to out tensors of x's shape.
+  virtual void sort_rows(const Tensor& x, bool descending, const Tensor& values, const Tensor& indices) = 0;
+  // out(i..,j,k..) = x(i.., index(j), k..) along `dim`.
+  virtual void index_select(const Tensor& x, int dim, const Tensor& index, const Tensor& out) = 0;
+  virtual void gather(const Tensor& x, int dim, const Tensor& index, const Tensor& out) = 0;
+  // out += scatter of src along dim at index (out already holds x). Deterministic order.
+  virtual void scatter_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src) = 0;
+  // out (B, M, N) = a (B, M, K) @ b (B, K, N); batch dims flattened to one, any strides.
+  virtual void bmm(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // Philox stream: element i uses counter (i, call_offset) under key seed.
+  virtual void random(RandomDist dist, const Tensor& out, double p0, double p1, uint64_t seed,
+                      uint64_t call_offset) = 0;
+};
+
+Backend& backend(Device d);
+Backend& cpu_backend();
+// Registered by the CUDA library at start-up when it is linked in.
+void register_cuda_backend(Backend* b);
+
+}  // namespace vt::kernels

@@ -1,0 +1,394 @@
+// gemm.cpp: C = alpha * A.B + beta * C on the CPU for f32, f64 and bf16/f16 operands, GotoBLAS
+// style: pack, block for the caches, and run one register-blocked micro-kernel (gemm_kernels.cpp).
+//
+// Loop nest of the packed path, for the C block one thread owns (rows [m0, m1), cols [n0, n1)):
+//   for ic in rows, step MC:                  A block (MC, KC) packed into MR-row micro-panels (L3)
+//     for pc in 0..K, step KC:                  the first pass applies beta, later ones add (beta 1)
+//       pack A(ic.., pc..)
+//       for jc in cols, step NC:                B block (KC, NC) packed into NR-column micro-panels (L2)
+//         pack B(pc.., jc..)
+//         for ir, step MR: for jr, step NR:     A micro-panel stays in L1 while B micro-panels stream
+//           micro_kernel(A panel ir, B panel jr, C tile)
+// Packing reads any strides and widens bf16/f16 to f32, so transposed and half-precision operands
+// cost one pass over memory and then run the same f32 kernel.
+//
+// Threads: C is cut into a grid of one block per thread (more cuts along the longer side), each
+// thread runs the nest above on its block with private pack buffers. No thread ever splits K, so
+// each C element is one FMA chain over k = 0..K-1 in KC-sized passes whatever the thread count, and
+// results are bitwise identical with 1 or many threads. The cost is that each thread packs the A
+// (or B) rows it shares with its neighbour itself; that is O(MK + KN) against O(MNK) of arithmetic.
+//
+// Small problems (M or N below a few rows, tiny K, or under 32^3 multiply-adds) take a direct
+// path with no packing and no threads: a row of C accumulates in registers over k (B rows
+// contiguous) or as 16-lane dot products (B columns contiguous, as in x . W^T).
+#include "vt/cpu/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "gemm_kernels.h"
+#include "vt/error.h"
+
+namespace vt::cpu {
+
+float f16_bits_to_f32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    // Zero or subnormal: mant * 2^-24 is exact in f32.
+    float f = float(mant) * 5.9604644775390625e-8f;
+    std::memcpy(&bits, &f, 4);
+    bits |= sign;
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);  // inf, or NaN keeping its payload
+  } else {
+    bits = sign | ((exp + 112) << 23) | (mant << 13);  // rebias 15 -> 127
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+namespace {
+
+using detail::KernelSet;
+
+// How an operand element of storage type S widens to the compute type T.
+template <class T>
+struct Same {
+  using S = T;
+  static T at(const S* p) { return *p; }
+};
+struct BF16 {
+  using S = uint16_t;
+  static float at(const S* p) { return bf16_bits_to_f32(*p); }
+};
+struct F16 {
+  using S = uint16_t;
+  static float at(const S* p) { return f16_bits_to_f32(*p); }
+};
+
+int64_t iabs(int64_t x) { return x < 0 ? -x : x; }
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+// The size of each of the fewest equal blocks of at most `block` that cover `len`.
+int64_t balanced_block(int64_t len, int64_t block) {
+  const int64_t count = (len + block - 1) / block;
+  return (len + count - 1) / count;
+}
+
+// C[M,N] = beta * C, with beta == 0 writing zeros (C may hold NaN).
+template <class T>
+void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t rsC, int64_t csC) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      T& c = C[i * rsC + j * csC];
+      c = beta == 0 ? T(0) : beta * c;
+    }
+}
+
+// ---- packing ----------------------------------------------------------------------------------
+
+// a: (mc, kc) block of A at stride (rsA, csA) -> dst: ceil(mc/mr) panels of (kc, mr), k-major,
+// rows past mc zero-filled.
+template <class T, class PA>
+void pack_a(int64_t mc, int64_t kc, const typename PA::S* a, int64_t rsA, int64_t csA, int mr,
+            detail::Transpose16<T> transpose16, T* __restrict__ dst) {
+  for (int64_t i = 0; i < mc; i += mr, dst += mr * kc) {
+    const int m = int(std::min<int64_t>(mr, mc - i));
+    const typename PA::S* ai = a + i * rsA;
+    if constexpr (std::is_same_v<PA, Same<T>>) {
+      if (transpose16 && csA == 1 && mr <= 16) {  // row-major A: 16 k at a time in registers
+        for (int64_t k = 0; k < kc; k += 16)
+          transpose16(ai + k, rsA, m, int(std::min<int64_t>(16, kc - k)), dst + k * mr, mr, mr);
+        continue;
+      }
+    }
+    if (iabs(rsA) <= iabs(csA)) {  // rows adjacent in memory (A^T): walk r fastest
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int r = 0; r < m; ++r) dst[k * mr + r] = PA::at(ai + r * rsA + k * csA);
+        for (int r = m; r < mr; ++r) dst[k * mr + r] = T(0);
+      }
+    } else {  // k adjacent in memory (row-major A): walk k fastest
+      for (int r = 0; r < m; ++r)
+        for (int64_t k = 0; k < kc; ++k) dst[k * mr + r] = PA::at(ai + r * rsA + k * csA);
+      for (int r = m; r < mr; ++r)
+        for (int64_t k = 0; k < kc; ++k) dst[k * mr + r] = T(0);
+    }
+  }
+}
+
+// b: (kc, nc) block of B at stride (rsB, csB) -> dst: ceil(nc/nr) panels of (kc, nr), k-major,
+// columns past nc zero-filled.
+template <class T, class PB>
+void pack_b(int64_t kc, int64_t nc, const typename PB::S* b, int64_t rsB, int64_t csB, int nr,
+            detail::Transpose16<T> transpose16, T* __restrict__ dst) {
+  for (int64_t j = 0; j < nc; j += nr, dst += nr * kc) {
+    const int n = int(std::min<int64_t>(nr, nc - j));
+    const typename PB::S* bj = b + j * csB;
+    if constexpr (std::is_same_v<PB, Same<T>>) {
+      if (transpose16 && rsB == 1 && nr % 16 == 0) {  // B = W^T: 16 columns x 16 k at a time
+        for (int c = 0; c < nr; c += 16) {
+          const int cols = std::clamp(n - c, 0, 16);
+          const T* src = cols > 0 ? bj + c * csB : bj;
+          for (int64_t k = 0; k < kc; k += 16)
+            transpose16(src + k, csB, cols, int(std::min<int64_t>(16, kc - k)), dst + k * nr + c,
+                        nr, 16);
+        }
+        continue;
+      }
+    }
+    if (iabs(csB) <= iabs(rsB)) {  // row-major B: each k row of the panel is a contiguous run
+      for (int64_t k = 0; k < kc; ++k) {
+        const typename PB::S* bk = bj + k * rsB;
+        T* d = dst + k * nr;
+        if (std::is_same_v<PB, Same<T>> && csB == 1)
+          std::memcpy(d, bk, n * sizeof(T));
+        else if (csB == 1)
+          for (int c = 0; c < n; ++c) d[c] = PB::at(bk + c);
+        else
+          for (int c = 0; c < n; ++c) d[c] = PB::at(bk + c * csB);
+        for (int c = n; c < nr; ++c) d[c] = T(0);
+      }
+    } else {  // B = W^T of a row-major W: columns contiguous; transpose 16 k at a time in L1
+      for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+        const int kn = int(std::min<int64_t>(16, kc - k0));
+        for (int c = 0; c < n; ++c) {
+          const typename PB::S* bc = bj + c * csB + k0 * rsB;
+          for (int k = 0; k < kn; ++k) dst[(k0 + k) * nr + c] = PB::at(bc + k * rsB);
+        }
+        for (int k = 0; k < kn; ++k)
+          for (int c = n; c < nr; ++c) dst[(k0 + k) * nr + c] = T(0);
+      }
+    }
+  }
+}
+
+// Per-thread pack buffers, kept across calls (OpenMP reuses its threads).
+struct PackBuffer {
+  void* data = nullptr;
+  size_t bytes = 0;
+  ~PackBuffer() { std::free(data); }
+  template <class T>
+  T* get(size_t n) {
+    if (n * sizeof(T) > bytes) {
+      std::free(data);
+      bytes = round_up(int64_t(n * sizeof(T)), 4096);
+      data = std::aligned_alloc(64, bytes);
+      VT_CHECK(data != nullptr, "gemm: cannot allocate ", bytes, " bytes of pack buffer");
+    }
+    return static_cast<T*>(data);
+  }
+};
+thread_local PackBuffer tls_pack;
+
+// ---- the packed path on one thread's block of C ------------------------------------------------
+
+template <class T, class PA, class PB>
+void gemm_block(const KernelSet<T>& ks, int64_t M, int64_t N, int64_t K, T alpha,
+                const typename PA::S* A, int64_t rsA, int64_t csA, const typename PB::S* B,
+                int64_t rsB, int64_t csB, T beta, T* C, int64_t rsC, int64_t csC) {
+  const int mr = ks.mr, nr = ks.nr;
+  // Equal blocks no larger than the tuned ones (K = 896 runs as 3 x 299, not 384 + 384 + 128),
+  // holding whole micro-panels: MC and NC round up to multiples of MR and NR.
+  const int64_t MC = round_up(balanced_block(M, ks.mc), mr), KC = balanced_block(K, ks.kc),
+                NC = round_up(balanced_block(N, ks.nc), nr);
+  T* ap = tls_pack.get<T>(size_t(MC * KC + KC * NC + 64 / sizeof(T)));
+  T* bp = ap + MC * KC;
+  alignas(64) T tile[2048 / sizeof(T)];  // edge tiles go through it
+  VT_CHECK(mr * nr * sizeof(T) <= sizeof(tile), "gemm: micro-tile ", mr, "x", nr, " too large");
+
+  for (int64_t ic = 0; ic < M; ic += MC) {
+    const int64_t mc = std::min(MC, M - ic);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      const T beta_pass = pc == 0 ? beta : T(1);
+      pack_a<T, PA>(mc, kc, A + ic * rsA + pc * csA, rsA, csA, mr, ks.transpose16, ap);
+      for (int64_t jc = 0; jc < N; jc += NC) {
+        const int64_t nc = std::min(NC, N - jc);
+        pack_b<T, PB>(kc, nc, B + pc * rsB + jc * csB, rsB, csB, nr, ks.transpose16, bp);
+        for (int64_t ir = 0; ir < mc; ir += mr) {
+          const int m = int(std::min<int64_t>(mr, mc - ir));
+          const T* a = ap + ir * kc;
+          for (int64_t jr = 0; jr < nc; jr += nr) {
+            const int n = int(std::min<int64_t>(nr, nc - jr));
+            const T* b = bp + jr * kc;
+            T* c = C + (ic + ir) * rsC + (jc + jr) * csC;
+            if (m == mr && n == nr && csC == 1) {
+              ks.kernel(kc, a, b, c, rsC, alpha, beta_pass);
+              continue;
+            }
+            // Edge or strided tile: run the same kernel on a copy, so the arithmetic (and the
+            // rounding) is exactly that of a full tile.
+            if (beta_pass != T(0))
+              for (int r = 0; r < mr; ++r)
+                for (int q = 0; q < nr; ++q)
+                  tile[r * nr + q] = r < m && q < n ? c[r * rsC + q * csC] : T(0);
+            ks.kernel(kc, a, b, tile, nr, alpha, beta_pass);
+            for (int r = 0; r < m; ++r)
+              for (int q = 0; q < n; ++q) c[r * rsC + q * csC] = tile[r * nr + q];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Rows and columns of C are cut into tm x tn blocks, tm * tn = threads, along micro-tile edges;
+// the split minimises the largest block's arithmetic plus its packing.
+struct Split {
+  int tm, tn;
+};
+Split choose_split(int threads, int64_t M, int64_t N, int64_t K, int mr, int nr, int64_t mc) {
+  Split best{1, threads};
+  double best_cost = 1e300;
+  for (int tm = 1; tm <= threads; ++tm) {
+    if (threads % tm) continue;
+    const int tn = threads / tm;
+    const double rows = double((M + mr - 1) / mr + tm - 1) / tm * mr;
+    const double cols = double((N + nr - 1) / nr + tn - 1) / tn * nr;
+    const double passes = std::ceil(rows / double(mc));
+    const double cost = rows * cols * K / 16.0 + (rows + passes * cols) * K;
+    if (cost < best_cost) best_cost = cost, best = {tm, tn};
+  }
+  return best;
+}
+
+// [begin, end) of part `i` of `parts` when `len` is cut along multiples of `unit`.
+void part_range(int64_t len, int unit, int parts, int i, int64_t& begin, int64_t& end) {
+  const int64_t units = (len + unit - 1) / unit;
+  const int64_t base = units / parts, extra = units % parts;
+  const int64_t u0 = i * base + std::min<int64_t>(i, extra);
+  const int64_t u1 = u0 + base + (i < extra ? 1 : 0);
+  begin = std::min(len, u0 * unit);
+  end = std::min(len, u1 * unit);
+}
+
+// ---- the direct path for small or thin problems -----------------------------------------------
+
+template <class T, class PA, class PB>
+void gemm_direct_row(int64_t i, int64_t j0, int64_t jn, int64_t K, T alpha,
+                     const typename PA::S* A, int64_t rsA, int64_t csA, const typename PB::S* B,
+                     int64_t rsB, int64_t csB, T beta, T* C, int64_t rsC, int64_t csC) {
+  constexpr int JB = 64;
+  T acc[JB];
+  const typename PA::S* a = A + i * rsA;
+  if (iabs(csB) <= iabs(rsB) || K < 16) {  // axpy form: acc[j] += A(i,k) * B(k, j)
+    for (int q = 0; q < jn; ++q) acc[q] = T(0);
+    for (int64_t k = 0; k < K; ++k) {
+      const T aik = PA::at(a + k * csA);
+      const typename PB::S* b = B + k * rsB + j0 * csB;
+      if (csB == 1)
+        for (int q = 0; q < jn; ++q) acc[q] += aik * PB::at(b + q);
+      else
+        for (int q = 0; q < jn; ++q) acc[q] += aik * PB::at(b + q * csB);
+    }
+  } else {  // dot form (B columns contiguous): 16 partial sums per element, added in a fixed tree
+    for (int q = 0; q < jn; ++q) {
+      const typename PB::S* b = B + (j0 + q) * csB;
+      T part[16] = {};
+      int64_t k = 0;
+      for (; k + 16 <= K; k += 16)
+        for (int l = 0; l < 16; ++l) part[l] += PA::at(a + (k + l) * csA) * PB::at(b + (k + l) * rsB);
+      for (int l = 0; k + l < K; ++l) part[l] += PA::at(a + (k + l) * csA) * PB::at(b + (k + l) * rsB);
+      for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) part[l] += part[l + w];
+      acc[q] = part[0];
+    }
+  }
+  T* c = C + i * rsC + j0 * csC;
+  for (int q = 0; q < jn; ++q) {
+    T& cq = c[q * csC];
+    cq = beta == T(0) ? alpha * acc[q] : alpha * acc[q] + beta * cq;
+  }
+}
+
+template <class T, class PA, class PB>
+void gemm_direct(int64_t M, int64_t N, int64_t K, T alpha, const typename PA::S* A, int64_t rsA,
+                 int64_t csA, const typename PB::S* B, int64_t rsB, int64_t csB, T beta, T* C,
+                 int64_t rsC, int64_t csC, int threads) {
+  constexpr int JB = 64;
+  const int64_t chunks = (N + JB - 1) / JB, items = M * chunks;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t t = 0; t < items; ++t) {
+    const int64_t i = t / chunks, j0 = (t % chunks) * JB;
+    gemm_direct_row<T, PA, PB>(i, j0, std::min<int64_t>(JB, N - j0), K, alpha, A, rsA, csA, B, rsB,
+                               csB, beta, C, rsC, csC);
+  }
+}
+
+// ---- entry ------------------------------------------------------------------------------------
+
+template <class T, class PA, class PB>
+void gemm_any(const KernelSet<T>& ks, int64_t M, int64_t N, int64_t K, T alpha,
+              const typename PA::S* A, int64_t rsA, int64_t csA, const typename PB::S* B,
+              int64_t rsB, int64_t csB, T beta, T* C, int64_t rsC, int64_t csC) {
+  VT_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm: negative size M=", M, " N=", N, " K=", K);
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == T(0)) return scale_c(M, N, beta, C, rsC, csC);
+  // The kernels store along rows of C; a column-major C is the transposed problem
+  // C^T = B^T . A^T, which swaps the operands (and their storage types).
+  if (iabs(csC) > iabs(rsC))
+    return gemm_any<T, PB, PA>(ks, N, M, K, alpha, B, csB, rsB, A, csA, rsA, beta, C, csC, rsC);
+  const double macs = double(M) * double(N) * double(K);
+  int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const bool thin = M < 8 || N < 8 || K < 8 || macs < 32.0 * 32 * 32;
+  if (thin) {
+    if (macs < double(1 << 21)) threads = 1;
+    return gemm_direct<T, PA, PB>(M, N, K, alpha, A, rsA, csA, B, rsB, csB, beta, C, rsC, csC,
+                                  threads);
+  }
+  if (macs < 96.0 * 96 * 96) threads = 1;
+  const Split split = choose_split(threads, M, N, K, ks.mr, ks.nr, ks.mc);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num();
+    // A runtime that gave fewer threads than asked leaves the extra blocks to thread 0.
+    const int got = omp_get_num_threads();
+    for (int b = t; b < split.tm * split.tn; b += got) {
+      int64_t m0, m1, n0, n1;
+      part_range(M, ks.mr, split.tm, b / split.tn, m0, m1);
+      part_range(N, ks.nr, split.tn, b % split.tn, n0, n1);
+      if (m1 > m0 && n1 > n0)
+        gemm_block<T, PA, PB>(ks, m1 - m0, n1 - n0, K, alpha, A + m0 * rsA, rsA, csA,
+                              B + n0 * csB, rsB, csB, beta, C + m0 * rsC + n0 * csC, rsC, csC);
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_f32(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t rsA, int64_t csA,
+              const float* B, int64_t rsB, int64_t csB, float beta, float* C, int64_t rsC,
+              int64_t csC) {
+  gemm_any<float, Same<float>, Same<float>>(detail::active_kernel_f32(), M, N, K, alpha, A, rsA,
+                                            csA, B, rsB, csB, beta, C, rsC, csC);
+}
+
+void gemm_f64(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsA,
+              int64_t csA, const double* B, int64_t rsB, int64_t csB, double beta, double* C,
+              int64_t rsC, int64_t csC) {
+  gemm_any<double, Same<double>, Same<double>>(detail::active_kernel_f64(), M, N, K, alpha, A, rsA,
+                                               csA, B, rsB, csB, beta, C, rsC, csC);
+}
+
+void gemm_bf16_f32acc(int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A, int64_t rsA,
+                      int64_t csA, const uint16_t* B, int64_t rsB, int64_t csB, float beta,
+                      float* C, int64_t rsC, int64_t csC) {
+  gemm_any<float, BF16, BF16>(detail::active_kernel_f32(), M, N, K, alpha, A, rsA, csA, B, rsB, csB,
+                              beta, C, rsC, csC);
+}
+
+void gemm_f16_f32acc(int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A, int64_t rsA,
+                     int64_t csA, const uint16_t* B, int64_t rsB, int64_t csB, float beta,
+                     float* C, int64_t rsC, int64_t csC) {
+  gemm_any<float, F16, F16>(detail::active_kernel_f32(), M, N, K, alpha, A, rsA, csA, B, rsB, csB,
+                            beta, C, rsC, csC);
+}
+
+}  // namespace vt::cpu

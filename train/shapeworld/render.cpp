@@ -1,0 +1,234 @@
+// render.cpp: the ShapeWorld renderer, degradations and file I/O (see render.h).
+//
+// This file owns the stb implementations for vt_shapes; no other file may define them.
+#include "shapeworld/render.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+// stb is third-party C; its warnings are not ours to fix. Static linkage keeps its symbols private
+// to vt_shapes, so a second stb user elsewhere in vt cannot collide with them.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STBI_ONLY_PNG
+#include <stb_image.h>
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb_image_write.h>
+#pragma GCC diagnostic pop
+
+#include "vt/error.h"
+
+namespace vt::shapes {
+
+static float box_sdf(float u, float v, float hx, float hy) {
+  float qx = std::fabs(u) - hx, qy = std::fabs(v) - hy;
+  float ox = std::max(qx, 0.0f), oy = std::max(qy, 0.0f);
+  return std::sqrt(ox * ox + oy * oy) + std::min(std::max(qx, qy), 0.0f);
+}
+
+float shape_sdf(Shape s, float u, float v) {
+  switch (s) {
+    case Shape::circle: return std::sqrt(u * u + v * v) - 1.0f;
+    case Shape::square: return box_sdf(u, v, 1, 1);
+    case Shape::diamond: return (std::fabs(u) + std::fabs(v) - 1.0f) * 0.70710678f;
+    case Shape::triangle: {
+      // Apex (0,-1), base from (-1,1) to (1,1). The slanted edges have normal (2,1)/sqrt(5)
+      // (mirrored in u); the max of the edge-line distances is the convex-polygon bound.
+      float slanted = (2.0f * std::fabs(u) + v - 1.0f) * 0.44721360f;
+      return std::max(slanted, v - 1.0f);
+    }
+    case Shape::cross: {
+      // A plus sign: arms one third of the box wide.
+      const float t = 1.0f / 3.0f;
+      return std::min(box_sdf(u, v, 1, t), box_sdf(u, v, t, 1));
+    }
+  }
+  return 1.0f;
+}
+
+// Smooth value noise in [-1, 1]: hashed lattice values, smoothstep-interpolated.
+static float value_noise(uint64_t key, float x, float y) {
+  int ix = int(std::floor(x)), iy = int(std::floor(y));
+  float fx = x - float(ix), fy = y - float(iy);
+  auto lattice = [&](int a, int b) {
+    uint64_t cell = (uint64_t(uint32_t(a)) << 32) | uint32_t(b);
+    return 2.0f * hash_uniform(key, cell) - 1.0f;
+  };
+  float sx = fx * fx * (3 - 2 * fx), sy = fy * fy * (3 - 2 * fy);
+  float top = lattice(ix, iy) + sx * (lattice(ix + 1, iy) - lattice(ix, iy));
+  float bot = lattice(ix, iy + 1) + sx * (lattice(ix + 1, iy + 1) - lattice(ix, iy + 1));
+  return top + sy * (bot - top);
+}
+
+// Approximately Gaussian with unit variance: Irwin-Hall of 4 uniforms, centred and rescaled.
+static float hash_normal(uint64_t key, uint64_t i) {
+  float s = 0;
+  for (uint64_t k = 0; k < 4; ++k) s += hash_uniform(key, i * 4 + k);
+  return (s - 2.0f) * 1.7320508f;
+}
+
+static uint8_t to_byte(float v) { return uint8_t(std::clamp(v + 0.5f, 0.0f, 255.0f)); }
+
+Image render_scene(const Scene& scene) {
+  const int S = scene.size;
+  VT_CHECK(S >= 16 && S <= 4096, "render_scene: image size ", S, " outside [16, 4096]");
+  const Background& bg = scene.background;
+  // canvas: (S, S, 3) in float so that object edges blend before the one rounding at the end.
+  std::vector<float> canvas(size_t(S) * S * 3);
+  const float inv = 1.0f / float(S);
+  const float cells = 6.0f;  // texture: 6 lattice cells across, plus an octave at 15
+  for (int y = 0; y < S; ++y) {
+    for (int x = 0; x < S; ++x) {
+      float fx = (float(x) + 0.5f) * inv, fy = (float(y) + 0.5f) * inv;
+      float t = std::clamp((fx - 0.5f) * bg.dir_x + (fy - 0.5f) * bg.dir_y + 0.5f, 0.0f, 1.0f);
+      float tex = bg.texture * (0.7f * value_noise(bg.texture_key, fx * cells, fy * cells) +
+                                0.3f * value_noise(bg.texture_key ^ 1, fx * 15.0f, fy * 15.0f));
+      float* p = &canvas[(size_t(y) * S + x) * 3];
+      for (int c = 0; c < 3; ++c) p[c] = bg.c0[c] + t * (bg.c1[c] - bg.c0[c]) + tex;
+    }
+  }
+  for (const Object& o : scene.objects) {
+    const PaletteColor& pc = palette()[o.color];
+    const float col[3] = {pc.r * o.shade, pc.g * o.shade, pc.b * o.shade};
+    int x0 = std::max(0, int(std::floor(o.cx - o.r - 1))), x1 = std::min(S, int(std::ceil(o.cx + o.r + 1)));
+    int y0 = std::max(0, int(std::floor(o.cy - o.r - 1))), y1 = std::min(S, int(std::ceil(o.cy + o.r + 1)));
+    const float inv_r = 1.0f / o.r;
+    for (int y = y0; y < y1; ++y) {
+      for (int x = x0; x < x1; ++x) {
+        float u = (float(x) + 0.5f - o.cx) * inv_r, v = (float(y) + 0.5f - o.cy) * inv_r;
+        float alpha = std::clamp(0.5f - shape_sdf(o.shape, u, v) * o.r, 0.0f, 1.0f);
+        if (alpha <= 0) continue;
+        float* p = &canvas[(size_t(y) * S + x) * 3];
+        for (int c = 0; c < 3; ++c) p[c] += alpha * (col[c] - p[c]);
+      }
+    }
+  }
+  Image img(S, S);
+  const size_t n = size_t(S) * S * 3;
+  if (bg.noise_sigma > 0) {
+    for (size_t i = 0; i < n; ++i) img.rgb[i] = to_byte(canvas[i] + bg.noise_sigma * hash_normal(bg.noise_key, i));
+  } else {
+    for (size_t i = 0; i < n; ++i) img.rgb[i] = to_byte(canvas[i]);
+  }
+  return img;
+}
+
+Image degrade(const Image& image, const Degradation& d) {
+  const int W = image.width, H = image.height;
+  std::vector<float> buf(image.rgb.begin(), image.rgb.end());  // buf: (H, W, 3)
+  if (d.jitter > 0) {
+    Rng rng(stream_key(d.seed, 0x4A49545445ull));
+    float gain[3], offset[3];
+    for (int c = 0; c < 3; ++c) {
+      gain[c] = rng.uniform(1 - d.jitter, 1 + d.jitter);
+      offset[c] = rng.uniform(-120 * d.jitter, 120 * d.jitter);
+    }
+    for (size_t i = 0; i < buf.size(); ++i) buf[i] = buf[i] * gain[i % 3] + offset[i % 3];
+  }
+  std::vector<float> tmp(buf.size());
+  for (int pass = 0; pass < d.blur_passes; ++pass) {
+    // Separable [1 2 1] / 4 with clamped borders: horizontal into tmp, vertical back into buf.
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x)
+        for (int c = 0; c < 3; ++c) {
+          int xl = std::max(x - 1, 0), xr = std::min(x + 1, W - 1);
+          size_t row = size_t(y) * W;
+          tmp[(row + x) * 3 + c] =
+              0.25f * buf[(row + xl) * 3 + c] + 0.5f * buf[(row + x) * 3 + c] + 0.25f * buf[(row + xr) * 3 + c];
+        }
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x)
+        for (int c = 0; c < 3; ++c) {
+          int yu = std::max(y - 1, 0), yd = std::min(y + 1, H - 1);
+          buf[(size_t(y) * W + x) * 3 + c] = 0.25f * tmp[(size_t(yu) * W + x) * 3 + c] +
+                                             0.5f * tmp[(size_t(y) * W + x) * 3 + c] +
+                                             0.25f * tmp[(size_t(yd) * W + x) * 3 + c];
+        }
+  }
+  Image out(W, H);
+  uint64_t key = stream_key(d.seed, 0x4E4F495345ull);
+  for (size_t i = 0; i < buf.size(); ++i) {
+    float v = buf[i];
+    if (d.noise_sigma > 0) v += d.noise_sigma * hash_normal(key, i);
+    out.rgb[i] = to_byte(v);
+  }
+  return out;
+}
+
+std::vector<uint8_t> encode_png(const Image& image) {
+  VT_CHECK(image.width > 0 && image.height > 0 && image.rgb.size() == size_t(image.width) * image.height * 3,
+           "encode_png: image buffer holds ", image.rgb.size(), " bytes for ", image.width, "x", image.height);
+  int len = 0;
+  unsigned char* mem = stbi_write_png_to_mem(image.rgb.data(), image.width * 3, image.width, image.height, 3, &len);
+  VT_CHECK(mem != nullptr, "encode_png: stb failed to encode a ", image.width, "x", image.height, " image");
+  std::vector<uint8_t> bytes(mem, mem + len);
+  STBIW_FREE(mem);
+  return bytes;
+}
+
+void write_png(const std::string& path, const Image& image) {
+  std::vector<uint8_t> bytes = encode_png(image);
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+Image read_png(const std::string& path) {
+  int w = 0, h = 0, channels = 0;
+  unsigned char* data = stbi_load(path.c_str(), &w, &h, &channels, 3);
+  if (data == nullptr) {
+    std::error_code ec;
+    bool exists = std::filesystem::exists(path, ec);
+    VT_FAIL(path, exists ? ": cannot decode PNG (" : ": no such file", exists ? stbi_failure_reason() : "",
+            exists ? ")" : "");
+  }
+  Image img(w, h);
+  std::copy(data, data + size_t(w) * h * 3, img.rgb.begin());
+  stbi_image_free(data);
+  return img;
+}
+
+void write_file_atomic(const std::string& path, const void* bytes, size_t size) {
+  std::ostringstream tmp_name;
+  tmp_name << path << ".tmp." << getpid() << "." << std::hash<std::thread::id>{}(std::this_thread::get_id());
+  const std::string tmp = tmp_name.str();
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  VT_CHECK(f != nullptr, path, ": cannot open temporary file ", tmp, " for writing");
+  bool ok = std::fwrite(bytes, 1, size, f) == size;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    VT_FAIL(path, ": write failed (disk full?)");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    VT_FAIL(path, ": cannot rename temporary file into place: ", ec.message());
+  }
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  write_file_atomic(path, text.data(), text.size());
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  VT_CHECK(in.good(), path, ": cannot open for reading");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace vt::shapes

@@ -6,7 +6,7 @@
 // nodes that add into `.grad`. The engine runs with grad mode off (no higher-order gradients).
 #include "vt/autograd.h"
 
-#include <unordered_map>
+#include <atomic>
 
 #include "vt/ops.h"
 
@@ -111,34 +111,38 @@ void backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) {
   VT_CHECK(grad.shape() == root.shape(), "backward: gradient shape ", grad.shape().str(), " differs from output ",
            root.shape().str());
   NoGradGuard no_grad;
+  static std::atomic<uint64_t> epochs{0};
+  const uint64_t epoch = ++epochs;
   std::shared_ptr<Node> start = edge_of(root);
 
-  // Dependency counts: how many edges from nodes in the graph point at each node.
-  std::unordered_map<Node*, int> deps;
+  // Count, for every node of the graph, its consumers inside the graph. The counts and partial
+  // gradient sums live in the nodes (no hash maps: this runs once per op of the graph).
   std::vector<Node*> stack{start.get()};
-  deps[start.get()] = 0;
+  start->epoch = epoch;
+  start->pending_consumers = 0;
+  start->grad_sum = Tensor();
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
     for (auto& e : n->next) {
       if (!e) continue;
-      auto [it, fresh] = deps.try_emplace(e.get(), 0);
-      ++it->second;
-      if (fresh) stack.push_back(e.get());
+      if (e->epoch != epoch) {
+        e->epoch = epoch;
+        e->pending_consumers = 0;
+        e->grad_sum = Tensor();
+        stack.push_back(e.get());
+      }
+      ++e->pending_consumers;
     }
   }
 
-  std::unordered_map<Node*, Tensor> pending;
-  pending[start.get()] = grad;
+  start->grad_sum = grad;
   std::vector<Node*> ready{start.get()};
   while (!ready.empty()) {
     Node* n = ready.back();
     ready.pop_back();
-    Tensor g;
-    if (auto it = pending.find(n); it != pending.end()) {
-      g = std::move(it->second);
-      pending.erase(it);
-    }
+    Tensor g = std::move(n->grad_sum);
+    n->grad_sum = Tensor();
     if (auto leaf = n->leaf.lock()) {  // accumulator: add into .grad
       if (!g.defined()) continue;
       Tensor lg = g.dtype() == leaf->dtype ? std::move(g) : cast(g, leaf->dtype);
@@ -154,7 +158,7 @@ void backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) {
     }
     if (!g.defined()) {  // no gradient reached this node: release its inputs' dependency counts
       for (auto& e : n->next)
-        if (e && --deps[e.get()] == 0) ready.push_back(e.get());
+        if (e && --e->pending_consumers == 0) ready.push_back(e.get());
       if (!retain_graph) n->backward = nullptr;
       continue;
     }
@@ -171,9 +175,9 @@ void backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) {
         VT_CHECK(gs[i].shape() == n->input_shapes[i], "backward of '", n->name, "': gradient ", i, " has shape ",
                  gs[i].shape().str(), ", input has ", n->input_shapes[i].str());
         if (gs[i].dtype() != n->input_dtypes[i]) gs[i] = cast(gs[i], n->input_dtypes[i]);
-        accumulate(pending[e], gs[i]);
+        accumulate(e->grad_sum, gs[i]);
       }
-      if (--deps[e] == 0) ready.push_back(e);
+      if (--e->pending_consumers == 0) ready.push_back(e);
     }
   }
 }

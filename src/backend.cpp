@@ -3,6 +3,9 @@
 
 #include <atomic>
 #include <cmath>
+#include <map>
+#include <mutex>
+#include <string>
 
 #include "cpu_backend.h"
 #include "vt/ops.h"
@@ -11,6 +14,33 @@
 namespace vt::kernels {
 
 static Backend* g_cuda = nullptr;
+
+// Function-local so that registrars in other translation units can run first.
+static std::map<std::pair<std::string, DeviceType>, void*>& kernel_map() {
+  static std::map<std::pair<std::string, DeviceType>, void*> m;
+  return m;
+}
+static std::mutex& kernel_mutex() {
+  static std::mutex m;
+  return m;
+}
+void register_kernel(const char* name, DeviceType dev, void* fn) {
+  std::lock_guard<std::mutex> lock(kernel_mutex());
+  kernel_map()[{name, dev}] = fn;
+}
+void* find_kernel(const char* name, DeviceType dev) {
+  if (dev == DeviceType::CUDA) (void)backend(Device::cuda());  // makes the CUDA library register
+  std::lock_guard<std::mutex> lock(kernel_mutex());
+  auto it = kernel_map().find({name, dev});
+  return it == kernel_map().end() ? nullptr : it->second;
+}
+bool supports(const char* name, Device d) {
+  try {
+    return find_kernel(name, d.type) != nullptr;
+  } catch (const Error&) {
+    return false;
+  }
+}
 void register_cuda_backend(Backend* b) { g_cuda = b; }
 
 Backend& cpu_backend() {
@@ -18,8 +48,21 @@ Backend& cpu_backend() {
   return b;
 }
 
+#ifdef VT_WITH_CUDA
+}  // namespace vt::kernels
+namespace vt::cuda {
+// Defined in cuda/: creates the CUDA backend and registers its kernels (once). Referencing it
+// here also keeps the linker from dropping the CUDA objects out of the static library.
+kernels::Backend* ensure_registered();
+}  // namespace vt::cuda
+namespace vt::kernels {
+#endif
+
 Backend& backend(Device d) {
   if (d.is_cpu()) return cpu_backend();
+#ifdef VT_WITH_CUDA
+  if (!g_cuda) g_cuda = vt::cuda::ensure_registered();
+#endif
   VT_CHECK(g_cuda != nullptr, "device ", d.str(), ": this build of vt has no CUDA backend (configure with VT_CUDA=ON)");
   return *g_cuda;
 }

@@ -16,19 +16,6 @@ namespace vt::cpu {
 using kernels::BinaryOp;
 using kernels::UnaryOp;
 
-std::shared_ptr<Storage> CpuBackend::allocate(size_t nbytes) {
-  // 64-byte alignment (one cache line, one AVX-512 vector); at least one line so data() is valid.
-  size_t padded = std::max<size_t>((nbytes + 63) / 64 * 64, 64);
-  void* p = std::aligned_alloc(64, padded);
-  VT_CHECK(p != nullptr, "cpu: out of memory allocating ", nbytes, " bytes");
-  auto s = std::make_shared<Storage>();
-  s->data = p;
-  s->nbytes = nbytes;
-  s->device = Device::cpu();
-  s->owner = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
-  return s;
-}
-
 // ---- copy with cast ----------------------------------------------------------------------------
 template <class S, class D>
 static void copy_typed(const Tensor& src, const Tensor& dst) {
@@ -72,7 +59,7 @@ static void copy_cast(const Tensor& src, const Tensor& dst) {
       for (int64_t i = 0; i < n; ++i) store<D>(p[0] + i * st[0], static_cast<int64_t>(load<S>(p[1] + i * st[1]) != 0));
     });
   } else if constexpr (std::is_same_v<compute_t<S>, double> && (std::is_same_v<D, bf16> || std::is_same_v<D, f16>)) {
-    // f64 -> bf16/f16 rounds once, directly from double (as c10 does), not via float.
+    // f64 -> bf16/f16 as PyTorch does it: through float (two roundings), see half.h.
     for_each<2>(dst.shape(), {&dst, &src}, [](char** p, const int64_t* st, int64_t n) {
       for (int64_t i = 0; i < n; ++i) {
         double v = load<S>(p[1] + i * st[1]);

@@ -271,40 +271,61 @@ void part_range(int64_t len, int unit, int parts, int i, int64_t& begin, int64_t
 
 // ---- the direct path for small or thin problems -----------------------------------------------
 
+// One block of C, rows [i0, i0 + mt), columns [j0, j0 + jn), mt * jn <= kDirectTile, accumulated
+// in a stack tile. Fewer rows make wider blocks, so a GEMV streams long runs of each B row.
+constexpr int kDirectRows = 8, kDirectTile = 4096;
+
 template <class T, class PA, class PB>
-void gemm_direct_row(int64_t i, int64_t j0, int64_t jn, int64_t K, T alpha,
-                     const typename PA::S* A, int64_t rsA, int64_t csA, const typename PB::S* B,
-                     int64_t rsB, int64_t csB, T beta, T* C, int64_t rsC, int64_t csC) {
-  constexpr int JB = 64;
-  T acc[JB];
-  const typename PA::S* a = A + i * rsA;
-  if (iabs(csB) <= iabs(rsB) || K < 16) {  // axpy form: acc[j] += A(i,k) * B(k, j)
-    for (int q = 0; q < jn; ++q) acc[q] = T(0);
+void gemm_direct_block(int64_t i0, int mt, int64_t j0, int jn, int64_t K, T alpha,
+                       const typename PA::S* A, int64_t rsA, int64_t csA, const typename PB::S* B,
+                       int64_t rsB, int64_t csB, T beta, T* C, int64_t rsC, int64_t csC) {
+  alignas(64) T tile[kDirectTile];
+  auto acc = [&](int i) { return tile + i * jn; };  // acc(i)[q]: C[i0 + i, j0 + q]
+  if (iabs(csB) <= iabs(rsB) || K < 16) {
+    // axpy form: acc[i][j] += A(i,k) * B(k,j), one (widened) B row segment shared by mt rows.
+    alignas(64) T brow[kDirectTile];
+    for (int q = 0; q < mt * jn; ++q) tile[q] = T(0);
     for (int64_t k = 0; k < K; ++k) {
-      const T aik = PA::at(a + k * csA);
       const typename PB::S* b = B + k * rsB + j0 * csB;
       if (csB == 1)
-        for (int q = 0; q < jn; ++q) acc[q] += aik * PB::at(b + q);
+        for (int q = 0; q < jn; ++q) brow[q] = PB::at(b + q);
       else
-        for (int q = 0; q < jn; ++q) acc[q] += aik * PB::at(b + q * csB);
+        for (int q = 0; q < jn; ++q) brow[q] = PB::at(b + q * csB);
+      for (int i = 0; i < mt; ++i) {
+        const T aik = PA::at(A + (i0 + i) * rsA + k * csA);
+        T* __restrict__ row = acc(i);
+        for (int q = 0; q < jn; ++q) row[q] += aik * brow[q];
+      }
     }
-  } else {  // dot form (B columns contiguous): 16 partial sums per element, added in a fixed tree
-    for (int q = 0; q < jn; ++q) {
-      const typename PB::S* b = B + (j0 + q) * csB;
-      T part[16] = {};
-      int64_t k = 0;
-      for (; k + 16 <= K; k += 16)
-        for (int l = 0; l < 16; ++l) part[l] += PA::at(a + (k + l) * csA) * PB::at(b + (k + l) * rsB);
-      for (int l = 0; k + l < K; ++l) part[l] += PA::at(a + (k + l) * csA) * PB::at(b + (k + l) * rsB);
-      for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; ++l) part[l] += part[l + w];
-      acc[q] = part[0];
-    }
+  } else {
+    // dot form (B columns contiguous, as in x . W^T): 16 partial sums per element, then a fixed
+    // tree, so the order is the same for every element.
+    for (int i = 0; i < mt; ++i)
+      for (int q = 0; q < jn; ++q) {
+        const typename PA::S* a = A + (i0 + i) * rsA;
+        const typename PB::S* b = B + (j0 + q) * csB;
+        T part[16] = {};
+        int64_t k = 0;
+        if (csA == 1 && rsB == 1) {
+          for (; k + 16 <= K; k += 16)
+            for (int l = 0; l < 16; ++l) part[l] += PA::at(a + k + l) * PB::at(b + k + l);
+        } else {
+          for (; k + 16 <= K; k += 16)
+            for (int l = 0; l < 16; ++l)
+              part[l] += PA::at(a + (k + l) * csA) * PB::at(b + (k + l) * rsB);
+        }
+        for (int l = 0; k + l < K; ++l) part[l] += PA::at(a + (k + l) * csA) * PB::at(b + (k + l) * rsB);
+        for (int w = 8; w >= 1; w /= 2)
+          for (int l = 0; l < w; ++l) part[l] += part[l + w];
+        acc(i)[q] = part[0];
+      }
   }
-  T* c = C + i * rsC + j0 * csC;
-  for (int q = 0; q < jn; ++q) {
-    T& cq = c[q * csC];
-    cq = beta == T(0) ? alpha * acc[q] : alpha * acc[q] + beta * cq;
+  for (int i = 0; i < mt; ++i) {
+    T* c = C + (i0 + i) * rsC + j0 * csC;
+    for (int q = 0; q < jn; ++q) {
+      T& cq = c[q * csC];
+      cq = beta == T(0) ? alpha * acc(i)[q] : alpha * acc(i)[q] + beta * cq;
+    }
   }
 }
 
@@ -312,14 +333,21 @@ template <class T, class PA, class PB>
 void gemm_direct(int64_t M, int64_t N, int64_t K, T alpha, const typename PA::S* A, int64_t rsA,
                  int64_t csA, const typename PB::S* B, int64_t rsB, int64_t csB, T beta, T* C,
                  int64_t rsC, int64_t csC, int threads) {
-  constexpr int JB = 64;
-  const int64_t chunks = (N + JB - 1) / JB, items = M * chunks;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t t = 0; t < items; ++t) {
-    const int64_t i = t / chunks, j0 = (t % chunks) * JB;
-    gemm_direct_row<T, PA, PB>(i, j0, std::min<int64_t>(JB, N - j0), K, alpha, A, rsA, csA, B, rsB,
-                               csB, beta, C, rsC, csC);
+  const int rows = int(std::min<int64_t>(kDirectRows, M)), cols = kDirectTile / rows;
+  const int64_t row_blocks = (M + rows - 1) / rows;
+  const int64_t col_blocks = (N + cols - 1) / cols, items = row_blocks * col_blocks;
+  auto run = [&](int64_t t) {
+    const int64_t i0 = (t / col_blocks) * rows, j0 = (t % col_blocks) * cols;
+    gemm_direct_block<T, PA, PB>(i0, int(std::min<int64_t>(rows, M - i0)), j0,
+                                 int(std::min<int64_t>(cols, N - j0)), K, alpha, A, rsA, csA, B,
+                                 rsB, csB, beta, C, rsC, csC);
+  };
+  if (threads <= 1 || items == 1) {  // no OpenMP region at all: tiny calls pay nothing for it
+    for (int64_t t = 0; t < items; ++t) run(t);
+    return;
   }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t t = 0; t < items; ++t) run(t);
 }
 
 // ---- entry ------------------------------------------------------------------------------------
@@ -344,8 +372,10 @@ void gemm_any(const KernelSet<T>& ks, int64_t M, int64_t N, int64_t K, T alpha,
                                   threads);
   }
   if (macs < 96.0 * 96 * 96) threads = 1;
+  if (threads == 1)
+    return gemm_block<T, PA, PB>(ks, M, N, K, alpha, A, rsA, csA, B, rsB, csB, beta, C, rsC, csC);
   const Split split = choose_split(threads, M, N, K, ks.mr, ks.nr, ks.mc);
-#pragma omp parallel num_threads(threads) if (threads > 1)
+#pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
     // A runtime that gave fewer threads than asked leaves the extra blocks to thread 0.

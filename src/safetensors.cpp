@@ -139,14 +139,26 @@ SafetensorsHeader parse_header(const uint8_t* buf, size_t len, const std::string
   if (n == 0 || text[0] != '{') fail_file(source, "header does not start with '{'");
   if (size_t bad = utf8_invalid_at(text, n); bad != n) fail_file(source, "header is not valid UTF-8 (byte ", bad, ")");
 
-  // Parse with a callback that refuses duplicate top-level keys and containers nested deeper than
-  // a valid header has (root object > entry object > shape array).
-  std::set<std::string> seen;
+  // Parse with a callback that refuses duplicate keys in any object (nlohmann would keep the last
+  // silently) and containers nested deeper than a valid header has (root object > entry object >
+  // shape array), which also bounds the parser's memory on hostile input.
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  std::string entry;                        // the top-level key being parsed
   auto guard = [&](int depth, json::parse_event_t event, json& parsed) {
-    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) && depth > 2)
+    using E = json::parse_event_t;
+    if ((event == E::object_start || event == E::array_start) && depth > 2)
       fail_file(source, "header JSON is nested deeper than a safetensors header can be");
-    if (event == json::parse_event_t::key && depth == 1 && !seen.insert(parsed.get<std::string>()).second)
-      fail_file(source, "duplicate key '", parsed.get<std::string>(), "' in header");
+    if (event == E::object_start) keys.emplace_back();
+    if (event == E::object_end && !keys.empty()) keys.pop_back();
+    if (event == E::key && !keys.empty()) {
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (depth == 1) entry = key;
+      if (!keys.back().insert(key).second) {
+        if (depth == 1) fail_file(source, "duplicate key '", key, "' in header");
+        if (entry == "__metadata__") fail_file(source, "__metadata__ has duplicate key '", key, "'");
+        fail_tensor(source, entry, "duplicate key '", key, "'");
+      }
+    }
     return true;
   };
   json root;

@@ -4,6 +4,8 @@
 // stored contiguous in ops_core.safetensors and then viewed ("t": transpose the last two dims,
 // "s2": every second row), parameters, PyTorch's outputs and the gradients of sum(out * gout).
 // `op_table()` maps each op name to the vt call; tests run every case on each device and compare.
+// Other op families (nn layers, losses, ...) keep their own table and fixture in the same format
+// (tests/op_table_<family>.h, tests/fixtures/<family>.{json,safetensors}) and reuse run_case().
 #pragma once
 #include <doctest/doctest.h>
 
@@ -195,7 +197,8 @@ inline const Fixture& load_fixture(const std::string& stem) {
 
 // Runs one case on `dev`: forward outputs, then gradients of sum(out0 * gout). Returns the list
 // of failures (empty when the case passes).
-inline std::vector<std::string> run_case(const nlohmann::json& c, const Fixture& fx, Device dev) {
+inline std::vector<std::string> run_case(const nlohmann::json& c, const Fixture& fx, Device dev,
+                                         const std::map<std::string, OpFn>& table = op_table()) {
   std::vector<std::string> fails;
   const std::string name = c["name"];
   std::vector<Tensor> inputs, bases;  // bases are the leaves that receive the gradients
@@ -207,7 +210,9 @@ inline std::vector<std::string> run_case(const nlohmann::json& c, const Fixture&
   }
   std::vector<Tensor> outs;
   try {
-    outs = op_table().at(c["op"])(inputs, c["args"]);
+    auto it = table.find(c["op"]);
+    if (it == table.end()) return {name + ": op '" + c["op"].get<std::string>() + "' missing from the op table"};
+    outs = it->second(inputs, c["args"]);
   } catch (const std::exception& e) {
     return {name + ": threw " + e.what()};
   }

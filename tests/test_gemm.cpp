@@ -28,7 +28,7 @@ const char* layout_name(Layout l) {
 template <class T>
 struct Mat {
   std::vector<T> buf;
-  int64_t R, S, off, rs, cs;
+  int64_t R, S, off = 0, rs = 0, cs = 0;
   static constexpr int64_t guard = 67;
   Mat(int64_t R_, int64_t S_, Layout l, T sentinel) : R(R_), S(S_) {
     int64_t span = 0;

@@ -200,6 +200,8 @@ TEST_CASE("safetensors: every malformed header is a vt::Error naming file and te
       {"meta_number", R"({"__metadata__":{"k":1}})", 0, "", "value of 'k'"},
       {"meta_array", R"({"__metadata__":[]})", 0, "", "__metadata__ is a JSON array"},
       {"duplicate", "{\"t\":{" + ok + "},\"t\":{" + ok + "}}", 8, "", "duplicate key 't'"},
+      {"duplicate_field", R"({"t":{"dtype":"F32","dtype":"F64","shape":[2],"data_offsets":[0,8]}})", 8, "t", "duplicate key 'dtype'"},
+      {"duplicate_meta", R"({"__metadata__":{"k":"a","k":"b"}})", 0, "", "__metadata__ has duplicate key 'k'"},
       {"deep", "{\"t\":{\"shape\":[[[[1]]]]}}", 0, "", "nested deeper"},
   };
   for (const Bad& c : cases) {

@@ -31,6 +31,10 @@ struct Node {
   std::vector<DType> input_dtypes;          // and casts it to its input's dtype
   std::function<grads(const Tensor&)> backward;
   std::weak_ptr<TensorImpl> leaf;  // set for the accumulator node of a leaf
+  // Engine scratch, valid only during one backward(): consumers not yet run, gradient summed so far.
+  uint64_t epoch = 0;          // which backward() last visited this node
+  int pending_consumers = 0;
+  Tensor grad_sum;
   bool is_accumulator() const { return !leaf.expired() || backward == nullptr; }
 };
 

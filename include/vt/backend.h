@@ -66,6 +66,29 @@ struct Backend {
 };
 
 Backend& backend(Device d);
+
+// Fused kernels beyond the core interface (rms_norm, attention, cross-entropy, AdamW, ...) are
+// registered by name per device type; the op that owns a kernel declares its signature next to
+// its definition, e.g. `using RmsNormForward = void(const Tensor& x, ...);`, and calls
+//   kernels::get<RmsNormForward>("rms_norm_forward", x.device())(x, ...);
+// A missing kernel is an error naming the kernel and the device (ggml's supports() made visible).
+void register_kernel(const char* name, DeviceType dev, void* fn);
+void* find_kernel(const char* name, DeviceType dev);  // nullptr when absent
+bool supports(const char* name, Device d);
+template <class Fn>
+Fn* get(const char* name, Device d) {
+  void* p = find_kernel(name, d.type);
+  VT_CHECK(p != nullptr, name, ": no kernel for device ", d.str());
+  return reinterpret_cast<Fn*>(p);
+}
+// Registers at static-initialisation time: `static kernels::Registrar r("rms_norm_forward",
+// DeviceType::CPU, &rms_norm_forward_cpu);` in the .cpp that defines the CPU kernel.
+struct Registrar {
+  template <class Fn>
+  Registrar(const char* name, DeviceType dev, Fn* fn) {
+    register_kernel(name, dev, reinterpret_cast<void*>(fn));
+  }
+};
 Backend& cpu_backend();
 // Registered by the CUDA library at start-up when it is linked in.
 void register_cuda_backend(Backend* b);

@@ -44,7 +44,8 @@ struct alignas(16) uint4x {
 using PhiloxBlock = uint4x;
 
 inline constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;  // round multipliers
-inline constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;  // key bumps (golden ratio, sqrt 3 - 1)
+// Key bumps: the fractional bits of the golden ratio and of sqrt(3) - 1.
+inline constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 
 namespace philox_detail {
 VT_HOST_DEVICE inline void mulhilo32(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {

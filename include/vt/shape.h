@@ -120,6 +120,7 @@ struct Layout {
   int ndim() const { return shape.size(); }
   int64_t numel() const { return shape.numel(); }
   bool is_contiguous() const {
+    if (numel() == 0) return true;
     int64_t s = 1;
     for (int i = ndim() - 1; i >= 0; --i) {
       if (shape[i] != 1 && strides[i] != s) return false;

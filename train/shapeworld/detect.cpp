@@ -16,10 +16,8 @@ float palette_hue_deg(int color) {
   return deg < 0 ? deg + 360.0f : deg;
 }
 
-// labels: (H, W); 0 = background, 1 + palette index otherwise.
-static std::vector<uint8_t> label_pixels(const Image& image, const DetectOptions& opt) {
-  // Compare angles through dot products with unit palette vectors: cos(angle) >= cos(max_hue).
-  std::array<float, kNumColors> ua{}, ub{};
+// Unit chroma vectors of the palette colours.
+static void palette_units(std::array<float, kNumColors>& ua, std::array<float, kNumColors>& ub) {
   for (int k = 0; k < kNumColors; ++k) {
     const PaletteColor& p = palette()[k];
     float a = (2.0f * p.r - p.g - p.b) * 0.5f, b = kHalfSqrt3 * (float(p.g) - float(p.b));
@@ -27,6 +25,13 @@ static std::vector<uint8_t> label_pixels(const Image& image, const DetectOptions
     ua[k] = a / n;
     ub[k] = b / n;
   }
+}
+
+// labels: (H, W); 0 = background, 1 + palette index otherwise. Angles are compared through dot
+// products with the unit palette vectors: cos(angle) >= cos(max_hue).
+static std::vector<uint8_t> label_pixels(const Image& image, const DetectOptions& opt,
+                                         const std::array<float, kNumColors>& ua,
+                                         const std::array<float, kNumColors>& ub) {
   const float min_c2 = opt.min_chroma * opt.min_chroma;
   const float cos_max = std::cos(opt.max_hue_deg * 0.01745329f);
   const size_t n = size_t(image.width) * image.height;
@@ -48,41 +53,112 @@ static std::vector<uint8_t> label_pixels(const Image& image, const DetectOptions
   return labels;
 }
 
-// Classifies one component: `mask` is (h, w) over its bounding box, 1 inside the component.
-static void classify_shape(Detection& d, const std::vector<uint8_t>& mask, int w, int h) {
-  float half = 0.5f * float(std::max(w, h));
-  float cx = 0.5f * float(w), cy = 0.5f * float(h);  // box centre in local coordinates
-  // Evaluate over the square box so a template may cover pixels outside the component's box.
-  int side = std::max(w, h);
-  int ox = (w - side) / 2, oy = (h - side) / 2;  // offset of the square's corner (<= 0)
-  float best_iou = -1;
-  for (int k = 0; k < kNumShapes; ++k) {
-    int inter = 0, uni = 0;
-    for (int y = oy; y < oy + side; ++y) {
-      for (int x = ox; x < ox + side; ++x) {
-        bool in_mask = x >= 0 && x < w && y >= 0 && y < h && mask[size_t(y) * w + x];
-        float u = (float(x) + 0.5f - cx) / half, v = (float(y) + 0.5f - cy) / half;
-        bool in_shape = shape_sdf(Shape(k), u, v) <= 0;
-        inter += in_mask && in_shape;
-        uni += in_mask || in_shape;
-      }
-    }
-    float iou = uni ? float(inter) / float(uni) : 0.0f;
-    if (iou > best_iou) best_iou = iou, d.shape = Shape(k);
+// Fraction of the box (2r x 2r) each canonical shape covers, and its centroid's offset below the
+// box centre in units of r (only the triangle's differs: the mean of its vertices' v is 1/3).
+static const float kFill[kNumShapes] = {0.78539816f, 1.0f, 0.5f, 0.5f, 5.0f / 9.0f};
+static const float kCentroidV[kNumShapes] = {0, 0, 1.0f / 3.0f, 0, 0};
+
+// In-place [1 2 1] / 4 blur of a (h, w) map, clamped borders.
+static void blur121(std::vector<float>& m, std::vector<float>& tmp, int w, int h) {
+  tmp.resize(m.size());
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      tmp[size_t(y) * w + x] = 0.25f * m[size_t(y) * w + std::max(x - 1, 0)] + 0.5f * m[size_t(y) * w + x] +
+                               0.25f * m[size_t(y) * w + std::min(x + 1, w - 1)];
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      m[size_t(y) * w + x] = 0.25f * tmp[size_t(std::max(y - 1, 0)) * w + x] + 0.5f * tmp[size_t(y) * w + x] +
+                             0.25f * tmp[size_t(std::min(y + 1, h - 1)) * w + x];
+}
+
+// Classifies component `id` (bounding box [bx0, bx1) x [by0, by1)) by analysis by synthesis:
+//  - coverage alpha = projected chroma / the component's robust peak chroma, over the box grown
+//    by 3 px, zero on pixels of other components; the anti-aliased and blurred fringe that fell
+//    below the labelling threshold is counted too;
+//  - for each kind, the template of equal area and centroid (blur and anti-aliasing preserve
+//    both) is drawn with the renderer's coverage rule, unblurred and blurred by 1 and 2 passes;
+//  - the kind whose best template has the highest soft IoU sum(min) / sum(max) wins.
+static void classify(Detection& d, const Image& image, const std::vector<int>& comp, int id, float ua, float ub,
+                     const std::vector<float>& member_proj) {
+  const int W = image.width, H = image.height;
+  const int x0 = std::max(0, d.x0 - 3), y0 = std::max(0, d.y0 - 3);
+  const int x1 = std::min(W, d.x1 + 3), y1 = std::min(H, d.y1 + 3);
+  const int w = x1 - x0, h = y1 - y0;
+  // Robust peak: the 80th percentile of the members' projected chroma.
+  std::vector<float> proj = member_proj;
+  size_t q = proj.size() * 4 / 5;
+  std::nth_element(proj.begin(), proj.begin() + q, proj.end());
+  const float peak = std::max(proj[q], 1.0f);
+  auto projected = [&](int x, int y) {
+    const uint8_t* p = image.px(x, y);
+    float a = (2.0f * p[0] - p[1] - p[2]) * 0.5f, b = kHalfSqrt3 * (float(p[1]) - float(p[2]));
+    return a * ua + b * ub;
+  };
+  // Background level: the median projection on the free pixels of the grown box's outer ring. A
+  // colour cast (jitter) gives the background a small chroma that would otherwise count as fringe.
+  std::vector<float> ring;
+  for (int y = y0; y < y1; ++y)
+    for (int x = x0; x < x1; ++x)
+      if ((y == y0 || y == y1 - 1 || x == x0 || x == x1 - 1) && comp[size_t(y) * W + x] < 0) ring.push_back(projected(x, y));
+  float base = 0;
+  if (!ring.empty()) {
+    std::nth_element(ring.begin(), ring.begin() + ring.size() / 2, ring.end());
+    base = std::min(ring[ring.size() / 2], 0.5f * peak);
   }
-  d.shape_iou = best_iou;
+  std::vector<float> alpha(size_t(w) * h, 0.0f);  // alpha: (h, w)
+  double mass = 0, mx = 0, my = 0;
+  for (int y = y0; y < y1; ++y) {
+    for (int x = x0; x < x1; ++x) {
+      int c = comp[size_t(y) * W + x];
+      if (c >= 0 && c != id) continue;
+      float al = std::clamp((projected(x, y) - base) / (peak - base), 0.0f, 1.0f);
+      // Outside the component, weak responses are background noise, not fringe.
+      if (c < 0 && al < 0.2f) al = 0;
+      alpha[size_t(y - y0) * w + (x - x0)] = al;
+      mass += al, mx += al * (x + 0.5), my += al * (y + 0.5);
+    }
+  }
+  const float cx = float(mx / mass), cy = float(my / mass);
+  float best = -1;
+  std::vector<float> tmpl(alpha.size()), tmp;
+  for (int k = 0; k < kNumShapes; ++k) {
+    const float r = std::sqrt(float(mass) / (4.0f * kFill[k]));
+    const float ox = cx, oy = cy - kCentroidV[k] * r;
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        float u = (float(x + x0) + 0.5f - ox) / r, v = (float(y + y0) + 0.5f - oy) / r;
+        tmpl[size_t(y) * w + x] = std::clamp(0.5f - shape_sdf(Shape(k), u, v) * r, 0.0f, 1.0f);
+      }
+    for (int pass = 0; pass <= 2; ++pass) {
+      if (pass > 0) blur121(tmpl, tmp, w, h);
+      double lo = 0, hi = 0;
+      for (size_t i = 0; i < alpha.size(); ++i) lo += std::min(alpha[i], tmpl[i]), hi += std::max(alpha[i], tmpl[i]);
+      float iou = hi > 0 ? float(lo / hi) : 0.0f;
+      if (iou > best) best = iou, d.shape = Shape(k), d.cx = ox, d.cy = oy, d.r = r;
+    }
+  }
+  d.shape_iou = best;
 }
 
 std::vector<Detection> detect_objects(const Image& image, const DetectOptions& opt) {
   const int W = image.width, H = image.height;
   std::vector<Detection> out;
   if (W <= 0 || H <= 0) return out;
-  std::vector<uint8_t> labels = label_pixels(image, opt);
+  std::array<float, kNumColors> ua{}, ub{};
+  palette_units(ua, ub);
+  std::vector<uint8_t> labels = label_pixels(image, opt, ua, ub);
+  struct Kept {
+    Detection d;
+    int id;
+    std::vector<float> proj;  // projected chroma of the members
+  };
+  std::vector<Kept> kept;
   const int min_area = std::max(opt.min_area_px, int(opt.min_area_frac * float(W) * float(H)));
   const float size_threshold = 0.5f * (half_extent(SizeClass::small, std::min(W, H)) +
                                        half_extent(SizeClass::large, std::min(W, H)));
   std::vector<int> comp(size_t(W) * H, -1);  // comp: (H, W) component id, -1 = none yet
   std::vector<int> stack, members;
+  std::vector<float> member_proj;
   int next_id = 0;
   for (int start = 0; start < W * H; ++start) {
     if (labels[start] == 0 || comp[start] >= 0) continue;
@@ -111,12 +187,19 @@ std::vector<Detection> detect_objects(const Image& image, const DetectOptions& o
     d.color = lab - 1;
     d.area = int(members.size());
     d.x0 = x0, d.y0 = y0, d.x1 = x1 + 1, d.y1 = y1 + 1;
-    d.cx = 0.5f * float(d.x0 + d.x1), d.cy = 0.5f * float(d.y0 + d.y1);
-    int w = d.x1 - d.x0, h = d.y1 - d.y0;
-    std::vector<uint8_t> mask(size_t(w) * h, 0);
-    for (int i : members) mask[size_t(i / W - d.y0) * w + (i % W - d.x0)] = 1;
-    classify_shape(d, mask, w, h);
-    d.size = 0.5f * float(std::max(w, h)) > size_threshold ? SizeClass::large : SizeClass::small;
+    member_proj.clear();
+    for (int i : members) {
+      const uint8_t* p = &image.rgb[size_t(i) * 3];
+      float a = (2.0f * p[0] - p[1] - p[2]) * 0.5f, b = kHalfSqrt3 * (float(p[1]) - float(p[2]));
+      member_proj.push_back(a * ua[d.color] + b * ub[d.color]);
+    }
+    kept.push_back({d, id, member_proj});
+  }
+  // Classification needs the final component map (to mask out neighbours), so it runs last.
+  for (auto& [d, id, proj] : kept) {
+    classify(d, image, comp, id, ua[d.color], ub[d.color], proj);
+    if (d.shape_iou < opt.min_shape_iou) continue;
+    d.size = d.r > size_threshold ? SizeClass::large : SizeClass::small;
     out.push_back(d);
   }
   std::stable_sort(out.begin(), out.end(), [](const Detection& a, const Detection& b) { return a.area > b.area; });
@@ -124,7 +207,7 @@ std::vector<Detection> detect_objects(const Image& image, const DetectOptions& o
 }
 
 unsigned relations(const Detection& a, const Detection& b) {
-  return relations(a.cx, a.cy, a.width(), a.height(), b.cx, b.cy, b.width(), b.height());
+  return relations(a.cx, a.cy, 2 * a.r, 2 * a.r, b.cx, b.cy, 2 * b.r, 2 * b.r);
 }
 
 }  // namespace vt::shapes

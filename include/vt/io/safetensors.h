@@ -13,9 +13,9 @@
 //     tensors or trailing bytes after the last are errors (upstream: InvalidOffset and
 //     MetadataIncompleteBuffer), as are overlaps;
 //   - numel * dtype size == end - begin, computed without overflow.
-// vt adds: duplicate keys in the header are errors (upstream keeps the last one silently, which
-// then fails its coverage check anyway), and dtypes vt has no DType for (I8, U16, F8_*, ...) are
-// errors naming the tensor. Unknown fields inside a tensor entry are ignored, as upstream does.
+// vt adds: a duplicate key in any object of the header is an error (upstream rejects a repeated
+// field of an entry but keeps the last of two same-named tensors or metadata keys silently), and
+// dtypes vt has no DType for (I8, U16, F8_*, ...) are errors naming the tensor. Unknown fields inside a tensor entry are ignored, as upstream does.
 // Every failure is a vt::Error naming the file and, where there is one, the tensor.
 //
 // Alignment: the header is padded with spaces so the data section starts 8-byte aligned in the

@@ -1,0 +1,118 @@
+// bench_nn_functional.cpp: forward+backward time of vt's fused norms and the fused cross-entropy,
+// 2 threads, against bench/torch_nn_functional.py (PyTorch eager, 2 threads) on the same machine.
+//
+//   ./bench_nn_functional                     then   python3 bench/torch_nn_functional.py
+//
+// Cases (f32, one iteration = forward, backward, then the gradients are dropped):
+//   rms_norm/8192x2048     y = rms_norm(x, w);       backward of sum(y * gy)
+//   layer_norm/8192x2048   y = layer_norm(x, w, b);  backward of sum(y * gy)
+//   cross_entropy/2048x152064  loss = cross_entropy(z, y) (mean, 5% ignored rows); loss.backward()
+// Memory (cross_entropy only): counter peak_over_logits = (peak RSS during one forward+backward -
+// RSS before it) / logits bytes. The peak is reset first by writing "5" to /proc/self/clear_refs
+// (Linux resets VmHWM to the current RSS), so it is the high-water mark of that one step. The
+// first step is the one measured: its buffers are fresh mappings, so RSS counts exactly the pages
+// the step touched (later steps reuse the gradient's block from the allocator's cache).
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "vt/nn/loss.h"
+#include "vt/nn/norm.h"
+#include "vt/random.h"
+
+using namespace vt;
+
+namespace {
+
+constexpr int kThreads = 2;
+
+// VmRSS or VmHWM of this process, in bytes.
+int64_t proc_status_kb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::string(key).size() + 1)) * 1024;
+  return -1;
+}
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  return f.good();
+}
+
+void BM_rms_norm(benchmark::State& state) {
+  omp_set_num_threads(kThreads);
+  Generator g(1);
+  Tensor x = randn({8192, 2048}, DType::F32, &g).requires_grad_();
+  Tensor w = randn({2048}, DType::F32, &g).requires_grad_();
+  Tensor gy = randn({8192, 2048}, DType::F32, &g);
+  for (auto _ : state) {
+    Tensor y = nn::rms_norm(x, w, 1e-6);
+    y.backward(gy);
+    benchmark::DoNotOptimize(x.grad().raw_data());
+    x.zero_grad();
+    w.zero_grad();
+  }
+}
+
+void BM_layer_norm(benchmark::State& state) {
+  omp_set_num_threads(kThreads);
+  Generator g(2);
+  Tensor x = randn({8192, 2048}, DType::F32, &g).requires_grad_();
+  Tensor w = randn({2048}, DType::F32, &g).requires_grad_(), b = randn({2048}, DType::F32, &g).requires_grad_();
+  Tensor gy = randn({8192, 2048}, DType::F32, &g);
+  for (auto _ : state) {
+    Tensor y = nn::layer_norm(x, {2048}, w, b, 1e-5);
+    y.backward(gy);
+    benchmark::DoNotOptimize(x.grad().raw_data());
+    x.zero_grad();
+    w.zero_grad();
+    b.zero_grad();
+  }
+}
+
+void BM_cross_entropy(benchmark::State& state) {
+  omp_set_num_threads(kThreads);
+  const int64_t N = 2048, C = 152064;
+  Generator g(3);
+  Tensor z = randn({N, C}, DType::F32, &g).requires_grad_();
+  Tensor y = randint(0, C, {N}, DType::I64, &g);
+  Tensor ignore = lt(rand({N}, DType::F32, &g), 0.05);
+  y = where(ignore, full({N}, -100, DType::I64), y);
+  auto step = [&] {
+    Tensor loss = nn::cross_entropy(z, y);
+    loss.backward();
+    benchmark::DoNotOptimize(z.grad().raw_data());
+    z.zero_grad();
+  };
+  // The first step is measured: later ones reuse the gradient's block from the CPU allocator's
+  // cache (src/cpu_allocator.cpp), which RSS would not show as new memory.
+  double peak_ratio = -1;
+  if (reset_peak_rss()) {
+    int64_t before = proc_status_kb("VmRSS:");
+    step();
+    peak_ratio = double(proc_status_kb("VmHWM:") - before) / double(z.nbytes());
+  } else {
+    step();
+  }
+  for (auto _ : state) step();
+  state.counters["peak_over_logits"] = peak_ratio;
+}
+
+}  // namespace
+
+BENCHMARK(BM_rms_norm)->Name("rms_norm/8192x2048/fwd+bwd")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_layer_norm)->Name("layer_norm/8192x2048/fwd+bwd")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_cross_entropy)->Name("cross_entropy/2048x152064/fwd+bwd")->Unit(benchmark::kMillisecond)->UseRealTime()
+    ->MinTime(3.0);
+
+int main(int argc, char** argv) {
+  omp_set_num_threads(kThreads);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

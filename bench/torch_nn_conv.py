@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""PyTorch baseline for bench/bench_nn_conv.cpp: the same cases, eager mode, 2 threads, f32.
+
+Prints ms/iter (median of timed batches after warm-up) for each row of the C++ benchmark.
+    python3 bench/torch_nn_conv.py
+"""
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(2)
+N, C, HW = 4, 128, 64
+
+
+def timeit(fn, min_time=2.0):
+    for _ in range(3):
+        fn()
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < min_time or len(times) < 5:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def conv_case(stride, pad):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, C, HW, HW, generator=g, requires_grad=True)
+    w = (torch.randn(C, C, 3, 3, generator=g) * 0.03).requires_grad_()
+    b = torch.randn(C, generator=g, requires_grad=True)
+    fwd = lambda: F.conv2d(F.pad(x, pad), w, b, stride=stride)
+    with torch.no_grad():
+        gout = torch.randn_like(fwd())
+
+    def fwd_only():
+        with torch.no_grad():
+            fwd()
+
+    def fwd_bwd():
+        y = fwd()
+        y.backward(gout)
+        x.grad = w.grad = b.grad = None
+
+    return fwd_only, fwd_bwd
+
+
+def interp_case(mode, out):
+    x = torch.randn(N, C, HW, HW, requires_grad=True)
+    gout = torch.randn(N, C, out, out)
+
+    def run():
+        y = F.interpolate(x, size=(out, out), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+        y.backward(gout)
+        x.grad = None
+
+    return run
+
+
+f, fb = conv_case(1, (1, 1, 1, 1))
+_, fb2 = conv_case(2, (0, 1, 0, 1))
+rows = [("BM_conv_forward/3x3_p1", f), ("BM_conv_forward_backward/3x3_p1", fb),
+        ("BM_conv_forward_backward/3x3_s2_pad0101", fb2),
+        ("BM_interpolate/bilinear_64_to_45", interp_case("bilinear", 45)),
+        ("BM_interpolate/area_64_to_24", interp_case("area", 24))]
+print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, mkldnn {torch.backends.mkldnn.is_available()}")
+for name, fn in rows:
+    print(f"{name:45s} {timeit(fn):9.2f} ms")

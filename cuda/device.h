@@ -1,0 +1,50 @@
+// device.h: per-device state of the CUDA backend: the one stream all vt work on a device is ordered
+// on, the multiprocessor count (launch sizing), a device-side error slot for index validation, and
+// a guard that makes a tensor's device current for the duration of an op.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "check.h"
+#include "vt/shape.h"
+
+namespace vt::cuda {
+
+struct DeviceContext {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  int sm_count = 0;
+  size_t l2_bytes = 0;
+  // Index validation: kernels that find a bad index record it here (see IndexError in index.cu);
+  // the host reads it back after the kernel. Device memory, plus a pinned host mirror.
+  int64_t* error_slot = nullptr;
+  int64_t* error_host = nullptr;
+};
+
+// Created on first use (stream, properties, error slot); never destroyed (the driver frees all at
+// exit, and tensors released during static destruction must still find their device).
+DeviceContext& context(int device);
+
+// Makes `device` current while alive; restores the previous device afterwards.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  explicit DeviceGuard(Device d) : DeviceGuard(d.index) {}
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = -1;
+};
+
+// Grid for a grid-stride loop over `work` items with `threads` per block: enough blocks to fill
+// the device several times over, never more than the work needs (and within the grid limit).
+inline unsigned grid_for(int64_t work, int threads, const DeviceContext& ctx, int blocks_per_sm = 8) {
+  const int64_t need = (work + threads - 1) / threads;
+  const int64_t cap = static_cast<int64_t>(ctx.sm_count) * blocks_per_sm;
+  return static_cast<unsigned>(need < 1 ? 1 : (need < cap ? need : cap));
+}
+
+}  // namespace vt::cuda

@@ -1,0 +1,274 @@
+// nn_conv.cpp: conv2d forward and backward on the CPU through im2col + the strided GEMM, and the
+// Conv3d patch embedding as a matmul.
+//
+// Per image n (K = C*kh*kw, P = Ho*Wo):
+//   forward   col (K, P) = im2col(x[n]);   out[n] (O, P) = w (O, K) @ col + bias
+//   backward  dw (O, K) += g[n] (O, P) @ col^T        (col recomputed: storing it costs K*P per image)
+//             dcol (K, P) = w^T (K, O) @ g[n];  dx[n] = col2im(dcol)
+//             db (O)     = sum over n, p of g[n]
+// Images run one after another so that each GEMM gets all OpenMP threads (the GEMM splits C into
+// blocks, never K); im2col splits its K rows and col2im its C planes across threads, so every
+// element is summed in the same order with any thread count: results are bitwise reproducible.
+// A 1x1 conv with stride 1 and no padding skips im2col: x[n] viewed as (C, H*W) is already col.
+// The arithmetic is in T (f32 or f64); the op layer widens bf16/f16 to f32 and rounds the output
+// once, which is PyTorch's CPU behaviour for 16-bit convs (f32 accumulation).
+#include "vt/nn/conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "vt/backend.h"
+#include "vt/cpu/gemm.h"
+#include "vt/ops.h"
+
+namespace vt::nn {
+namespace {
+
+// Below this many elements a copy loop runs on one thread.
+constexpr int64_t kGrain = 1 << 15;
+
+struct ConvGeom {
+  int64_t N, C, H, W, O, kh, kw, Ho, Wo;
+  int64_t K() const { return C * kh * kw; }
+  int64_t P() const { return Ho * Wo; }
+};
+
+ConvGeom geometry(const Tensor& x, const Tensor& w, const Conv2dOptions& o) {
+  ConvGeom g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), 0, 0};
+  g.Ho = (g.H + o.pad.top + o.pad.bottom - g.kh) / o.stride_h + 1;
+  g.Wo = (g.W + o.pad.left + o.pad.right - g.kw) / o.stride_w + 1;
+  return g;
+}
+
+bool is_pointwise(const ConvGeom& g, const Conv2dOptions& o) {
+  return g.kh == 1 && g.kw == 1 && o.stride_h == 1 && o.stride_w == 1 && o.pad.left == 0 && o.pad.right == 0 &&
+         o.pad.top == 0 && o.pad.bottom == 0;
+}
+
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t rsA, int64_t csA, const float* B, int64_t rsB,
+          int64_t csB, float beta, float* C, int64_t rsC) {
+  cpu::gemm_f32(M, N, K, 1.0f, A, rsA, csA, B, rsB, csB, beta, C, rsC, 1);
+}
+void gemm(int64_t M, int64_t N, int64_t K, const double* A, int64_t rsA, int64_t csA, const double* B, int64_t rsB,
+          int64_t csB, double beta, double* C, int64_t rsC) {
+  cpu::gemm_f64(M, N, K, 1.0, A, rsA, csA, B, rsB, csB, beta, C, rsC, 1);
+}
+
+// Input column of output column ow for kernel tap j: iw = ow*stride - left + j. Returns the range
+// [lo, hi) of ow whose iw falls inside [0, W).
+inline void valid_range(int64_t j, int64_t stride, int64_t pad, int64_t W, int64_t Wo, int64_t& lo, int64_t& hi) {
+  // smallest ow with ow*stride >= pad - j, and smallest ow with ow*stride >= W + pad - j
+  auto ceil_div = [](int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; };
+  lo = std::min(Wo, ceil_div(pad - j, stride));
+  hi = std::min(Wo, ceil_div(W + pad - j, stride));
+  hi = std::max(hi, lo);
+}
+
+// x: (C, H, W) -> col: (C*kh*kw, Ho*Wo); padded taps read as 0.
+template <class T>
+void im2col(const T* x, const ConvGeom& g, const Conv2dOptions& o, T* col) {
+  const int64_t K = g.K(), P = g.P();
+#pragma omp parallel for schedule(static) if (K * P > kGrain)
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t c = k / (g.kh * g.kw), i = (k / g.kw) % g.kh, j = k % g.kw;
+    int64_t lo, hi;
+    valid_range(j, o.stride_w, o.pad.left, g.W, g.Wo, lo, hi);
+    const T* xc = x + c * g.H * g.W;
+    T* row = col + k * P;
+    for (int64_t oh = 0; oh < g.Ho; ++oh) {
+      T* r = row + oh * g.Wo;
+      const int64_t ih = oh * o.stride_h - o.pad.top + i;
+      if (ih < 0 || ih >= g.H) {
+        std::fill(r, r + g.Wo, T(0));
+        continue;
+      }
+      const T* xr = xc + ih * g.W - o.pad.left + j;  // xr[ow*stride] is x[c, ih, iw]
+      std::fill(r, r + lo, T(0));
+      if (o.stride_w == 1) std::memcpy(r + lo, xr + lo, sizeof(T) * (hi - lo));
+      else for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * o.stride_w];
+      std::fill(r + hi, r + g.Wo, T(0));
+    }
+  }
+}
+
+// The transpose of im2col: dx (C, H, W) = sum of dcol's taps. One thread per channel plane, taps in
+// a fixed order, so the sum does not depend on the thread count.
+template <class T>
+void col2im(const T* dcol, const ConvGeom& g, const Conv2dOptions& o, T* dx) {
+  const int64_t P = g.P();
+#pragma omp parallel for schedule(static) if (g.K() * P > kGrain)
+  for (int64_t c = 0; c < g.C; ++c) {
+    T* dxc = dx + c * g.H * g.W;
+    std::fill(dxc, dxc + g.H * g.W, T(0));
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const T* row = dcol + ((c * g.kh + i) * g.kw + j) * P;
+        int64_t lo, hi;
+        valid_range(j, o.stride_w, o.pad.left, g.W, g.Wo, lo, hi);
+        for (int64_t oh = 0; oh < g.Ho; ++oh) {
+          const int64_t ih = oh * o.stride_h - o.pad.top + i;
+          if (ih < 0 || ih >= g.H) continue;
+          T* xr = dxc + ih * g.W - o.pad.left + j;
+          const T* r = row + oh * g.Wo;
+          for (int64_t ow = lo; ow < hi; ++ow) xr[ow * o.stride_w] += r[ow];
+        }
+      }
+  }
+}
+
+// ---- CPU kernels (registered below) ------------------------------------------------------------
+template <class T>
+void forward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& b_, const Conv2dOptions& o, const Tensor& out_) {
+  const ConvGeom g = geometry(x_, w_, o);
+  const int64_t K = g.K(), P = g.P();
+  const T* x = x_.data<T>();  // x: (N, C, H, W)
+  const T* w = w_.data<T>();  // w: (O, K)
+  T* out = out_.data<T>();    // out: (N, O, P)
+  const bool pointwise = is_pointwise(g, o);
+  std::vector<T> col(pointwise ? 0 : size_t(K * P));  // col: (K, P)
+  for (int64_t n = 0; n < g.N; ++n) {
+    const T* xn = x + n * g.C * g.H * g.W;
+    if (!pointwise) im2col(xn, g, o, col.data());
+    T* on = out + n * g.O * P;
+    gemm(g.O, P, K, w, K, 1, pointwise ? xn : col.data(), P, 1, T(0), on, P);
+    if (b_.defined()) {
+      const T* b = b_.data<T>();
+#pragma omp parallel for schedule(static) if (g.O * P > kGrain)
+      for (int64_t oc = 0; oc < g.O; ++oc)
+        for (int64_t p = 0; p < P; ++p) on[oc * P + p] += b[oc];
+    }
+  }
+}
+
+template <class T>
+void backward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& g_, const Conv2dOptions& o, const Tensor& dx_,
+                  const Tensor& dw_, const Tensor& db_) {
+  const ConvGeom g = geometry(x_, w_, o);
+  const int64_t K = g.K(), P = g.P();
+  const T* x = x_.data<T>();     // x: (N, C, H, W), saved input
+  const T* w = w_.data<T>();     // w: (O, K), saved weight
+  const T* gout = g_.data<T>();  // grad_out: (N, O, P)
+  const bool pointwise = is_pointwise(g, o);
+  std::vector<T> col(dw_.defined() && !pointwise ? size_t(K * P) : 0);   // col: (K, P)
+  std::vector<T> dcol(dx_.defined() && !pointwise ? size_t(K * P) : 0);  // dcol: (K, P)
+  for (int64_t n = 0; n < g.N; ++n) {
+    const T* xn = x + n * g.C * g.H * g.W;
+    const T* gn = gout + n * g.O * P;
+    if (dw_.defined()) {  // dw (O, K) (+)= g[n] (O, P) @ col^T (P, K); col^T read in place
+      if (!pointwise) im2col(xn, g, o, col.data());
+      const T* cn = pointwise ? xn : col.data();
+      gemm(g.O, K, P, gn, P, 1, cn, 1, P, n == 0 ? T(0) : T(1), dw_.data<T>(), K);
+    }
+    if (dx_.defined()) {  // dcol (K, P) = w^T (K, O) @ g[n] (O, P); w^T read in place
+      T* dxn = dx_.data<T>() + n * g.C * g.H * g.W;
+      gemm(K, P, g.O, w, 1, K, gn, P, 1, T(0), pointwise ? dxn : dcol.data(), P);
+      if (!pointwise) col2im(dcol.data(), g, o, dxn);
+    }
+  }
+  if (g.N == 0 && dw_.defined()) std::fill(dw_.data<T>(), dw_.data<T>() + g.O * K, T(0));
+  if (db_.defined()) {  // db (O): per channel, images then positions in order, in double
+    T* db = db_.data<T>();
+#pragma omp parallel for schedule(static) if (g.N * g.O * P > kGrain)
+    for (int64_t oc = 0; oc < g.O; ++oc) {
+      double s = 0;
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t p = 0; p < P; ++p) s += double(gout[(n * g.O + oc) * P + p]);
+      db[oc] = T(s);
+    }
+  }
+}
+
+void conv2d_forward_cpu(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& o, const Tensor& out) {
+  if (x.dtype() == DType::F64) forward_cpu<double>(x, w, b, o, out);
+  else forward_cpu<float>(x, w, b, o, out);
+}
+void conv2d_backward_cpu(const Tensor& x, const Tensor& w, const Tensor& g, const Conv2dOptions& o, const Tensor& dx,
+                         const Tensor& dw, const Tensor& db) {
+  if (x.dtype() == DType::F64) backward_cpu<double>(x, w, g, o, dx, dw, db);
+  else backward_cpu<float>(x, w, g, o, dx, dw, db);
+}
+kernels::Registrar reg_fwd("conv2d_forward", DeviceType::CPU, &conv2d_forward_cpu);
+kernels::Registrar reg_bwd("conv2d_backward", DeviceType::CPU, &conv2d_backward_cpu);
+
+// The dtype the kernels compute in: f64 stays, every other float widens to f32.
+DType compute_dtype(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
+Tensor as_compute(const Tensor& t) {
+  if (!t.defined()) return t;
+  NoGradGuard ng;
+  return cast(t.detach(), compute_dtype(t.dtype())).contiguous();
+}
+
+void check_inputs(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& o) {
+  VT_CHECK(x.dim() == 4, "conv2d: input must be (N, C, H, W), got shape ", x.shape().str());
+  VT_CHECK(w.dim() == 4, "conv2d: weight must be (O, C, kh, kw), got shape ", w.shape().str());
+  VT_CHECK(is_floating(x.dtype()), "conv2d: input must be floating point, got ", dtype_name(x.dtype()));
+  VT_CHECK(w.dtype() == x.dtype(), "conv2d: input dtype ", dtype_name(x.dtype()), " differs from weight dtype ",
+           dtype_name(w.dtype()));
+  VT_CHECK(x.device() == w.device(), "conv2d: input on ", x.device().str(), ", weight on ", w.device().str());
+  VT_CHECK(x.size(1) == w.size(1), "conv2d: input ", x.shape().str(), " has ", x.size(1),
+           " channels, weight ", w.shape().str(), " expects ", w.size(1));
+  if (b.defined()) {
+    VT_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "conv2d: bias shape ", b.shape().str(), " does not match ",
+             w.size(0), " output channels");
+    VT_CHECK(b.dtype() == x.dtype() && b.device() == x.device(), "conv2d: bias is ", dtype_name(b.dtype()), " on ",
+             b.device().str(), ", input is ", dtype_name(x.dtype()), " on ", x.device().str());
+  }
+  VT_CHECK(o.stride_h > 0 && o.stride_w > 0, "conv2d: stride must be positive, got (", o.stride_h, ", ", o.stride_w,
+           ")");
+  VT_CHECK(o.pad.left >= 0 && o.pad.right >= 0 && o.pad.top >= 0 && o.pad.bottom >= 0,
+           "conv2d: padding must be non-negative, got (left ", o.pad.left, ", right ", o.pad.right, ", top ",
+           o.pad.top, ", bottom ", o.pad.bottom, ")");
+  const int64_t hp = x.size(2) + o.pad.top + o.pad.bottom, wp = x.size(3) + o.pad.left + o.pad.right;
+  VT_CHECK(w.size(2) >= 1 && w.size(3) >= 1 && hp >= w.size(2) && wp >= w.size(3), "conv2d: kernel (", w.size(2),
+           ", ", w.size(3), ") is larger than the padded input (", hp, ", ", wp, ") of input ", x.shape().str());
+}
+
+}  // namespace
+
+// ---- conv2d: forward, and its backward recorded beside it --------------------------------------
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dOptions& opt) {
+  check_inputs(x, w, bias, opt);
+  const ConvGeom g = geometry(x, w, opt);
+  const DType ct = compute_dtype(x.dtype());
+  Tensor xc = as_compute(x), wc = as_compute(w), bc = as_compute(bias);
+  Tensor out = empty({g.N, g.O, g.Ho, g.Wo}, {ct, x.device()});
+  kernels::get<kernels::Conv2dForward>("conv2d_forward", x.device())(xc, wc, bc, opt, out);
+  if (x.dtype() != ct) {
+    NoGradGuard ng;
+    out = cast(out, x.dtype());
+  }
+  // Saved for backward: the (widened, contiguous) input and weight; the bias is not needed.
+  autograd::record("conv2d", out, {x, w, bias}, [xc, wc, opt, ct, x, w, bias](const Tensor& gout) {
+    Tensor gc = as_compute(gout);
+    const Device d = gc.device();
+    Tensor dx = x.requires_grad() ? empty(xc.shape(), {ct, d}) : Tensor();
+    Tensor dw = w.requires_grad() ? empty(wc.shape(), {ct, d}) : Tensor();
+    Tensor db = bias.defined() && bias.requires_grad() ? empty(bias.shape(), {ct, d}) : Tensor();
+    kernels::get<kernels::Conv2dBackward>("conv2d_backward", d)(xc, wc, gc, opt, dx, dw, db);
+    return grads{dx, dw, db};  // the engine casts each to its input's dtype
+  });
+  return out;
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int64_t stride, int64_t padding) {
+  return conv2d(x, w, bias, Conv2dOptions{stride, stride, Padding2d::same(padding)});
+}
+
+// ---- Conv3d patch embedding (kernel == stride) ---------------------------------------------------
+Tensor conv3d_patch_embed(const Tensor& x, const Tensor& w) {
+  VT_CHECK(w.dim() == 5, "conv3d_patch_embed: weight must be (O, C, kt, kh, kw), got shape ", w.shape().str());
+  const int64_t O = w.size(0), K = w.numel() / std::max<int64_t>(O, 1);
+  if (x.dim() == 5)
+    for (int d = 1; d < 5; ++d)
+      VT_CHECK(x.size(d) == w.size(d), "conv3d_patch_embed: patch ", x.shape().str(), " does not match weight ",
+               w.shape().str(), " at dim ", d);
+  VT_CHECK(x.dim() == 5 || (x.dim() == 2 && x.size(1) == K), "conv3d_patch_embed: input ", x.shape().str(),
+           " is neither (S, ", K, ") flattened patches nor (S, C, kt, kh, kw) for weight ", w.shape().str());
+  // (S, K) @ (K, O): a flattened patch's column order (C, kt, kh, kw) is the weight's own order.
+  Tensor patches = cast(x.reshape({x.size(0), K}), w.dtype());
+  return matmul(patches, w.reshape({O, K}).t());
+}
+
+}  // namespace vt::nn

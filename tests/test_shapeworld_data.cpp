@@ -1,0 +1,254 @@
+// test_shapeworld_data.cpp: the dataset on disk: determinism, every record parses and points to
+// an existing image, held-out pairs stay out of train, and the file-level evaluators (generation,
+// understanding, edits) score references perfectly, reject wrong input and survive bad records.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "shapeworld/dataset.h"
+#include "shapeworld/evaluate.h"
+#include "shapeworld/language.h"
+#include "shapeworld/render.h"
+#include "shapeworld/tasks.h"
+
+using namespace vt::shapes;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A scratch directory removed at the end of the test case.
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& tag) {
+    path = fs::temp_directory_path() / ("vt_shapeworld_" + tag + "_" + std::to_string(getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string str() const { return path.string(); }
+};
+
+MakeOptions small_dataset(const std::string& dir, uint64_t seed) {
+  MakeOptions m;
+  m.out_dir = dir;
+  m.size = 64;
+  m.train = 48;
+  m.test = 36;
+  m.seed = seed;
+  return m;
+}
+
+// Every regular file under root, relative path -> bytes.
+std::map<std::string, std::string> snapshot(const fs::path& root) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(root))
+    if (e.is_regular_file()) out[fs::relative(e.path(), root).string()] = read_text(e.path().string());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("shapeworld data: the same seed writes the same files, another seed different ones") {
+  TempDir a("seed_a"), b("seed_b"), c("seed_c");
+  make_dataset(small_dataset(a.str(), 5));
+  make_dataset(small_dataset(b.str(), 5));
+  make_dataset(small_dataset(c.str(), 6));
+  auto sa = snapshot(a.path), sb = snapshot(b.path), sc = snapshot(c.path);
+  CHECK(sa.size() > 200);
+  CHECK(sa == sb);
+  CHECK(sa.at("test/generation.json") != sc.at("test/generation.json"));
+  CHECK(sa.at("train/images/000000.png") != sc.at("train/images/000000.png"));
+  for (const auto& [name, bytes] : sa) CHECK_MESSAGE(name.find(".tmp.") == std::string::npos, name);
+}
+
+TEST_CASE("shapeworld data: every record parses, has the training format and points to an existing image") {
+  TempDir d("records");
+  json manifest = make_dataset(small_dataset(d.str(), 9));
+  CHECK(json::parse(read_text(d.str() + "/manifest.json")) == manifest);
+  HeldOut held;
+  for (int s = 0; s < kNumShapes; ++s)
+    held.color_of_shape[size_t(s)] = parse_color(manifest["heldout"][size_t(s)]["color"].get<std::string>(), "manifest");
+  for (const char* split : {"train", "test"}) {
+    INFO(split);
+    const bool train = std::string(split) == "train";
+    auto image_exists = [&](const json& p) {
+      REQUIRE(p.is_string());
+      CHECK_MESSAGE(fs::is_regular_file(d.str() + "/" + p.get<std::string>()), p.get<std::string>());
+    };
+    auto no_heldout = [&](const json& objects) {
+      for (const json& o : objects) {
+        Object ob = object_from_json(o, split);
+        if (train) CHECK_FALSE(held.contains(ob.shape, ob.color));
+      }
+    };
+    auto gen = load_records(d.str() + "/" + split + "/generation.json");
+    CHECK(gen.size() == size_t(manifest["splits"][split]["scenes"].get<int>()));
+    int heldout_prompts = 0;
+    for (const json& r : gen) {
+      GenEvalMeta m = geneval_from_json(r.at("geneval"), r.at("id").get<std::string>());
+      CHECK(r["conversations"][0]["from"] == "human");
+      CHECK(r["conversations"][1]["value"].get<std::string>().ends_with("<image_gen>"));
+      CHECK(r["images"].size() == 1);
+      image_exists(r["images"][0]);
+      no_heldout(r["objects"]);
+      heldout_prompts += r["heldout"].get<bool>();
+      CHECK(m.prompt == geneval_phrase(m));
+    }
+    if (train) CHECK(heldout_prompts == 0);
+    else CHECK(heldout_prompts > 0);
+    for (const json& r : load_records(d.str() + "/" + split + "/understanding.json")) {
+      CHECK(r.at("image").is_string());
+      image_exists(r["image"]);
+      CHECK(r["conversations"][0]["value"].get<std::string>().starts_with("<image>\n"));
+      CHECK(r["conversations"][1]["from"] == "gpt");
+      if (train && r["task"] == "exist") {
+        // Not even a question names a held-out pair in train.
+        ObjectCounts named = parse_description(r["conversations"][0]["value"].get<std::string>());
+        for (const auto& [key, n] : named) CHECK_FALSE(held.contains(Shape(key.second), key.first));
+      }
+    }
+    for (const json& r : load_records(d.str() + "/" + split + "/editing.json")) {
+      REQUIRE(r["images"].size() == 2);
+      image_exists(r["images"][0]);
+      image_exists(r["images"][1]);
+      CHECK(r["conversations"][1]["value"] == "The output image is: <image_gen>");
+      no_heldout(r["target_objects"]);
+      parse_edit_op(r["edit"]["op"].get<std::string>(), r["id"].get<std::string>());
+    }
+    for (const json& r : load_records(d.str() + "/" + split + "/preference.json")) {
+      REQUIRE(r["images"].size() == 2);
+      image_exists(r["images"][0]);
+      image_exists(r["images"][1]);
+      CHECK(r.contains("chosen"));
+      CHECK(r.contains("rejected"));
+      CHECK(r["violation"].is_string());
+      no_heldout(r["rejected_objects"]);
+    }
+  }
+}
+
+TEST_CASE("shapeworld data: file-level evaluation of references, wrong images and bad records") {
+  TempDir d("eval");
+  make_dataset(small_dataset(d.str(), 13));
+  EvalOptions opt;
+  opt.data_dir = d.str();
+
+  SUBCASE("generation: references score 1, rejected renders score 0") {
+    GenReport ref = evaluate_generation(opt);
+    CHECK(ref.errors.empty());
+    CHECK(ref.all.total == 36);
+    CHECK(ref.overall() == 1.0);
+    // The preference pairs' rejected images, under the generation ids, must all fail.
+    fs::create_directories(d.path / "rejected");
+    for (const json& r : load_records(d.str() + "/test/preference.json")) {
+      std::string id = r["id"].get<std::string>();
+      id = id.substr(0, id.size() - std::string("-pref").size());
+      fs::copy_file(d.path / r["images"][1].get<std::string>(), d.path / "rejected" / (id + ".png"));
+    }
+    opt.images_dir = (d.path / "rejected").string();
+    GenReport bad = evaluate_generation(opt);
+    CHECK(bad.all.correct == 0);
+    CHECK(bad.errors.empty());
+  }
+
+  SUBCASE("generation: bad records and images are named, counted, and the rest is scored") {
+    std::vector<json> recs = load_records(d.str() + "/test/generation.json");
+    recs[0]["geneval"]["include"][0]["class"] = "hexagon";           // metadata that does not parse
+    recs[1]["images"][0] = "test/images/does_not_exist.png";         // a record that points nowhere
+    write_text_atomic(d.str() + "/test/images/000002.png", "not a png");  // an unreadable image
+    recs[3].erase("geneval");                                        // no metadata at all
+    recs.push_back(json::array({1, 2}));                             // not even an object
+    std::string text = "[\n";
+    for (size_t i = 0; i < recs.size(); ++i) text += recs[i].dump() + (i + 1 < recs.size() ? ",\n" : "\n");
+    write_text_atomic(d.str() + "/test/generation.json", text + "]\n");
+    GenReport rep = evaluate_generation(opt);
+    REQUIRE(rep.errors.size() == 5);
+    CHECK(rep.errors[0].find("test-000000") != std::string::npos);
+    CHECK(rep.errors[0].find("hexagon") != std::string::npos);
+    CHECK(rep.errors[1].find("test-000001") != std::string::npos);
+    CHECK(rep.errors[1].find("does_not_exist.png") != std::string::npos);
+    CHECK(rep.errors[2].find("test-000002") != std::string::npos);
+    CHECK(rep.errors[3].find("test-000003") != std::string::npos);
+    CHECK(rep.errors[4].find("record #36") != std::string::npos);
+    CHECK(rep.all.total == 37);
+    CHECK(rep.all.correct == 32);
+    CHECK(rep.failures.at("error") == 5);
+    // Records whose tag still parses count as failures in their category.
+    CHECK(rep.by_tag[0].total == 6);
+    CHECK(rep.by_tag[0].correct == 5);
+    CHECK(rep.table().find("error: test-000000") != std::string::npos);
+    CHECK(rep.to_json()["errors"].size() == 5);
+  }
+
+  SUBCASE("understanding: reference answers score 1; POPE counts always-yes; bad answers are named") {
+    std::vector<json> recs = load_records(d.str() + "/test/understanding.json");
+    std::string good, yes;
+    for (const json& r : recs) {
+      good += json{{"id", r["id"]}, {"answer", r["conversations"][1]["value"]}}.dump() + "\n";
+      yes += json{{"question_id", r["id"]}, {"text", "Yes, there is."}}.dump() + "\n";
+    }
+    write_text_atomic(d.str() + "/good.jsonl", good);
+    opt.answers_path = d.str() + "/good.jsonl";
+    UnderstandingReport ok = evaluate_understanding(opt);
+    CHECK(ok.errors.empty());
+    CHECK(ok.all.accuracy() == 1.0);
+    for (const PopeScore& p : ok.pope) {
+      CHECK(p.total() > 0);
+      CHECK(p.f1() == 1.0);
+    }
+    write_text_atomic(d.str() + "/yes.jsonl", yes + "{broken\n");
+    opt.answers_path = d.str() + "/yes.jsonl";
+    UnderstandingReport y = evaluate_understanding(opt);
+    REQUIRE(!y.errors.empty());
+    CHECK(y.errors[0].find("yes.jsonl:" + std::to_string(recs.size() + 1)) != std::string::npos);
+    for (const PopeScore& p : y.pope) {
+      CHECK(p.recall() == 1.0);
+      CHECK(p.precision() == doctest::Approx(0.5));
+      CHECK(p.accuracy() == doctest::Approx(0.5));
+      CHECK(p.yes_ratio() == 1.0);
+    }
+    // Drop one answer: it is named and counted wrong.
+    write_text_atomic(d.str() + "/missing.jsonl", good.substr(good.find('\n') + 1));
+    opt.answers_path = d.str() + "/missing.jsonl";
+    UnderstandingReport m = evaluate_understanding(opt);
+    REQUIRE(m.errors.size() == 1);
+    CHECK(m.errors[0].find(recs[0]["id"].get<std::string>()) != std::string::npos);
+    CHECK(m.all.correct == m.all.total - 1);
+  }
+
+  SUBCASE("edits: targets score 1, unedited sources score 0") {
+    EditReport ref = evaluate_edits(opt);
+    CHECK(ref.errors.empty());
+    CHECK(ref.all.total > 30);
+    CHECK(ref.all.accuracy() == 1.0);
+    fs::create_directories(d.path / "unedited");
+    for (const json& r : load_records(d.str() + "/test/editing.json"))
+      fs::copy_file(d.path / r["images"][0].get<std::string>(), d.path / "unedited" / (r["id"].get<std::string>() + ".png"));
+    opt.images_dir = (d.path / "unedited").string();
+    EditReport none = evaluate_edits(opt);
+    CHECK(none.all.correct == 0);
+    CHECK(none.kept == none.to_keep);  // nothing lost: the scene itself was kept
+  }
+}
+
+TEST_CASE("shapeworld data: answer normalisation") {
+  CHECK(answer_matches("count", "There are three circles.", "3"));
+  CHECK(answer_matches("count", "3", "3"));
+  CHECK_FALSE(answer_matches("count", "four", "3"));
+  CHECK_FALSE(answer_matches("count", "many", "3"));
+  CHECK(answer_matches("color", "It is violet.", "purple"));
+  CHECK(answer_matches("color", "Red", "red"));
+  CHECK_FALSE(answer_matches("color", "blue", "red"));
+  CHECK(answer_matches("exist", "No, there is not.", "No"));
+  CHECK_FALSE(answer_matches("exist", "Maybe", "No"));
+  CHECK(answer_matches("position", "It is on the left side.", "To the left."));
+  CHECK(answer_matches("position", "under it", "Below."));
+  CHECK(answer_matches("describe", "There is one large red circle and a small blue cross.",
+                       "The image shows a small blue cross and a large red circle."));
+  CHECK_FALSE(answer_matches("describe", "A red circle.", "The image shows a red circle and a blue cross."));
+  CHECK_FALSE(answer_matches("describe", "A blue circle and a red cross.", "The image shows a red circle and a blue cross."));
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the CPU benchmarks next to their baselines, in one go on one machine, and prints the
+# numbers with the line counts of the tensor library. Usage: scripts/bench_report.sh [build-dir]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DVT_BENCH=ON > /dev/null
+cmake --build "$build" -j"$(nproc)" > /dev/null || { echo "build failed"; exit 1; }
+export OMP_NUM_THREADS=2
+echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(date -u +%F)"
+echo
+echo "== tensor core (bench_tensor): elementwise add vs memcpy, small-op chain"
+"$build"/bench_tensor --benchmark_repetitions=3 --benchmark_report_aggregates_only=true 2>/dev/null | grep -E "median|Benchmark"
+python3 bench/small_ops_torch.py 2>/dev/null || echo "(python3/torch missing: no PyTorch baseline)"
+echo
+if [ -x "$build"/bench_matmul ]; then
+  echo "== f32 GEMM, 2 threads (OpenBLAS with OPENBLAS_CORETYPE/L2_SIZE unset: its AVX-512 kernels)"
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=2 "$build"/bench_matmul 2>/dev/null | grep -vE "^(Run|\*\*\*|CPU|  L|Load)"
+  echo
+fi
+for b in bench_nn_functional bench_nn_conv bench_nn_attention; do
+  if [ -x "$build/$b" ]; then
+    echo "== $b"
+    "$build/$b" 2>/dev/null | grep -vE "^(Run|\*\*\*|CPU|  L|Load)"
+    py=bench/torch_${b#bench_}.py
+    [ -f "$py" ] && python3 "$py" 2>/dev/null
+    echo
+  fi
+done
+echo "== size of the tensor library"
+wc -l include/vt/*.h include/vt/*/*.h src/*.cpp src/*.h src/*.inc 2>/dev/null | tail -1 | sed 's/total/lines in include\/vt and src/'

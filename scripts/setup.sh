@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and test vt; a no-op when all is there.
+# Build tools: cmake, g++; libraries: Eigen, stb, nlohmann-json, doctest, Google Benchmark;
+# OpenBLAS is only a baseline inside bench/. CUDA is optional: when nvcc is installed
+# (/usr/local/cuda), the build also compiles the CUDA backend.
+set -euo pipefail
+packages=(cmake g++ make libeigen3-dev libstb-dev nlohmann-json3-dev doctest-dev libbenchmark-dev libopenblas-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all build dependencies present"
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+sudo_cmd=""
+[ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+$sudo_cmd apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"

@@ -77,9 +77,9 @@ void BM_interpolate(benchmark::State& state, const char* mode, int64_t out) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(BM_conv_forward, 3x3_p1, 1, vt::nn::Padding2d::same(1))->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-BENCHMARK_CAPTURE(BM_conv_forward_backward, 3x3_p1, 1, vt::nn::Padding2d::same(1))->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
-BENCHMARK_CAPTURE(BM_conv_forward_backward, 3x3_s2_pad0101, 2, vt::nn::Padding2d{0, 1, 0, 1})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-BENCHMARK_CAPTURE(BM_interpolate, bilinear_64_to_45, "bilinear", 45)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-BENCHMARK_CAPTURE(BM_interpolate, area_64_to_24, "area", 24)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK_CAPTURE(BM_conv_forward, 3x3_p1, 1, vt::nn::Padding2d::same(1))->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_conv_forward_backward, 3x3_p1, 1, vt::nn::Padding2d::same(1))->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->MinTime(3.0);
+BENCHMARK_CAPTURE(BM_conv_forward_backward, 3x3_s2_pad0101, 2, vt::nn::Padding2d{0, 1, 0, 1})->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_interpolate, bilinear_64_to_45, "bilinear", 45)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->MinTime(1.0);
+BENCHMARK_CAPTURE(BM_interpolate, area_64_to_24, "area", 24)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->MinTime(1.0);
 BENCHMARK_MAIN();

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch baseline for bench/bench_nn_conv.cpp: the same cases, eager mode, 2 threads, f32.
 
-Prints ms/iter (median of timed batches after warm-up) for each row of the C++ benchmark.
+Prints ms/iter for each row of the C++ benchmark: the median wall time, and the process CPU time
+(both threads) per iteration, which is the fairer number when the machine is shared.
     python3 bench/torch_nn_conv.py
 """
 import statistics
@@ -15,14 +16,16 @@ N, C, HW = 4, 128, 64
 
 
 def timeit(fn, min_time=2.0):
+    """(median wall ms, mean process CPU ms over both threads) per iteration."""
     for _ in range(3):
         fn()
-    times, start = [], time.perf_counter()
+    times, start, cpu0 = [], time.perf_counter(), time.process_time()
     while time.perf_counter() - start < min_time or len(times) < 5:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    cpu = (time.process_time() - cpu0) / len(times)
+    return 1e3 * statistics.median(times), 1e3 * cpu
 
 
 def conv_case(stride, pad):
@@ -65,5 +68,7 @@ rows = [("BM_conv_forward/3x3_p1", f), ("BM_conv_forward_backward/3x3_p1", fb),
         ("BM_interpolate/bilinear_64_to_45", interp_case("bilinear", 45)),
         ("BM_interpolate/area_64_to_24", interp_case("area", 24))]
 print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, mkldnn {torch.backends.mkldnn.is_available()}")
+print(f"{'case':45s} {'wall ms':>9s} {'CPU ms':>9s}")
 for name, fn in rows:
-    print(f"{name:45s} {timeit(fn):9.2f} ms")
+    wall, cpu = timeit(fn)
+    print(f"{name:45s} {wall:9.2f} {cpu:9.2f}")

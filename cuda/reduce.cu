@@ -36,7 +36,7 @@ struct Acc {
   using C = compute_t<T>;
   static constexpr bool fp = std::is_floating_point_v<C>;
   static constexpr bool is_arg = OP == ReduceOp::ArgMax || OP == ReduceOp::ArgMin;
-  static constexpr bool is_max = OP == ReduceOp::Max || OP == ReduceOp::ArgMax;
+  static constexpr bool is_max() { return OP == ReduceOp::Max || OP == ReduceOp::ArgMax; }
   using V = std::conditional_t<OP == ReduceOp::Sum, std::conditional_t<fp, double, int64_t>, C>;
   V v;
   int64_t idx;
@@ -45,8 +45,8 @@ struct Acc {
     Acc a;
     a.idx = -1;
     if constexpr (OP == ReduceOp::Sum) a.v = 0;
-    else if constexpr (fp) a.v = is_max ? -INFINITY : INFINITY;
-    else a.v = is_max ? INT64_MIN : INT64_MAX;
+    else if constexpr (fp) a.v = is_max() ? -INFINITY : INFINITY;
+    else a.v = is_max() ? INT64_MIN : INT64_MAX;
     return a;
   }
   __device__ static bool nan(V x) { return x != x; }
@@ -56,13 +56,13 @@ struct Acc {
       v += o.v;
     } else if constexpr (!is_arg) {
       if (nan(v)) return;
-      if (nan(o.v) || (is_max ? o.v > v : o.v < v)) v = o.v;
+      if (nan(o.v) || (is_max() ? o.v > v : o.v < v)) v = o.v;
     } else {
       if (o.idx < 0) return;
       bool take;
       if (idx < 0) take = true;
       else if (nan(v) || nan(o.v)) take = nan(o.v) && (!nan(v) || o.idx < idx);
-      else take = (is_max ? o.v > v : o.v < v) || (o.v == v && o.idx < idx);
+      else take = (is_max() ? o.v > v : o.v < v) || (o.v == v && o.idx < idx);
       if (take) { v = o.v; idx = o.idx; }
     }
   }
@@ -97,7 +97,7 @@ struct Space {
   int n = 0;
   int64_t shape[kMaxDims];
   int64_t stride[kMaxDims];
-  int64_t numel() const {
+  __host__ __device__ int64_t numel() const {
     int64_t p = 1;
     for (int i = 0; i < n; ++i) p *= shape[i];
     return p;

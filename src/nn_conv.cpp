@@ -6,9 +6,12 @@
 //   backward  dw (O, K) += g[n] (O, P) @ col^T        (col recomputed: storing it costs K*P per image)
 //             dcol (K, P) = w^T (K, O) @ g[n];  dx[n] = col2im(dcol)
 //             db (O)     = sum over n, p of g[n]
-// Images run one after another so that each GEMM gets all OpenMP threads (the GEMM splits C into
-// blocks, never K); im2col splits its K rows and col2im its C planes across threads, so every
-// element is summed in the same order with any thread count: results are bitwise reproducible.
+// With at least as many images as threads, images run in parallel, one per thread, each with its own
+// scratch and single-threaded GEMMs: one OpenMP region per call instead of several per image, which
+// matters when threads wait at barriers (a shared machine). Otherwise images run one after another
+// and each GEMM, im2col (K rows) and col2im (C planes) uses all threads. The GEMM splits C, never K,
+// so an element is summed in the same order on either path: results are bitwise reproducible with
+// any thread count.
 // A 1x1 conv with stride 1 and no padding skips im2col: x[n] viewed as (C, H*W) is already col.
 // The arithmetic is in T (f32 or f64); the op layer widens bf16/f16 to f32 and rounds the output
 // once, which is PyTorch's CPU behaviour for 16-bit convs (f32 accumulation).
@@ -18,6 +21,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "vt/backend.h"
 #include "vt/cpu/gemm.h"
@@ -120,6 +124,13 @@ void col2im(const T* dcol, const ConvGeom& g, const Conv2dOptions& o, T* dx) {
 
 // ---- CPU kernels (registered below) ------------------------------------------------------------
 template <class T>
+using Buffer = std::unique_ptr<T[]>;  // uninitialised scratch (a std::vector would zero 19 MB)
+
+// Images in parallel (one thread per image, single-threaded GEMMs: one OpenMP region per call)
+// when there are at least as many images as threads; otherwise images in turn with threaded GEMMs.
+bool by_image(int64_t N) { return !omp_in_parallel() && N >= omp_get_max_threads() && N > 1; }
+
+template <class T>
 void forward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& b_, const Conv2dOptions& o, const Tensor& out_) {
   const ConvGeom g = geometry(x_, w_, o);
   const int64_t K = g.K(), P = g.P();
@@ -127,47 +138,84 @@ void forward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& b_, const Con
   const T* w = w_.data<T>();  // w: (O, K)
   T* out = out_.data<T>();    // out: (N, O, P)
   const bool pointwise = is_pointwise(g, o);
-  std::vector<T> col(pointwise ? 0 : size_t(K * P));  // col: (K, P)
-  for (int64_t n = 0; n < g.N; ++n) {
+  auto image = [&](int64_t n, T* col) {  // col: (K, P) scratch
     const T* xn = x + n * g.C * g.H * g.W;
-    if (!pointwise) im2col(xn, g, o, col.data());
-    T* on = out + n * g.O * P;
-    gemm(g.O, P, K, w, K, 1, pointwise ? xn : col.data(), P, 1, T(0), on, P);
-    if (b_.defined()) {
-      const T* b = b_.data<T>();
-#pragma omp parallel for schedule(static) if (g.O * P > kGrain)
-      for (int64_t oc = 0; oc < g.O; ++oc)
-        for (int64_t p = 0; p < P; ++p) on[oc * P + p] += b[oc];
+    if (!pointwise) im2col(xn, g, o, col);
+    gemm(g.O, P, K, w, K, 1, pointwise ? xn : col, P, 1, T(0), out + n * g.O * P, P);
+  };
+  if (by_image(g.N)) {
+#pragma omp parallel
+    {
+      Buffer<T> col(pointwise ? nullptr : new T[size_t(K * P)]);
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < g.N; ++n) image(n, col.get());
     }
+  } else {
+    Buffer<T> col(pointwise ? nullptr : new T[size_t(K * P)]);
+    for (int64_t n = 0; n < g.N; ++n) image(n, col.get());
+  }
+  if (b_.defined()) {
+    const T* b = b_.data<T>();
+#pragma omp parallel for schedule(static) if (g.N * g.O * P > kGrain)
+    for (int64_t row = 0; row < g.N * g.O; ++row)
+      for (int64_t p = 0; p < P; ++p) out[row * P + p] += b[row % g.O];
   }
 }
 
+// dw is summed over images as ((dw_0 + dw_1) + dw_2) + ... on both paths, each dw_n one GEMM, so
+// the result does not depend on the path, hence not on the thread count.
 template <class T>
 void backward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& g_, const Conv2dOptions& o, const Tensor& dx_,
                   const Tensor& dw_, const Tensor& db_) {
   const ConvGeom g = geometry(x_, w_, o);
-  const int64_t K = g.K(), P = g.P();
+  const int64_t K = g.K(), P = g.P(), OK = g.O * K;
   const T* x = x_.data<T>();     // x: (N, C, H, W), saved input
   const T* w = w_.data<T>();     // w: (O, K), saved weight
   const T* gout = g_.data<T>();  // grad_out: (N, O, P)
-  const bool pointwise = is_pointwise(g, o);
-  std::vector<T> col(dw_.defined() && !pointwise ? size_t(K * P) : 0);   // col: (K, P)
-  std::vector<T> dcol(dx_.defined() && !pointwise ? size_t(K * P) : 0);  // dcol: (K, P)
-  for (int64_t n = 0; n < g.N; ++n) {
+  const bool pointwise = is_pointwise(g, o), want_dx = dx_.defined(), want_dw = dw_.defined();
+  T* dw = want_dw ? dw_.data<T>() : nullptr;
+  // col, dcol: (K, P) scratch; dwn: (O, K) this image's weight gradient
+  auto image = [&](int64_t n, T* col, T* dcol, T* dwn) {
     const T* xn = x + n * g.C * g.H * g.W;
     const T* gn = gout + n * g.O * P;
-    if (dw_.defined()) {  // dw (O, K) (+)= g[n] (O, P) @ col^T (P, K); col^T read in place
-      if (!pointwise) im2col(xn, g, o, col.data());
-      const T* cn = pointwise ? xn : col.data();
-      gemm(g.O, K, P, gn, P, 1, cn, 1, P, n == 0 ? T(0) : T(1), dw_.data<T>(), K);
+    if (want_dw) {  // dw_n (O, K) = g[n] (O, P) @ col^T (P, K); col^T read in place
+      if (!pointwise) im2col(xn, g, o, col);
+      gemm(g.O, K, P, gn, P, 1, pointwise ? xn : col, 1, P, T(0), dwn, K);
     }
-    if (dx_.defined()) {  // dcol (K, P) = w^T (K, O) @ g[n] (O, P); w^T read in place
+    if (want_dx) {  // dcol (K, P) = w^T (K, O) @ g[n] (O, P); w^T read in place
       T* dxn = dx_.data<T>() + n * g.C * g.H * g.W;
-      gemm(K, P, g.O, w, 1, K, gn, P, 1, T(0), pointwise ? dxn : dcol.data(), P);
-      if (!pointwise) col2im(dcol.data(), g, o, dxn);
+      gemm(K, P, g.O, w, 1, K, gn, P, 1, T(0), pointwise ? dxn : dcol, P);
+      if (!pointwise) col2im(dcol, g, o, dxn);
     }
+  };
+  auto scratch = [&](bool need) { return Buffer<T>(need && !pointwise ? new T[size_t(K * P)] : nullptr); };
+  if (by_image(g.N)) {
+    Buffer<T> dw_img(want_dw ? new T[size_t(g.N * OK)] : nullptr);  // (N, O, K)
+#pragma omp parallel
+    {
+      Buffer<T> col = scratch(want_dw), dcol = scratch(want_dx);
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < g.N; ++n) image(n, col.get(), dcol.get(), want_dw ? dw_img.get() + n * OK : nullptr);
+    }
+    if (want_dw) {
+#pragma omp parallel for schedule(static) if (g.N * OK > kGrain)
+      for (int64_t e = 0; e < OK; ++e) {
+        T s = dw_img[size_t(e)];
+        for (int64_t n = 1; n < g.N; ++n) s += dw_img[size_t(n * OK + e)];
+        dw[e] = s;
+      }
+    }
+  } else {
+    Buffer<T> col = scratch(want_dw), dcol = scratch(want_dx), tmp(want_dw && g.N > 1 ? new T[size_t(OK)] : nullptr);
+    for (int64_t n = 0; n < g.N; ++n) {
+      image(n, col.get(), dcol.get(), n == 0 ? dw : tmp.get());
+      if (want_dw && n > 0) {
+#pragma omp parallel for schedule(static) if (OK > kGrain)
+        for (int64_t e = 0; e < OK; ++e) dw[e] += tmp[size_t(e)];
+      }
+    }
+    if (g.N == 0 && want_dw) std::fill(dw, dw + OK, T(0));
   }
-  if (g.N == 0 && dw_.defined()) std::fill(dw_.data<T>(), dw_.data<T>() + g.O * K, T(0));
   if (db_.defined()) {  // db (O): per channel, images then positions in order, in double
     T* db = db_.data<T>();
 #pragma omp parallel for schedule(static) if (g.N * g.O * P > kGrain)

@@ -8,9 +8,12 @@
 // inputs, f64 for f64. The kernel then evaluates, per output element,
 //   y = sum_d wd * (sum_h wh * (sum_w ww * x[d, h, w]))
 // in A, nesting the axes as ATen's `Interpolate<n>` does. Missing leading axes (1-D and 2-D modes)
-// are identity axes of size 1. 16-bit inputs are widened to f32 and the result rounded once; for
-// the linear and cubic modes their weights are first rounded to the input dtype, because ATen
-// stores the weight table in the input's scalar type (UpSampleKernel.cpp, HelperInterpLinear).
+// are identity axes of size 1. 16-bit inputs are widened to f32 and the result rounded once; in
+// bicubic mode the weights are first rounded to the input dtype, because ATen's generic CPU kernel
+// stores that weight table in the input's scalar type (UpSampleKernel.cpp, HelperInterpCubic); its
+// bf16 bilinear path keeps f32 weights. With these rules the bf16 nearest, bicubic and area
+// fixtures match torch bitwise; bilinear can differ by one bf16 ulp where the f32 sums differ in
+// their last bit (ATen's summation order) right at a rounding boundary.
 // Backward scatters g * wd * wh * ww back through the same taps: one thread per (n, c) plane, a
 // fixed order inside it, so gradients do not depend on the thread count.
 #include "vt/nn/interpolate.h"
@@ -97,8 +100,8 @@ InterpAxis build_axis(Mode mode, int64_t in, int64_t out, double scale_factor, D
         if (src < 0) src = 0;
         int64_t i0 = std::min(int64_t(std::floor(float(src))), in - 1);
         A lambda = std::min(std::max(src - A(i0), A(0)), A(1));
-        push(i0, round_weight<A>(A(1) - lambda, dt));
-        push(i0 + (i0 < in - 1 ? 1 : 0), round_weight<A>(lambda, dt));
+        push(i0, double(A(1) - lambda));
+        push(i0 + (i0 < in - 1 ? 1 : 0), double(lambda));
         break;
       }
       case Mode::Cubic: {  // taps i-1..i+2 clamped to [0, In-1]; A = -0.75 cubic convolution

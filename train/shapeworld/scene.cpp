@@ -86,7 +86,7 @@ Background sample_background(Rng& rng, float noise_sigma) {
   int d = rng.below(16);
   b.dir_x = kDirs[d][0];
   b.dir_y = kDirs[d][1];
-  b.texture = rng.uniform(4, 10);
+  b.texture = rng.uniform(3, 8);
   b.texture_key = rng.next();
   b.noise_sigma = noise_sigma;
   b.noise_key = rng.next();

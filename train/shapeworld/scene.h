@@ -71,7 +71,7 @@ struct Scene {
   std::vector<Object> objects;
 };
 
-// A random background: grey levels 95..175, tint chroma below ~12, texture amplitude 4..10.
+// A random background: grey levels 95..175, tint chroma below ~12, texture amplitude 3..8.
 Background sample_background(Rng& rng, float noise_sigma);
 Object make_object(Shape shape, int color, SizeClass size, int image_size, Rng& rng);
 // Whether `o` lies inside the image margin and clear of every object except index `skip`.

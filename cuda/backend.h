@@ -1,7 +1,9 @@
 // backend.h (cuda): the CUDA implementation of the kernel interface (include/vt/backend.h). Its
 // methods are defined by concept: backend.cu (allocate, copy, fill, where, registration),
-// elementwise.cu (unary, binary), reduce.cu (reduce, cumsum, sort_rows), index.cu (index_select,
-// gather, scatter_add), gemm.cu (bmm), random.cu (random).
+// unary.cu, binary.cu + compare.cu (elementwise), reduce.cu + reduce_minmax.cu + reduce_arg.cu
+// (reduce, cumsum), sort.cu (sort_rows), index.cu (index_select, gather, scatter_add), gemm.cu
+// (bmm), random.cu (random). Shared pieces: device.h (stream, guard), allocator.h (memory),
+// loop.cuh (loads/stores, dtype dispatch), map.cuh (the elementwise launcher).
 #pragma once
 #include "vt/backend.h"
 

@@ -9,7 +9,7 @@
 // Strided iteration: operands are broadcast views of one shape. Size-1 dims are dropped and dims
 // that are jointly contiguous for every operand merged (as on the CPU), leaving at most 8 dims.
 // A flat index is turned into per-operand element offsets by div/mod over those dims, in 32-bit
-// arithmetic when every index and offset fits (IndexT = uint32_t), else 64-bit.
+// arithmetic (map.cuh splits larger spaces into pieces that fit).
 #pragma once
 #include <cuda_runtime.h>
 

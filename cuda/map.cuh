@@ -4,8 +4,8 @@
 // Two kernels per (f, types):
 //   dense    every operand is one unit-stride run, or a broadcast scalar (stride 0); 128-bit loads
 //            and stores (Vec<T, V>, V elements per 16 bytes of the widest type), a scalar tail;
-//   strided  any strides (0 for broadcast dims): per-element offsets by div/mod over the coalesced
-//            dims, 32-bit when they fit, else 64-bit.
+//   strided  any strides (0 for broadcast dims): per-element offsets by 32-bit div/mod over the
+//            coalesced dims; spaces too large for 32 bits are split into pieces that fit.
 // Both are grid-stride loops with 256 threads per block on the device's one stream, so any size
 // runs with a bounded grid. f takes compute values (compute_t<In>) and returns either the output's
 // storage type (stored as is) or a compute value (rounded once by to_storage).
@@ -87,6 +87,34 @@ __global__ void __launch_bounds__(kMapThreads) map_strided_kernel(StridedPlan<1 
   }
 }
 
+// Calls fn(piece, pointers) for pieces of `p` small enough for 32-bit indexing: the dim with the
+// largest extent is halved (pointers of the upper half advanced) until every piece fits, so the
+// strided kernel needs only a 32-bit instantiation (PyTorch's TensorIterator splits the same way).
+template <int N, class Fn>
+void split_32bit(const StridedPlan<N>& p, std::array<char*, N> ptr, const std::array<int64_t, N>& es, Fn&& fn) {
+  if (fits_32bit(p)) return fn(p, ptr);
+  int best = -1;
+  int64_t best_extent = 0;
+  for (int d = 0; d < p.ndim; ++d) {
+    int64_t widest = 0;
+    for (int k = 0; k < N; ++k) {
+      VT_CHECK(p.strides[k][d] >= 0, "cuda elementwise: negative strides are not supported");
+      widest = std::max(widest, p.strides[k][d]);
+    }
+    const int64_t extent = p.shape[d] * std::max<int64_t>(widest, 1);
+    if (p.shape[d] > 1 && extent > best_extent) best = d, best_extent = extent;
+  }
+  VT_CHECK(best >= 0, "cuda elementwise: cannot split the iteration space for 32-bit indexing");
+  const int64_t half = p.shape[best] / 2;
+  StridedPlan<N> lo = p, hi = p;
+  lo.shape[best] = half;
+  hi.shape[best] = p.shape[best] - half;
+  std::array<char*, N> hi_ptr = ptr;
+  for (int k = 0; k < N; ++k) hi_ptr[k] += half * p.strides[k][best] * es[k];
+  split_32bit<N>(lo, ptr, es, fn);
+  split_32bit<N>(hi, hi_ptr, es, fn);
+}
+
 // out = f(in...) elementwise; `in` are views broadcast to out's shape, of the C++ types In.
 template <class Out, class... In, class F>
 void launch_map(const Tensor& out, F f, const std::array<const Tensor*, sizeof...(In)>& in) {
@@ -100,8 +128,12 @@ void launch_map(const Tensor& out, F f, const std::array<const Tensor*, sizeof..
   const StridedPlan<N> plan = make_plan<N>(out.shape(), ops);
   DeviceContext& ctx = context(out.device().index);
   Out* o = static_cast<Out*>(out.raw_data());
-  std::array<const void*, N> ptr;
-  for (int k = 0; k < N; ++k) ptr[k] = ops[k]->raw_data();
+  std::array<char*, N> ptr;
+  std::array<int64_t, N> es;
+  for (int k = 0; k < N; ++k) {
+    ptr[k] = static_cast<char*>(ops[k]->raw_data());
+    es[k] = static_cast<int64_t>(ops[k]->element_size());
+  }
   return [&]<size_t... Is>(std::index_sequence<Is...>) {
     if (plan_dense(plan)) {
       constexpr int V = vec_width<Out, In...>();
@@ -112,20 +144,20 @@ void launch_map(const Tensor& out, F f, const std::array<const Tensor*, sizeof..
       if (aligned) {
         const unsigned grid = grid_for((n + V - 1) / V, kMapThreads, ctx);
         map_dense_kernel<V, Out, F, In...><<<grid, kMapThreads, 0, ctx.stream>>>(
-            n, o, f, DenseIn<In>{static_cast<const In*>(ptr[Is + 1]), plan.strides[Is + 1][0] == 0}...);
+            n, o, f, DenseIn<In>{reinterpret_cast<const In*>(ptr[Is + 1]), plan.strides[Is + 1][0] == 0}...);
         VT_CUDA_CHECK_LAUNCH();
         return;
       }
     }
-    const unsigned grid = grid_for(n, kMapThreads, ctx);
-    if (fits_32bit(plan)) {
-      map_strided_kernel<uint32_t, Out, F, In...><<<grid, kMapThreads, 0, ctx.stream>>>(
-          plan, static_cast<uint32_t>(n), o, f, static_cast<const In*>(ptr[Is + 1])...);
-    } else {
-      map_strided_kernel<int64_t, Out, F, In...><<<grid, kMapThreads, 0, ctx.stream>>>(
-          plan, n, o, f, static_cast<const In*>(ptr[Is + 1])...);
-    }
-    VT_CUDA_CHECK_LAUNCH();
+    split_32bit<N>(plan, ptr, es, [&](const StridedPlan<N>& piece, const std::array<char*, N>& pp) {
+      int64_t count = 1;
+      for (int d = 0; d < piece.ndim; ++d) count *= piece.shape[d];
+      if (count == 0) return;
+      map_strided_kernel<uint32_t, Out, F, In...><<<grid_for(count, kMapThreads, ctx), kMapThreads, 0, ctx.stream>>>(
+          piece, static_cast<uint32_t>(count), reinterpret_cast<Out*>(pp[0]), f,
+          reinterpret_cast<const In*>(pp[Is + 1])...);
+      VT_CUDA_CHECK_LAUNCH();
+    });
   }(std::make_index_sequence<sizeof...(In)>{});
 }
 

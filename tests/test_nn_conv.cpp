@@ -128,7 +128,7 @@ TEST_CASE("M-RoPE with t = h = w is plain 1-D RoPE") {
   CHECK(test::compare(a.sin, b.sin, 0, 0) == "");
 }
 
-TEST_CASE("conv2d is bitwise identical with 1 and 2 threads") {
+TEST_CASE("conv2d is bitwise identical with 1, 2 and 4 threads (image-parallel and GEMM-parallel paths)") {
   Generator g(3);
   Tensor x = randn({2, 16, 19, 17}, DType::F32, &g), w = randn({8, 16, 3, 3}, DType::F32, &g);
   nn::Conv2dOptions o{2, 2, {0, 1, 0, 1}};
@@ -139,9 +139,12 @@ TEST_CASE("conv2d is bitwise identical with 1 and 2 threads") {
     sum(mul(y, y)).backward();
     return std::vector<Tensor>{y.detach(), xl.grad(), wl.grad()};
   };
-  auto one = run(1), two = run(2);
+  auto one = run(1), two = run(2), four = run(4);  // 2 images: 4 threads take the GEMM-parallel path
   omp_set_num_threads(2);
-  for (size_t i = 0; i < one.size(); ++i) CHECK(test::compare(one[i], two[i], 0, 0) == "");
+  for (size_t i = 0; i < one.size(); ++i) {
+    CHECK(test::compare(one[i], two[i], 0, 0) == "");
+    CHECK(test::compare(one[i], four[i], 0, 0) == "");
+  }
 }
 
 TEST_CASE("bad inputs raise vt::Error naming the op and the sizes") {

@@ -212,6 +212,7 @@ static void run_fixture_training(bool replay) {
       worst_f32 = std::max(worst_f32, max_rel_err(net.parameter(k), f.t.at(st + "." + k), 1e-3));
     worst_master = std::max(worst_master, max_rel_err(opt.groups()[1].master_view(0), f.t.at(st + ".scale_master"), 1e-3));
     CHECK_MESSAGE(bf16_close(net.scale, f.t.at(st + ".scale"), replay ? 0 : 1), st);
+    MESSAGE("DBG ", st, " master ", max_rel_err(opt.groups()[1].master_view(0), f.t.at(st + ".scale_master"), 1e-3), " ", opt.groups()[1].master_view(0).str(), f.t.at(st + ".scale_master").str(), " grad ", net.scale.grad().str());
   }
   MESSAGE((replay ? "replayed torch grads" : "vt forward/backward"), ": max rel err f32 params ", worst_f32,
           ", bf16 master ", worst_master, ", grad norm ", worst_norm);

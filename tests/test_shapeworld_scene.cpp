@@ -102,3 +102,30 @@ TEST_CASE("shapeworld scene: prompts follow the paper's phrasings") {
   m.include = {{Shape::cross, 3, -1, {}}};
   CHECK(geneval_phrase(m) == "three crosses");
 }
+
+TEST_CASE("shapeworld scene: the PNG encoder round-trips through stb_image") {
+  std::vector<Image> images;
+  Image flat(64, 48), noise(33, 17), tiny(1, 1), ramp(300, 7);
+  std::fill(flat.rgb.begin(), flat.rgb.end(), 77);  // long runs: matches up to 258 bytes
+  Rng rng(17);
+  for (uint8_t& b : noise.rgb) b = uint8_t(rng.below(256));  // incompressible: literals only
+  tiny.rgb = {1, 2, 3};
+  for (size_t i = 0; i < ramp.rgb.size(); ++i) ramp.rgb[i] = uint8_t(i * 7 + i / 900);
+  images = {flat, noise, tiny, ramp};
+  SplitContext ctx;
+  ctx.heldout = make_heldout(2);
+  for (int size : {64, 512}) {
+    ctx.size = size;
+    ctx.noise_sigma = size == 64 ? 4.0f : 0.0f;
+    Rng r(size);
+    images.push_back(render_scene(sample_generation(Tag::counting, ctx, r).scene));
+  }
+  for (const Image& img : images) {
+    std::vector<uint8_t> png = encode_png(img);
+    Image back = decode_png(png.data(), png.size(), "round trip");
+    INFO(img.width, "x", img.height);
+    CHECK(back.width == img.width);
+    CHECK(back.height == img.height);
+    CHECK(back.rgb == img.rgb);
+  }
+}

@@ -1,6 +1,7 @@
 // render.cpp: the ShapeWorld renderer, degradations and file I/O (see render.h).
 //
-// This file owns the stb implementations for vt_shapes; no other file may define them.
+// This file owns the stb_image implementation for vt_shapes (decoding); PNGs are encoded by
+// png.cpp, which says why it is not stb_image_write.
 #include "shapeworld/render.h"
 
 #include <unistd.h>
@@ -24,9 +25,6 @@
 #define STB_IMAGE_STATIC
 #define STBI_ONLY_PNG
 #include <stb_image.h>
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#include <stb_image_write.h>
 #pragma GCC diagnostic pop
 
 #include "vt/error.h"
@@ -179,30 +177,19 @@ Image degrade(const Image& image, const Degradation& d) {
   return out;
 }
 
-// PNG settings, measured on 128x128 scenes (docs/shapeworld.md): the Sub filter on every row and
-// zlib effort 5 encode ~1.6x faster than stb's defaults (per-row filter search, effort 8) for
-// files ~2% larger.
-static const bool kPngSettings = [] {
-  stbi_write_png_compression_level = 5;
-  stbi_write_force_png_filter = 1;
-  return true;
-}();
-
-std::vector<uint8_t> encode_png(const Image& image) {
-  (void)kPngSettings;
-  VT_CHECK(image.width > 0 && image.height > 0 && image.rgb.size() == size_t(image.width) * image.height * 3,
-           "encode_png: image buffer holds ", image.rgb.size(), " bytes for ", image.width, "x", image.height);
-  int len = 0;
-  unsigned char* mem = stbi_write_png_to_mem(image.rgb.data(), image.width * 3, image.width, image.height, 3, &len);
-  VT_CHECK(mem != nullptr, "encode_png: stb failed to encode a ", image.width, "x", image.height, " image");
-  std::vector<uint8_t> bytes(mem, mem + len);
-  STBIW_FREE(mem);
-  return bytes;
-}
-
 void write_png(const std::string& path, const Image& image) {
   std::vector<uint8_t> bytes = encode_png(image);
   write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+Image decode_png(const uint8_t* bytes, size_t size, const std::string& what) {
+  int w = 0, h = 0, channels = 0;
+  unsigned char* data = stbi_load_from_memory(bytes, int(size), &w, &h, &channels, 3);
+  VT_CHECK(data != nullptr, what, ": cannot decode PNG (", stbi_failure_reason(), ")");
+  Image img(w, h);
+  std::copy(data, data + size_t(w) * h * 3, img.rgb.begin());
+  stbi_image_free(data);
+  return img;
 }
 
 Image read_png(const std::string& path) {

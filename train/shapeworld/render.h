@@ -41,10 +41,11 @@ struct Degradation {
 };
 Image degrade(const Image& image, const Degradation& d);
 
-// PNG I/O through stb. read_png throws vt::Error naming the path when the file is missing or
-// undecodable; any channel count is converted to RGB.
+// PNG I/O: encoding by png.cpp (8-bit RGB), decoding by stb_image. read_png throws vt::Error
+// naming the path when the file is missing or undecodable; any channel count becomes RGB.
 void write_png(const std::string& path, const Image& image);
 std::vector<uint8_t> encode_png(const Image& image);
+Image decode_png(const uint8_t* bytes, size_t size, const std::string& what);
 Image read_png(const std::string& path);
 
 // Writes `bytes` to path + ".tmp.<pid>.<thread>" and renames it over `path`, so a reader never sees

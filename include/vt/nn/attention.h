@@ -49,20 +49,25 @@ struct AttentionMask {
   Tensor tensor;
 
   static AttentionMask none() { return {}; }
-  static AttentionMask causal() { return {Kind::Causal}; }
-  static AttentionMask causal_from_end() { return {Kind::CausalFromEnd}; }
+  static AttentionMask causal() { return of(Kind::Causal); }
+  static AttentionMask causal_from_end() { return of(Kind::CausalFromEnd); }
   static AttentionMask block_causal(std::vector<int64_t> scale_lengths) {
-    return {Kind::BlockCausal, std::move(scale_lengths)};
+    return of(Kind::BlockCausal, std::move(scale_lengths));
   }
-  static AttentionMask varlen(std::vector<int64_t> cu_seqlens) { return {Kind::Varlen, std::move(cu_seqlens)}; }
+  static AttentionMask varlen(std::vector<int64_t> cu_seqlens) { return of(Kind::Varlen, std::move(cu_seqlens)); }
   static AttentionMask varlen(std::vector<int64_t> cu_seqlens_q, std::vector<int64_t> cu_seqlens_k) {
-    return {Kind::Varlen, std::move(cu_seqlens_q), std::move(cu_seqlens_k)};
+    return of(Kind::Varlen, std::move(cu_seqlens_q), std::move(cu_seqlens_k));
   }
   static AttentionMask from_tensor(Tensor m) { return AttentionMask{}.with_tensor(std::move(m)); }
   AttentionMask with_tensor(Tensor m) const {
     AttentionMask r = *this;
     r.tensor = std::move(m);
     return r;
+  }
+  static AttentionMask of(Kind kind, std::vector<int64_t> lengths = {}, std::vector<int64_t> cu_k = {}) {
+    AttentionMask m;
+    m.kind = kind, m.lengths = std::move(lengths), m.cu_seqlens_k = std::move(cu_k);
+    return m;
   }
   // The structural part as a Bool (Tq, Tk) matrix (true = visible); for tests and small problems.
   Tensor visible(int64_t Tq, int64_t Tk) const;

@@ -16,6 +16,8 @@
 
 namespace vt::nn {
 
+extern const bool attention_cpu_kernels_linked;  // nn_attention_kernel.cpp
+
 namespace {
 
 constexpr const char* kOp = "scaled_dot_product_attention";
@@ -143,7 +145,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   Tensor q = rows_contiguous(q_in.detach()), k = rows_contiguous(k_in.detach()), v = rows_contiguous(v_in.detach());
   Tensor out = empty({B, Hq, Tq, Dv}, {q.dtype(), q.device()});
   Tensor lse = empty({B, Hq, Tq}, {acc, q.device()});
-  if (out.numel() > 0)
+  if (out.numel() > 0 && attention_cpu_kernels_linked)
     kernels::get<AttentionForwardFn>("attention_forward", q.device())(q, k, v, *rows, scale, out, lse);
   // Saved for the backward: q, k, v, the output (detached: no cycle through its own grad_fn), lse.
   autograd::record(kOp, out, {q_in, k_in, v_in}, [q, k, v, o = out.detach(), lse, rows, scale](const Tensor& g) {

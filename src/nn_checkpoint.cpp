@@ -33,7 +33,7 @@ std::vector<Node*> graph_nodes(const Tensor& root) {
     stack.pop_back();
     if (!seen.insert(n).second) continue;
     order.push_back(n);
-    VT_CHECK(n->is_accumulator() || n->epoch == 0, "checkpoint: fn uses a non-leaf tensor from outside (made by '",
+    VT_CHECK(!n->leaf.expired() || n->epoch == 0, "checkpoint: fn uses a non-leaf tensor from outside (made by '",
              n->name, "') that requires grad; pass it through `inputs`");
     for (auto& e : n->next)
       if (e) stack.push_back(e.get());
@@ -73,7 +73,7 @@ grads recompute_and_backward(const std::function<Tensor(const std::vector<Tensor
   std::vector<Scratch> kept;
   if (out.grad_fn())
     for (Node* n : graph_nodes(out))
-      if (n->is_accumulator()) kept.push_back({n, n->epoch, n->pending_consumers, n->grad_sum});
+      if (!n->leaf.expired()) kept.push_back({n, n->epoch, n->pending_consumers, n->grad_sum});
   autograd::backward(out, g, false);
   for (Scratch& s : kept) s.node->epoch = s.epoch, s.node->pending_consumers = s.pending, s.node->grad_sum = s.grad_sum;
   for (size_t i = 0; i < n_inputs; ++i)

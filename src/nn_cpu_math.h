@@ -26,14 +26,14 @@ template <class T>
 using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 template <class T>
-inline acc_t<T> ld(T v) {
+[[gnu::always_inline]] inline acc_t<T> ld(T v) {
   if constexpr (std::is_same_v<T, bf16>) return bf16_bits_to_float(v.bits);
   else if constexpr (std::is_same_v<T, f16>) return f16_bits_to_float(v.bits);
   else return v;
 }
 
 template <class T>
-inline T st(acc_t<T> v) {
+[[gnu::always_inline]] inline T st(acc_t<T> v) {
   if constexpr (std::is_same_v<T, bf16>) return bf16::from_bits(float_to_bf16_bits(v));
   else if constexpr (std::is_same_v<T, f16>) return f16::from_bits(float_to_f16_bits(v));
   else return v;
@@ -41,14 +41,18 @@ inline T st(acc_t<T> v) {
 
 // Rounds v through storage type T and back (the cast in Qwen2's RMSNorm rule).
 template <class T>
-inline acc_t<T> round_to(acc_t<T> v) {
+[[gnu::always_inline]] inline acc_t<T> round_to(acc_t<T> v) {
   return ld<T>(st<T>(v));
 }
 
-#pragma omp declare simd
-inline float exp_f32(float x) {
+// always_inline: a call left in a loop (GCC's inliner gives up in large OpenMP-outlined bodies)
+// stops vectorisation of the whole loop.
+[[gnu::always_inline]] inline float exp_f32(float x) {
   const float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-  float xc = std::fmin(std::fmax(x, -87.33654f), 88.02969f);
+  // Clamp with compares: std::fmin/fmax are libm calls (their NaN rule differs from minps), which
+  // would stop vectorisation. A NaN passes through here and is returned at the end.
+  float xc = x < -87.33654f ? -87.33654f : x;
+  xc = xc > 88.02969f ? 88.02969f : xc;
   // n = round(x / ln2) by the 1.5 * 2^23 trick (valid for |n| < 2^22).
   float n = (xc * kLog2e + 12582912.0f) - 12582912.0f;
   float r = std::fma(n, -kLn2Lo, std::fma(n, -kLn2Hi, xc));
@@ -68,7 +72,7 @@ inline float exp_f32(float x) {
 }
 
 template <class C>
-inline C exp_acc(C x) {
+[[gnu::always_inline]] inline C exp_acc(C x) {
   if constexpr (std::is_same_v<C, float>) return exp_f32(x);
   else return std::exp(x);
 }

@@ -162,10 +162,27 @@ Tensor minimum(const Tensor& a, const Tensor& b) { return arith(BinaryOp::Min, a
 static Tensor scalar_like(const Tensor& t, double s) {
   return scalar_tensor(s, {scalar_result_type(t, s), t.device()});
 }
-Tensor add(const Tensor& a, double b) { return add(a, scalar_like(a, b)); }
-Tensor sub(const Tensor& a, double b) { return sub(a, scalar_like(a, b)); }
-Tensor mul(const Tensor& a, double b) { return mul(a, scalar_like(a, b)); }
-Tensor div(const Tensor& a, double b) { return div(a, scalar_like(a, b)); }
+// PyTorch keeps a scalar operand of a bf16/f16 op in float ("opmath") rather than rounding it to
+// the tensor's dtype: compute in f32 and round the result once.
+static bool half_scalar_op(const Tensor& a, double s) {
+  return (a.dtype() == DType::BF16 || a.dtype() == DType::F16) && scalar_result_type(a, s) == a.dtype();
+}
+Tensor add(const Tensor& a, double b) {
+  if (half_scalar_op(a, b)) return cast(add(cast(a, DType::F32), b), a.dtype());
+  return add(a, scalar_like(a, b));
+}
+Tensor sub(const Tensor& a, double b) {
+  if (half_scalar_op(a, b)) return cast(sub(cast(a, DType::F32), b), a.dtype());
+  return sub(a, scalar_like(a, b));
+}
+Tensor mul(const Tensor& a, double b) {
+  if (half_scalar_op(a, b)) return cast(mul(cast(a, DType::F32), b), a.dtype());
+  return mul(a, scalar_like(a, b));
+}
+Tensor div(const Tensor& a, double b) {
+  if (half_scalar_op(a, b)) return cast(div(cast(a, DType::F32), b), a.dtype());
+  return div(a, scalar_like(a, b));
+}
 
 // ---- comparisons and logic ---------------------------------------------------------------------
 static Tensor compare(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {

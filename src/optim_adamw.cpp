@@ -28,8 +28,12 @@ static inline P narrow_to(float x) {
   else return P::from_bits(std::is_same_v<P, bf16> ? float_to_bf16_bits(x) : float_to_f16_bits(x));
 }
 
-template <class P>
-static void adamw_loop(const AdamWScalars& s, P* __restrict__ param, const P* __restrict__ grad,
+// Contraction off: each line rounds exactly as written (the fma of the lerp is explicit), so the
+// result does not depend on which products the compiler chooses to fuse.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+template <class P, class G>
+static void adamw_loop(const AdamWScalars& s, P* __restrict__ param, const G* __restrict__ grad,
                        float* __restrict__ master, float* __restrict__ m, float* __restrict__ v, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > (1 << 15))
   for (int64_t i = 0; i < n; ++i) {
@@ -47,16 +51,25 @@ static void adamw_loop(const AdamWScalars& s, P* __restrict__ param, const P* __
   }
 }
 
+#pragma GCC pop_options
+
 static void adamw_step_cpu(const AdamWScalars& s, const Tensor& param, const Tensor& grad, const Tensor& master,
                            const Tensor& exp_avg, const Tensor& exp_avg_sq) {
   const int64_t n = param.numel();
   float* w = master.data<float>();
   float* m = exp_avg.data<float>();
   float* v = exp_avg_sq.data<float>();
+  const bool f32_grad = grad.dtype() == DType::F32;  // an fp32 accumulation buffer for a 16-bit param
   switch (param.dtype()) {
     case DType::F32: adamw_loop(s, param.data<float>(), grad.data<float>(), w, m, v, n); break;
-    case DType::BF16: adamw_loop(s, param.data<bf16>(), grad.data<bf16>(), w, m, v, n); break;
-    case DType::F16: adamw_loop(s, param.data<f16>(), grad.data<f16>(), w, m, v, n); break;
+    case DType::BF16:
+      if (f32_grad) adamw_loop(s, param.data<bf16>(), grad.data<float>(), w, m, v, n);
+      else adamw_loop(s, param.data<bf16>(), grad.data<bf16>(), w, m, v, n);
+      break;
+    case DType::F16:
+      if (f32_grad) adamw_loop(s, param.data<f16>(), grad.data<float>(), w, m, v, n);
+      else adamw_loop(s, param.data<f16>(), grad.data<f16>(), w, m, v, n);
+      break;
     default: VT_FAIL("adamw_step: parameter dtype ", dtype_name(param.dtype()), " is not a float type");
   }
 }
@@ -154,7 +167,8 @@ void AdamW::step() {
       VT_CHECK(grad.shape() == p.shape(), "AdamW: gradient of '", g.names[i], "' has shape ", grad.shape().str(),
                ", parameter ", p.shape().str());
       VT_CHECK(grad.device() == p.device(), "AdamW: gradient of '", g.names[i], "' is on ", grad.device().str());
-      grad = grad.detach().to(p.dtype()).contiguous();
+      if (grad.dtype() != DType::F32) grad = grad.detach().to(p.dtype());  // f32 grads are read as they are
+      grad = grad.contiguous();
       const int64_t t = ++g.steps[i];
       // The host scalars, in double as torch computes them in Python, then rounded once to fp32.
       const double bias_correction1 = 1 - std::pow(g.beta1, static_cast<double>(t));

@@ -6,6 +6,7 @@
 #include "vt/optim/clip.h"
 
 #include <cmath>
+#include <type_traits>
 
 #include "vt/autograd.h"
 #include "vt/ops.h"
@@ -88,13 +89,45 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
   return total;
 }
 
+// out = round(float(g) * factor) for 16-bit g, g * factor for f32/f64, with factor held in fp32 (f64 for
+// f64 grads): torch's g.mul_(coef) keeps a scalar operand at full precision even for bf16 tensors,
+// whereas vt::mul(Tensor, double) would first round the scalar to the tensor's dtype.
+template <class T>
+static void scale_cpu(const T* __restrict__ g, T* __restrict__ out, int64_t n, double factor) {
+  using Acc = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  const Acc f = static_cast<Acc>(factor);
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<T, bf16>) out[i] = bf16(static_cast<float>(g[i]) * f);
+    else if constexpr (std::is_same_v<T, f16>) out[i] = f16(static_cast<float>(g[i]) * f);
+    else out[i] = g[i] * f;
+  }
+}
+
+static Tensor scaled(const Tensor& g, double factor) {
+  if (!g.device().is_cpu()) {
+    const DType acc = g.dtype() == DType::F64 ? DType::F64 : DType::F32;
+    return cast(mul(cast(g, acc), scalar_tensor(factor, {acc, g.device()})), g.dtype());
+  }
+  Tensor c = g.contiguous();
+  Tensor out = empty(c.shape(), c.dtype());
+  switch (c.dtype()) {
+    case DType::F32: scale_cpu(c.data<float>(), out.data<float>(), c.numel(), factor); break;
+    case DType::F64: scale_cpu(c.data<double>(), out.data<double>(), c.numel(), factor); break;
+    case DType::BF16: scale_cpu(c.data<bf16>(), out.data<bf16>(), c.numel(), factor); break;
+    case DType::F16: scale_cpu(c.data<f16>(), out.data<f16>(), c.numel(), factor); break;
+    default: VT_FAIL("scale_grads_: gradient of dtype ", dtype_name(c.dtype()), " is not a float type");
+  }
+  return out;
+}
+
 void scale_grads_(const std::vector<Tensor>& params, double factor) {
   NoGradGuard no_grad;
   for (const Tensor& p : params) {
     Tensor g = p.defined() ? p.grad() : Tensor();
     if (!g.defined()) continue;
     // A new tensor, never in place: one gradient tensor may be shared by several leaves.
-    p.set_grad(mul(g, factor));
+    p.set_grad(scaled(g, factor));
   }
 }
 

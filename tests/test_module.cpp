@@ -58,11 +58,12 @@ struct Block : Module {
 // model.norm.weight, lm_head.weight (tied to the embedding), plus buffers.
 struct TinyLM : Module {
   std::shared_ptr<Module> model = register_module("model", std::make_shared<Module>());
-  std::shared_ptr<nn::ModuleList> layers = model->register_module("layers", std::make_shared<nn::ModuleList>());
+  std::shared_ptr<nn::ModuleList> layers;
   Tensor embed, lm_head_weight, rope, positions;
   explicit TinyLM(int n_layers = 2, bool tied = true) {
     auto embed_tokens = model->register_module("embed_tokens", std::make_shared<Module>());
     embed = embed_tokens->register_parameter("weight", init({10, 4}, 1));  // (V, D)
+    layers = model->register_module("layers", std::make_shared<nn::ModuleList>());
     for (int i = 0; i < n_layers; ++i) layers->push_back(std::make_shared<Block>(100 + 20 * i));
     auto norm = model->register_module("norm", std::make_shared<Module>());
     norm->register_parameter("weight", ones({4}));
@@ -98,12 +99,12 @@ TEST_CASE("named_parameters: dotted HF names in registration order, tied weights
   TinyLM m;
   const std::vector<std::string> expected = {
       "model.embed_tokens.weight",
+      "model.layers.0.input_layernorm_weight",  // own parameters before children, as in torch
       "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.q_proj.bias",
       "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
-      "model.layers.0.input_layernorm_weight",
+      "model.layers.1.input_layernorm_weight",  // own parameters before children, as in torch
       "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.q_proj.bias",
       "model.layers.1.mlp.up_proj.weight", "model.layers.1.mlp.down_proj.weight",
-      "model.layers.1.input_layernorm_weight",
       "model.norm.weight"};
   CHECK(names_of(m.named_parameters()) == expected);  // lm_head.weight is the embedding: listed once
   CHECK(m.parameters().size() == expected.size());
@@ -121,8 +122,9 @@ TEST_CASE("named_parameters: dotted HF names in registration order, tied weights
   auto mods = m.named_modules();
   CHECK(mods[0].first == "");
   CHECK(mods[1].first == "model");
-  CHECK(mods[2].first == "model.layers");
-  CHECK(mods[3].first == "model.layers.0");
+  CHECK(mods[2].first == "model.embed_tokens");
+  CHECK(mods[3].first == "model.layers");
+  CHECK(mods[4].first == "model.layers.0");
   // A child name may carry dots itself.
   Module root;
   root.register_module("layers.0", std::make_shared<TestLinear>(2, 3, true, 9));

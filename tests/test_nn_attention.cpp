@@ -217,9 +217,9 @@ TEST_CASE("gradcheck: attention with every mask kind, GQA, cosine attention, Ada
   Tensor additive = rnd({1, 1, 4, 5}, 16, f64);
   check_grad("additive mask", sdpa(AttentionMask::from_tensor(additive)),
              {leaf({1, 2, 4, 3}, 17, f64), leaf({1, 2, 5, 3}, 18, f64), leaf({1, 2, 5, 3}, 19, f64)});
-  // Multi-tile: 70 rows cross the 64-row tiles.
+  // Multi-tile: 131 rows and keys cross the 128-wide tiles.
   check_grad("causal, two tiles", sdpa(AttentionMask::causal()),
-             {leaf({1, 1, 70, 2}, 20, f64), leaf({1, 1, 70, 2}, 21, f64), leaf({1, 1, 70, 2}, 22, f64)});
+             {leaf({1, 1, 131, 2}, 20, f64), leaf({1, 1, 131, 2}, 21, f64), leaf({1, 1, 131, 2}, 22, f64)});
   check_grad("cosine attention", [](const V& x) {
     return nn::cosine_attention(x[0], x[1], x[2], x[3], AttentionMask::block_causal({1, 4}));
   }, {leaf({1, 2, 5, 4}, 23, f64), leaf({1, 2, 5, 4}, 24, f64), leaf({1, 2, 5, 4}, 25, f64), leaf({1, 2, 1, 1}, 26, f64)});
@@ -305,6 +305,6 @@ TEST_CASE("attention: bad input raises errors naming the op and the sizes") {
                        doctest::Contains("scale lengths sum to 9, more than the 7 keys"), Error);
   CHECK_THROWS_WITH_AS(nn::scaled_dot_product_attention(q, k2, cast(v2, DType::BF16)),
                        doctest::Contains("must share one float dtype"), Error);
-  CHECK_THROWS_WITH_AS(nn::modulate(rnd({2, 3, 4}, 1), rnd({3, 4}, 2), rnd({2, 1, 4}, 3)),
-                       doctest::Contains("modulate: shift of shape (3, 4) does not broadcast"), Error);
+  CHECK_THROWS_WITH_AS(nn::modulate(rnd({2, 3, 4}, 1), rnd({5, 4}, 2), rnd({2, 1, 4}, 3)),
+                       doctest::Contains("modulate: shift of shape (5, 4) does not broadcast"), Error);
 }

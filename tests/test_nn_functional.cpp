@@ -165,7 +165,7 @@ TEST_CASE("dpo_sigmoid_loss: ln 2 at equal policy and reference, TRL metrics and
   CHECK(pr.grad().tolist<float>() == std::vector<float>{0.025f, 0.025f});
 }
 
-TEST_CASE("cross_entropy: the gradient is the only logits-sized buffer and ignored rows get zero") {
+TEST_CASE("cross_entropy: ignored rows get zero gradient, valid rows a gradient summing to zero") {
   Tensor z = rnd({4, 9}, 60).to(DType::F32).requires_grad_();
   Tensor y = from_vector<int64_t>({3, -100, 8, 0});
   Tensor loss = nn::cross_entropy(z, y);

@@ -93,6 +93,9 @@ double max_rel_err(const Tensor& a, const Tensor& b, double floor) {
   return e;
 }
 
+double max_abs_err(const Tensor& a, const Tensor& b) { return amax(abs(sub(a, b))).item(); }
+double max_abs(const Tensor& a) { return amax(abs(a)).item(); }
+
 // bf16 values at most `ulps` representable steps apart.
 bool bf16_close(const Tensor& a, const Tensor& b, int ulps) {
   auto x = a.contiguous(), y = b.contiguous();
@@ -203,7 +206,9 @@ static void run_fixture_training(bool replay) {
       loss.backward();
       CHECK(!net.head->weight.grad().defined());  // frozen
     }
-    const double norm = optim::clip_grad_norm_(trainable, tr["max_norm"]);
+    // Replay clips with torch's norm (isolating the optimizer); vt's own norm is checked against it.
+    const double norm = optim::grad_norm(trainable);
+    optim::clip_grads_with_norm_(trainable, tr["max_norm"], replay ? ref["total_norm"].get<double>() : norm);
     worst_norm = std::max(worst_norm, std::fabs(norm / ref["total_norm"].get<double>() - 1));
     for (size_t g = 0; g < 2; ++g) CHECK(opt.groups()[g].lr == ref["lr"][g].get<double>());
     opt.step();
@@ -212,9 +217,8 @@ static void run_fixture_training(bool replay) {
       worst_f32 = std::max(worst_f32, max_rel_err(net.parameter(k), f.t.at(st + "." + k), 1e-3));
     worst_master = std::max(worst_master, max_rel_err(opt.groups()[1].master_view(0), f.t.at(st + ".scale_master"), 1e-3));
     CHECK_MESSAGE(bf16_close(net.scale, f.t.at(st + ".scale"), replay ? 0 : 1), st);
-    MESSAGE("DBG ", st, " master ", max_rel_err(opt.groups()[1].master_view(0), f.t.at(st + ".scale_master"), 1e-3), " ", opt.groups()[1].master_view(0).str(), f.t.at(st + ".scale_master").str(), " grad ", net.scale.grad().str());
   }
-  MESSAGE((replay ? "replayed torch grads" : "vt forward/backward"), ": max rel err f32 params ", worst_f32,
+  MESSAGE(std::string(replay ? "replayed torch grads" : "vt forward/backward"), ": max rel err f32 params ", worst_f32,
           ", bf16 master ", worst_master, ", grad norm ", worst_norm);
   CHECK(worst_norm < 1e-6);
   CHECK(worst_f32 < 1e-6);
@@ -249,6 +253,20 @@ TEST_CASE("AdamW layout: flat fp32 buffers per group, padded to the world size, 
   opt2.step();
   CHECK(bitwise_equal(before, net.fc1->bias));
   CHECK(opt2.groups()[0].steps[0] == 0);
+}
+
+TEST_CASE("AdamW reads an fp32 gradient of a bf16 parameter as it is") {
+  Generator gen(3);
+  Tensor g16 = randn({37}, DType::F32, &gen).to(DType::BF16);  // values exact in both dtypes
+  Tensor init = randn({37}, DType::F32, &gen).to(DType::BF16);
+  Tensor a = init.clone().requires_grad_(), b = init.clone().requires_grad_();
+  optim::AdamW opt_a({a}), opt_b({b});
+  a.set_grad(g16);
+  b.set_grad(g16.to(DType::F32));
+  opt_a.step();
+  opt_b.step();
+  CHECK(bitwise_equal(a, b));
+  CHECK(bitwise_equal(opt_a.groups()[0].master, opt_b.groups()[0].master));
 }
 
 // Random batches from vt's Philox stream; `steps` AdamW steps starting at batch `first`.
@@ -322,7 +340,8 @@ TEST_CASE("gradient accumulation: N micro-batches of b equal one batch of N*b fo
   }
   optim::average_grads_(micro.parameters(true), N);
   for (auto& [name, t] : big.named_parameters(true)) {
-    CHECK_MESSAGE(max_rel_err(micro.parameter(name).grad(), t.grad(), 1e-4) < 1e-6, name);
-    CHECK_MESSAGE(max_rel_err(scaled.parameter(name).grad(), t.grad(), 1e-4) < 1e-6, name);
+    // Summation order differs (per micro-batch, then across), so compare relative to the largest entry.
+    CHECK_MESSAGE(max_abs_err(micro.parameter(name).grad(), t.grad()) < 1e-6 * max_abs(t.grad()), name);
+    CHECK_MESSAGE(max_abs_err(scaled.parameter(name).grad(), t.grad()) < 1e-6 * max_abs(t.grad()), name);
   }
 }

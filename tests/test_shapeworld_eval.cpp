@@ -126,7 +126,7 @@ TEST_CASE("shapeworld eval: wrong renders fail the right category in at least 99
         if (outcome[i] != 2 && first_miss.empty()) first_miss = why[i];
       }
     }
-    MESSAGE("wrong renders at ", size, degraded ? " (degraded)" : "", ": ", right_category, "/", cases, " failed the right category, ", passed, " passed");
+    MESSAGE("wrong renders at ", size, std::string(degraded ? " px (degraded)" : " px"), ": ", right_category, "/", cases, " failed the right category, ", passed, " passed");
     INFO("first miss: ", first_miss);
     CHECK(cases >= 1000);
     CHECK(double(right_category) >= 0.99 * cases);

@@ -115,6 +115,8 @@ case("div_i64", "div", [(torch.tensor([7, -7, 3]), None, False), (torch.tensor([
      fn=torch.div)
 case("add_scalar", "add_scalar", [(make((2, 3), "f32"), None, True)], {"s": 1.5}, fn=lambda a: a + 1.5)
 case("mul_scalar_int", "mul_scalar", [(make((2, 3), "i64"), None, False)], {"s": 0.5}, fn=lambda a: a * 0.5)
+case("mul_scalar_bf16_opmath", "mul_scalar", [(make((64,), "bf16"), None, True)], {"s": 0.7123},
+     fn=lambda a: a * 0.7123)
 case("div_scalar_bf16", "div_scalar", [(make((2, 3), "bf16"), None, True)], {"s": 3.0}, fn=lambda a: a / 3.0)
 
 # ---- comparisons and logic ---------------------------------------------------------------------

@@ -15,7 +15,8 @@
 // Precision: p above is the fp32 master copy. For bf16/f16 parameters the model tensor is rewritten
 // from the master by round-to-nearest-even after every step (DeepSpeed's rule, needed for parity
 // with PyTorch mixed-precision runs); f32 parameters are copied from it. The gradient is read in the
-// parameter's dtype and widened to fp32 inside the kernel.
+// parameter's dtype (or in fp32, when the caller accumulates gradients in fp32) and widened to fp32
+// inside the kernel.
 //
 // Layout (the ZeRO habit of llm.c): each group owns three flat fp32 buffers, master / exp_avg /
 // exp_avg_sq, of `padded_numel` elements = numel rounded up to a multiple of `world_size`; each
@@ -82,8 +83,8 @@ struct AdamWScalars {
   float neg_step_size;  // -lr / (1 - b1^t)
 };
 
-// Fused kernel: one pass over n elements. param and grad share a dtype (f32, bf16 or f16) and are
-// contiguous; master, m and v are contiguous fp32 of n elements. Writes master, m, v and param.
+// Fused kernel: one pass over n elements. param is f32, bf16 or f16; grad has param's dtype or is
+// f32 (an fp32 gradient-accumulation buffer, spec §8); both contiguous; master, m and v are contiguous fp32 of n elements. Writes master, m, v and param.
 using AdamWStepFn = void(const AdamWScalars& s, const Tensor& param, const Tensor& grad, const Tensor& master,
                          const Tensor& exp_avg, const Tensor& exp_avg_sq);
 

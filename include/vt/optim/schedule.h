@@ -34,7 +34,7 @@ LrMultiplier cosine_schedule_with_warmup(int64_t num_warmup_steps, int64_t num_t
 int64_t warmup_steps_from_ratio(double warmup_ratio, int64_t num_training_steps);
 
 // LambdaLR: sets every group's lr to initial_lr * multiplier(last_step) (one multiplier per group, or
-// one for all). Holds a reference to the optimizer, which must outlive it.
+// one for all). Holds a reference to the optimizer, which must outlive it and stay where it is.
 class Scheduler {
  public:
   Scheduler(AdamW& optimizer, LrMultiplier multiplier);

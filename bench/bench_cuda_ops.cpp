@@ -1,0 +1,126 @@
+// bench_cuda_ops: GPU throughput of the core CUDA ops, through vt's public op API.
+//
+//   gemm_8192      bf16 (8192, 8192) @ (8192, 8192), f32 accumulation     TFLOP/s
+//   gemm_ffn       bf16 (8192, 3584) @ (3584, 18944) (Qwen2-7B MLP up)    TFLOP/s
+//   add_bf16       a + b over 256M bf16 elements (read 2, write 1)        GB/s
+//   bias_add_bf16  (65536, 4096) + (4096) broadcast, bf16                 GB/s
+//   memcpy_d2d     cudaMemcpyAsync of 512 MiB (read + write)              GB/s, the bandwidth ceiling
+//   sum_rows_bf16  sum over the last dim of (32768, 8192) bf16            GB/s
+//   sum_cols_f32   sum over dim 0 of (8192, 8192) f32                     GB/s
+// Inputs are random (never zeros: see METHOD.md). Each op runs 3 warm-ups, then N timed runs, each
+// between two CUDA events on vt's stream; the median is reported. Output lines start with "vt " so
+// scripts/gpu_check.sh and bench/torch_gpu_baseline.py can join them with PyTorch's numbers.
+#ifdef VT_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+#include "vt/cuda.h"
+#include "vt/ops.h"
+
+using namespace vt;
+
+#define CHECK_CUDA(x)                                                                     \
+  do {                                                                                    \
+    cudaError_t e = (x);                                                                  \
+    if (e != cudaSuccess) {                                                               \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); \
+      std::exit(1);                                                                       \
+    }                                                                                     \
+  } while (0)
+
+// Median milliseconds of `iters` runs of f, each timed with events on vt's stream.
+static double time_ms(const std::function<void()>& f, int iters) {
+  cudaStream_t s = vt::cuda::stream();
+  for (int i = 0; i < 3; ++i) f();
+  std::vector<cudaEvent_t> ev(2 * iters);
+  for (auto& e : ev) CHECK_CUDA(cudaEventCreate(&e));
+  for (int i = 0; i < iters; ++i) {
+    CHECK_CUDA(cudaEventRecord(ev[2 * i], s));
+    f();
+    CHECK_CUDA(cudaEventRecord(ev[2 * i + 1], s));
+  }
+  CHECK_CUDA(cudaEventSynchronize(ev.back()));
+  std::vector<double> ms(iters);
+  for (int i = 0; i < iters; ++i) {
+    float t = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&t, ev[2 * i], ev[2 * i + 1]));
+    ms[i] = t;
+  }
+  for (auto& e : ev) CHECK_CUDA(cudaEventDestroy(e));
+  std::sort(ms.begin(), ms.end());
+  return ms[iters / 2];
+}
+
+static void report(const char* key, double value, const char* unit, double ms) {
+  std::printf("vt %-14s %10.1f %-8s %9.3f ms\n", key, value, unit, ms);
+  std::fflush(stdout);
+}
+
+static void bench_gemm(const char* key, int64_t M, int64_t K, int64_t N) {
+  Tensor a = randn({M, K}, {DType::BF16, Device::cuda()});
+  Tensor b = randn({K, N}, {DType::BF16, Device::cuda()});
+  Tensor c;
+  const double ms = time_ms([&] { c = matmul(a, b); }, 20);
+  report(key, 2.0 * M * N * K / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+}
+
+int main() {
+  if (!vt::cuda::is_available()) {
+    std::printf("no CUDA device visible: GPU benchmarks skipped\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount,
+              prop.totalGlobalMem / 1073741824.0);
+
+  bench_gemm("gemm_8192", 8192, 8192, 8192);
+  bench_gemm("gemm_ffn", 8192, 3584, 18944);
+
+  {
+    const int64_t n = int64_t(256) << 20;
+    Tensor a = randn({n}, {DType::BF16, Device::cuda()}), b = randn({n}, {DType::BF16, Device::cuda()});
+    Tensor c;
+    double ms = time_ms([&] { c = add(a, b); }, 20);
+    report("add_bf16", 3.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
+    c = Tensor();
+    Tensor dst = empty({n}, {DType::BF16, Device::cuda()});
+    ms = time_ms([&] {
+      CHECK_CUDA(cudaMemcpyAsync(dst.raw_data(), a.raw_data(), n * 2, cudaMemcpyDeviceToDevice, vt::cuda::stream()));
+    }, 20);
+    report("memcpy_d2d", 2.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
+  }
+  {
+    Tensor x = randn({65536, 4096}, {DType::BF16, Device::cuda()}), bias = randn({4096}, {DType::BF16, Device::cuda()});
+    Tensor y;
+    const double ms = time_ms([&] { y = add(x, bias); }, 20);
+    report("bias_add_bf16", 2.0 * x.numel() * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
+  }
+  {
+    Tensor x = randn({32768, 8192}, {DType::BF16, Device::cuda()});
+    Tensor s;
+    const double ms = time_ms([&] { s = sum(x, {-1}); }, 20);
+    report("sum_rows_bf16", x.numel() * 2.0 / (ms * 1e-3) / 1e9, "GB/s", ms);
+  }
+  {
+    Tensor x = randn({8192, 8192}, {DType::F32, Device::cuda()});
+    Tensor s;
+    const double ms = time_ms([&] { s = sum(x, {0}); }, 20);
+    report("sum_cols_f32", x.numel() * 4.0 / (ms * 1e-3) / 1e9, "GB/s", ms);
+  }
+  const vt::cuda::MemoryStats st = vt::cuda::memory_stats();
+  std::printf("allocator: %s\n", st.str().c_str());
+  return 0;
+}
+
+#else
+#include <cstdio>
+int main() {
+  std::printf("CUDA not built: bench_cuda_ops has nothing to run (configure with -DVT_CUDA=ON)\n");
+  return 0;
+}
+#endif

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""PyTorch baselines for bench_cuda_ops on the same GPU, and the vt-vs-torch table.
+
+  python3 bench/torch_gpu_baseline.py                 # prints "torch <key> <value> <unit> <ms> ms" lines
+  python3 bench/torch_gpu_baseline.py --vt vt.txt     # also joins with bench_cuda_ops output: a table
+
+The keys, shapes and byte counts are those of bench/bench_cuda_ops.cpp; each op is timed with CUDA
+events around every run (3 warm-ups, median of 20), on random inputs.
+"""
+import argparse
+import sys
+
+import torch
+
+
+def time_ms(fn, iters=20):
+    for _ in range(3):
+        fn()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+    for s, e in zip(starts, ends):
+        s.record()
+        fn()
+        e.record()
+    torch.cuda.synchronize()
+    ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
+    return ms[iters // 2]
+
+
+def measure():
+    dev = "cuda"
+    bf16 = torch.bfloat16
+    out = {}
+
+    def gemm(key, m, k, n):
+        a = torch.randn(m, k, device=dev, dtype=bf16)
+        b = torch.randn(k, n, device=dev, dtype=bf16)
+        ms = time_ms(lambda: torch.matmul(a, b))
+        out[key] = (2.0 * m * n * k / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
+
+    gemm("gemm_8192", 8192, 8192, 8192)
+    gemm("gemm_ffn", 8192, 3584, 18944)
+    n = 256 << 20
+    a = torch.randn(n, device=dev, dtype=bf16)
+    b = torch.randn(n, device=dev, dtype=bf16)
+    ms = time_ms(lambda: torch.add(a, b))
+    out["add_bf16"] = (3.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
+    dst = torch.empty_like(a)
+    ms = time_ms(lambda: dst.copy_(a))
+    out["memcpy_d2d"] = (2.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
+    del a, b, dst
+    x = torch.randn(65536, 4096, device=dev, dtype=bf16)
+    bias = torch.randn(4096, device=dev, dtype=bf16)
+    ms = time_ms(lambda: x + bias)
+    out["bias_add_bf16"] = (2.0 * x.numel() * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
+    del x
+    x = torch.randn(32768, 8192, device=dev, dtype=bf16)
+    ms = time_ms(lambda: x.sum(-1))
+    out["sum_rows_bf16"] = (x.numel() * 2.0 / (ms * 1e-3) / 1e9, "GB/s", ms)
+    del x
+    x = torch.randn(8192, 8192, device=dev, dtype=torch.float32)
+    ms = time_ms(lambda: x.sum(0))
+    out["sum_cols_f32"] = (x.numel() * 4.0 / (ms * 1e-3) / 1e9, "GB/s", ms)
+    return out
+
+
+def read_vt(path):
+    vals = {}
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 4 and p[0] == "vt":
+                vals[p[1]] = (float(p[2]), p[3], float(p[4]))
+    return vals
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vt", help="bench_cuda_ops output to compare against")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("torch sees no CUDA device: baselines skipped")
+        return 0
+    print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}")
+    t = measure()
+    for k, (v, unit, ms) in t.items():
+        print(f"torch {k:<14} {v:10.1f} {unit:<8} {ms:9.3f} ms")
+    if args.vt:
+        vt = read_vt(args.vt)
+        print()
+        print(f"{'benchmark':<15} {'unit':<8} {'vt':>9} {'torch':>9} {'vt/torch':>9}")
+        for k, (tv, unit, _) in t.items():
+            if k in vt:
+                v = vt[k][0]
+                print(f"{k:<15} {unit:<8} {v:9.1f} {tv:9.1f} {v / tv:9.3f}")
+            else:
+                print(f"{k:<15} {unit:<8} {'-':>9} {tv:9.1f} {'missing':>9}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# gpu_check.sh: the one command for a GPU machine (H100/H200, CUDA 13, PyTorch, 16 cores, offline):
+# configure and build the CUDA targets for sm_90, run the CUDA tests, run the GPU benchmarks and the
+# PyTorch baselines on the same card, and print a vt-vs-torch table. Budget: under 8 minutes.
+#
+#   scripts/gpu_check.sh              run everything (logs and table also go to $OUT when it is set)
+#   scripts/gpu_check.sh --pack-deps  on a development machine: copy the CMake packages vt's build
+#                                     needs (nlohmann_json, doctest, google benchmark) into
+#                                     build-gpu-deps/, to carry to a GPU machine that lacks them
+#
+# Build choices for time: only the targets needed (libvt, test_cuda_ops, test_ops_core,
+# bench_cuda_ops), one architecture (sm_90), -j16, Ninja when present. CMake older than 3.26 does
+# not know nvcc's C++20 flag, so the configure line names it.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${VT_GPU_BUILD:-$ROOT/build-gpu}
+DEPS=$ROOT/build-gpu-deps
+
+if [[ ${1:-} == --pack-deps ]]; then
+  rm -rf "$DEPS" && mkdir -p "$DEPS/include" "$DEPS/lib/x86_64-linux-gnu/cmake" "$DEPS/lib/cmake" "$DEPS/share/cmake"
+  cp -r /usr/include/nlohmann /usr/include/doctest /usr/include/benchmark "$DEPS/include/"
+  cp -r /usr/share/cmake/nlohmann_json "$DEPS/share/cmake/"
+  cp -r /usr/lib/cmake/doctest "$DEPS/lib/cmake/"
+  cp -r /usr/lib/x86_64-linux-gnu/cmake/benchmark "$DEPS/lib/x86_64-linux-gnu/cmake/"
+  cp -a /usr/lib/x86_64-linux-gnu/libbenchmark.so* /usr/lib/x86_64-linux-gnu/libbenchmark_main.a \
+    "$DEPS/lib/x86_64-linux-gnu/"
+  du -sh "$DEPS"
+  echo "carry build-gpu-deps with the run (it is git-ignored)"
+  exit 0
+fi
+
+OUTDIR=${OUT:-$BUILD/gpu-check}
+mkdir -p "$OUTDIR" "$BUILD"
+LOG=$OUTDIR/gpu_check.log
+: > "$LOG"
+exec > >(tee -a "$LOG") 2>&1
+t0=$SECONDS
+step() { echo "== [$((SECONDS - t0)) s] $*"; }
+
+step "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader || true
+nvcc --version | tail -1
+cmake --version | head -1
+
+step "configure"
+prefix=()
+[[ -d $DEPS ]] && prefix=(-DCMAKE_PREFIX_PATH="$DEPS")
+gen=()
+if command -v ninja > /dev/null && [[ ! -f $BUILD/Makefile ]]; then gen=(-G Ninja); fi
+configure() {
+  cmake -S "$ROOT" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DVT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DVT_BENCH="$1" -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20 \
+    -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20 "${prefix[@]}" > "$OUTDIR/configure.log" 2>&1
+}
+bench=1
+if ! configure ON; then
+  echo "configure with VT_BENCH=ON failed (google benchmark missing?); retrying without the vt benchmarks"
+  tail -5 "$OUTDIR/configure.log"
+  bench=0
+  if ! configure OFF; then
+    tail -30 "$OUTDIR/configure.log"
+    echo "FAILED: configure (missing packages? run scripts/gpu_check.sh --pack-deps here and carry build-gpu-deps)"
+    exit 1
+  fi
+fi
+
+step "build"
+targets=(vt test_cuda_ops test_ops_core)
+((bench)) && targets+=(bench_cuda_ops)
+if ! cmake --build "$BUILD" -j16 --target "${targets[@]}" > "$OUTDIR/build.log" 2>&1; then
+  grep -E "error|Error" "$OUTDIR/build.log" | head -40
+  echo "FAILED: build (full log in $OUTDIR/build.log)"
+  exit 1
+fi
+
+step "tests"
+export OMP_NUM_THREADS=16
+timeout 300 "$BUILD/test_cuda_ops" > "$OUTDIR/test_cuda_ops.log" 2>&1
+cuda_rc=$?
+grep -vE "^\s*$" "$OUTDIR/test_cuda_ops.log" | tail -40
+timeout 120 "$BUILD/test_ops_core" > "$OUTDIR/test_ops_core.log" 2>&1
+core_rc=$?
+tail -3 "$OUTDIR/test_ops_core.log"
+
+step "benchmarks"
+: > "$OUTDIR/vt_bench.txt"
+if ((bench)); then
+  timeout 150 "$BUILD/bench_cuda_ops" | tee "$OUTDIR/vt_bench.txt"
+fi
+step "torch baselines"
+timeout 150 python3 "$ROOT/bench/torch_gpu_baseline.py" --vt "$OUTDIR/vt_bench.txt" > "$OUTDIR/torch.txt" 2>&1
+cat "$OUTDIR/torch.txt"
+
+step "summary"
+{
+  echo "test_cuda_ops: $([[ $cuda_rc == 0 ]] && echo PASS || echo "FAIL (rc $cuda_rc)") -- $(grep -E '^\[doctest\] (test cases|assertions)' "$OUTDIR/test_cuda_ops.log" | tr '\n' ' ')"
+  echo "test_ops_core: $([[ $core_rc == 0 ]] && echo PASS || echo "FAIL (rc $core_rc)")"
+  nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1
+  sed -n '/^benchmark /,$p' "$OUTDIR/torch.txt"
+} | tee "$OUTDIR/summary.txt"
+echo "total $((SECONDS - t0)) s; logs in $OUTDIR"
+[[ $cuda_rc == 0 && $core_rc == 0 ]]

@@ -1,11 +1,14 @@
 // cmd_shapes.cpp: `vargpt shapes`: write a ShapeWorld dataset and score generated images,
 // understanding answers and edits against it (formats in docs/shapeworld.md).
+#include <omp.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 
@@ -97,7 +100,7 @@ std::function<void(const char*, size_t, size_t)> progress_printer(bool quiet) {
 void set_threads(const std::map<std::string, std::string>& o) {
   long long n = to_int(o, "threads", 0);
   VT_CHECK(n >= 0 && n <= 1024, "--threads must be in [0, 1024]");
-  if (n > 0) setenv("OMP_NUM_THREADS", std::to_string(n).c_str(), 1);
+  if (n > 0) omp_set_num_threads(int(n));
 }
 
 int run_make(int argc, char** argv) {

@@ -8,4 +8,5 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j"$(nproc)" --target vargpt
 out=${1:-out/shapeworld}
 ./build/vargpt shapes make --out "$out" --size 128 --train 2000 --test 500 --seed 0
-./build/vargpt shapes eval --data "$out" --split test --ground-truth
+./build/vargpt shapes eval gen --data "$out" --split test
+./build/vargpt shapes eval edit --data "$out" --split test

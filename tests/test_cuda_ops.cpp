@@ -83,7 +83,8 @@ TEST_CASE("cuda: core ops match PyTorch (forward and backward)") {
     for (auto& f : fails) MESSAGE(f);
     failed += !fails.empty();
   }
-  MESSAGE(fx.cases.size() - failed, " of ", fx.cases.size(), " cases pass on CUDA");
+  const int total = static_cast<int>(fx.cases.size());
+  MESSAGE((total - failed), " of ", total, " cases pass on CUDA");
   CHECK(failed == 0);
 }
 

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <vector>
 
@@ -25,9 +26,9 @@ using namespace vt;
 
 #define CHECK_CUDA(x)                                                                     \
   do {                                                                                    \
-    cudaError_t e = (x);                                                                  \
-    if (e != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); \
+    cudaError_t err_ = (x);                                                               \
+    if (err_ != cudaSuccess) {                                                            \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(err_)); \
       std::exit(1);                                                                       \
     }                                                                                     \
   } while (0)
@@ -119,6 +120,7 @@ int main() {
 
 #else
 #include <cstdio>
+#include <cstdlib>
 int main() {
   std::printf("CUDA not built: bench_cuda_ops has nothing to run (configure with -DVT_CUDA=ON)\n");
   return 0;

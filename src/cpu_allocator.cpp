@@ -4,9 +4,7 @@
 // their size rounded up to 2 MiB, because glibc hands such blocks straight to mmap/munmap and the
 // page faults of re-touching fresh pages would cost more than the arithmetic of a 16M-element
 // elementwise op (the same reason PyTorch caches device memory). The cache keeps at most
-// kMaxCached bytes; beyond that blocks are freed. Large blocks ask for transparent huge pages.
-#include <sys/mman.h>
-
+// kMaxCached bytes; beyond that blocks are freed.
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -38,7 +36,6 @@ struct LargeCache {
       }
     }
     void* p = std::aligned_alloc(kRound, size);
-    if (p) madvise(p, size, MADV_HUGEPAGE);
     return p;
   }
   void put(void* p, size_t size) {

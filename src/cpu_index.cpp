@@ -183,7 +183,8 @@ void CpuBackend::bmm(const Tensor& a, const Tensor& b, const Tensor& out) {
 
 // ---- random ------------------------------------------------------------------------------------
 // Element i of the call draws Philox block (i, call_offset) under key `seed`: any thread can
-// produce any element, and CUDA produces the same numbers.
+// produce any element, and CUDA produces the same numbers (the affine maps are explicit fma in
+// f64 on both, so the result does not depend on whether the compiler contracts).
 void CpuBackend::random(kernels::RandomDist dist, const Tensor& out, double p0, double p1, uint64_t seed,
                         uint64_t call_offset) {
   VT_CHECK(out.is_contiguous(), "random: output must be contiguous");
@@ -197,15 +198,15 @@ void CpuBackend::random(kernels::RandomDist dist, const Tensor& out, double p0, 
       switch (dist) {
         case kernels::RandomDist::Uniform:
           if constexpr (std::is_same_v<T, double>)
-            store<T>(o + i, p0 + (p1 - p0) * uniform01_f64(w.x[0], w.x[1]));
+            store<T>(o + i, std::fma(p1 - p0, uniform01_f64(w.x[0], w.x[1]), p0));
           else
-            store<T>(o + i, static_cast<float>(p0 + (p1 - p0) * uniform01(w.x[0])));
+            store<T>(o + i, static_cast<float>(std::fma(p1 - p0, double(uniform01(w.x[0])), p0)));
           break;
         case kernels::RandomDist::Normal:
           if constexpr (std::is_same_v<T, double>)
-            store<T>(o + i, p0 + p1 * normal_f64(w));
+            store<T>(o + i, std::fma(p1, normal_f64(w), p0));
           else
-            store<T>(o + i, static_cast<float>(p0 + p1 * normal01(w.x[0], w.x[1])));
+            store<T>(o + i, static_cast<float>(std::fma(p1, double(normal01(w.x[0], w.x[1])), p0)));
           break;
         case kernels::RandomDist::RandInt:
           store<T>(o + i, static_cast<compute_t<T>>(randint_from(w.x[0], w.x[1], int64_t(p0), int64_t(p1))));

@@ -27,8 +27,10 @@ from tokenizers import Tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = os.path.join(ROOT, "third_party/qwen2/tokenizer.json")
-OUT = os.path.join(ROOT, "tests/fixtures/tokenizer/corpus.bin")
-rng = random.Random(20250514)
+# Optional: gen_tokenizer_fixtures.py [SEED [OUT]], for extra differential runs beyond the committed corpus.
+SEED = int(sys.argv[1]) if len(sys.argv) > 1 else 20250514
+OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "tests/fixtures/tokenizer/corpus.bin")
+rng = random.Random(SEED)
 
 SENTENCES = {
     "en": "The quick brown fox jumps over the lazy dog. It's what we'd've done; they'll say I'm RIGHT, won't they? DON'T SHOUT.",

@@ -67,7 +67,7 @@ void decompose_into(std::u32string& out, char32_t c) {
     return;
   }
   if (const auto* d = find_decomposition(c)) {
-    out.append(reinterpret_cast<const char32_t*>(tables::kDecompositionPool + d->offset), d->length);
+    for (int k = 0; k < d->length; ++k) out.push_back(tables::kDecompositionPool[d->offset + k]);
   } else {
     out.push_back(c);
   }

@@ -16,6 +16,7 @@
 #include "allocator.h"
 #include "backend.h"
 #include "map.cuh"
+#include "nn_kernels.h"
 #include "vt/ops.h"
 
 namespace vt::cuda {
@@ -200,6 +201,10 @@ void CudaBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, co
 kernels::Backend* ensure_registered() {
   static CudaBackend* backend = [] {
     auto* b = new CudaBackend();  // leaked: tensors may be released after static destruction
+    register_nn_norm_kernels();
+    register_nn_activation_kernels();
+    register_nn_rope_interp_kernels();
+    register_optim_adamw_kernels();
     return b;
   }();
   return backend;

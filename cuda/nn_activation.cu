@@ -206,13 +206,13 @@ constexpr double kSqrt2OverPi = 0.79788456080286535588, kGeluCubic = 0.044715, k
 template <class A>
 __device__ __forceinline__ A m_erf(A v) {
   if constexpr (std::is_same_v<A, float>) return erff(v);
-  else return erf(v);
+  else return ::erf(v);
 }
 template <class A>
 __device__ __forceinline__ A sigmoid(A x) { return A(1) / (A(1) + m_exp(-x)); }
 template <class A>
 __device__ __forceinline__ A tanh_act(A u) {
-  if constexpr (std::is_same_v<A, double>) return tanh(u);
+  if constexpr (std::is_same_v<A, double>) return m_tanh(u);
   else return A(1) - A(2) / (m_exp(A(2) * u) + A(1));
 }
 
@@ -444,7 +444,7 @@ void cross_entropy_backward_cuda(const Tensor& logits, const Tensor& target, con
 template <class A>
 __device__ __forceinline__ A m_log1p(A v) {
   if constexpr (std::is_same_v<A, float>) return log1pf(v);
-  else return log1p(v);
+  else return ::log1p(v);
 }
 
 // z: (T, d, 2); b: (T, d); token_loss: (T) = mean over d of
@@ -463,7 +463,7 @@ __global__ void __launch_bounds__(kThreads) bitwise_forward_kernel(const T* __re
     const int64_t k = t * d + j, bit = b[k];
     if (bit != 0 && bit != 1) flag_bad(flag, k);
     const A z0 = load(z + 2 * k), z1 = load(z + 2 * k + 1);
-    const A l = (z0 > z1 ? z0 : z1) + m_log1p(m_exp(-fabs(z1 - z0)));
+    const A l = (z0 > z1 ? z0 : z1) + m_log1p(m_exp(-::fabs(z1 - z0)));
     s += l - (A(1) - eps) * (bit ? z1 : z0) - eps / A(2) * (z0 + z1);
   }
   s = warp_sum(s);

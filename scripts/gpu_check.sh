@@ -65,7 +65,7 @@ if ! configure ON; then
 fi
 
 step "build"
-targets=(vt test_cuda_ops test_ops_core)
+targets=(vt test_cuda_ops test_cuda_nn test_ops_core)
 ((bench)) && targets+=(bench_cuda_ops)
 if ! cmake --build "$BUILD" -j16 --target "${targets[@]}" > "$OUTDIR/build.log" 2>&1; then
   grep -E "error|Error" "$OUTDIR/build.log" | head -40
@@ -78,6 +78,10 @@ export OMP_NUM_THREADS=16
 timeout 300 "$BUILD/test_cuda_ops" > "$OUTDIR/test_cuda_ops.log" 2>&1
 cuda_rc=$?
 grep -vE "^\s*$" "$OUTDIR/test_cuda_ops.log" | tail -40
+timeout 300 "$BUILD/test_cuda_nn" > "$OUTDIR/test_cuda_nn.log" 2>&1
+nn_rc=$?
+grep -vE "^\s*$" "$OUTDIR/test_cuda_nn.log" | tail -40
+echo "test_cuda_nn: $([[ $nn_rc == 0 ]] && echo PASS || echo "FAIL (rc $nn_rc)")"
 timeout 120 "$BUILD/test_ops_core" > "$OUTDIR/test_ops_core.log" 2>&1
 core_rc=$?
 tail -3 "$OUTDIR/test_ops_core.log"
@@ -99,4 +103,4 @@ step "summary"
   sed -n '/^benchmark /,$p' "$OUTDIR/torch.txt"
 } | tee "$OUTDIR/summary.txt"
 echo "total $((SECONDS - t0)) s; logs in $OUTDIR"
-[[ $cuda_rc == 0 && $core_rc == 0 ]]
+[[ $cuda_rc == 0 && $nn_rc == 0 && $core_rc == 0 ]]

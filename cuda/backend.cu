@@ -203,6 +203,7 @@ kernels::Backend* ensure_registered() {
     auto* b = new CudaBackend();  // leaked: tensors may be released after static destruction
     register_nn_norm_kernels();
     register_nn_activation_kernels();
+    register_nn_loss_kernels();
     register_nn_rope_interp_kernels();
     register_optim_adamw_kernels();
     return b;

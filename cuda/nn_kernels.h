@@ -2,7 +2,8 @@
 // kernel registry (include/vt/backend.h) under the same names as their CPU versions. Each .cu file
 // registers its kernels from one function, called once by ensure_registered() (backend.cu):
 //   nn_norm.cu         rms_norm / layer_norm / group_norm forward and backward
-//   nn_activation.cu   softmax forward and backward, activations, swiglu, cross-entropy losses
+//   nn_activation.cu   softmax forward and backward, activations, swiglu
+//   nn_loss.cu         cross-entropy and bitwise cross-entropy forward and backward
 //   nn_rope_interp.cu  rope_apply, interpolate forward and backward
 //   optim_adamw.cu     adamw_step
 // Below the declarations: the few device helpers these files share (warp and block sums, float
@@ -13,6 +14,7 @@ namespace vt::cuda {
 
 void register_nn_norm_kernels();
 void register_nn_activation_kernels();
+void register_nn_loss_kernels();
 void register_nn_rope_interp_kernels();
 void register_optim_adamw_kernels();
 
@@ -51,6 +53,19 @@ __device__ __forceinline__ A block_sum(A v, A* scratch) {
   __syncthreads();
   A t = lane < warps ? scratch[lane] : A(0);
   t = warp_sum(t);
+  __syncthreads();
+  return t;
+}
+
+// Max over a whole block, as block_sum (NaN wins, as in warp_max).
+template <class A>
+__device__ __forceinline__ A block_max(A v, A* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_max(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  A t = lane < warps ? scratch[lane] : A(-INFINITY);
+  t = warp_max(t);
   __syncthreads();
   return t;
 }

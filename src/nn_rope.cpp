@@ -112,6 +112,8 @@ Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeLay
            cos.defined() ? cos.shape().str() : "undefined", " and sin ", sin.defined() ? sin.shape().str() : "undefined",
            " must have one shape");
   VT_CHECK(!cos.requires_grad() && !sin.requires_grad(), op, ": cos/sin tables are constants (no gradient)");
+  VT_CHECK(cos.device() == x.device() && sin.device() == x.device(), op, ": cos/sin on ", cos.device().str(), "/",
+           sin.device().str(), " but x on ", x.device().str());
   VT_CHECK(cos.dim() >= 1 && cos.size(-1) == Dc, op, ": cos/sin ", cos.shape().str(), " must end in ", Dc,
            " for x ", x.shape().str());
   Shape rows(x.shape().begin(), x.shape().end() - 1);

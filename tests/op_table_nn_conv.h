@@ -40,7 +40,7 @@ inline const std::map<std::string, OpFn>& op_table_nn_conv() {
       {"rope_vision",  // x (S, heads, 80); positions from the (t, h, w) grid; f32 tables
        [](const V& x, const Args& a) {
          Tensor pos = nn::vision_rope_positions(a["grid"][0], a["grid"][1], a["grid"][2]);
-         auto cs = nn::vision_rope_cos_sin(pos, x[0].size(-1));
+         auto cs = nn::vision_rope_cos_sin(pos.to(x[0].device()), x[0].size(-1));
          return V{nn::apply_rope_half(x[0], cs.cos.unsqueeze(1), cs.sin.unsqueeze(1))};
        }},
       {"rope_infinity",  // x (B, H, L, D); the table may be padded past L
@@ -48,7 +48,7 @@ inline const std::map<std::string, OpFn>& op_table_nn_conv() {
          std::vector<std::array<int64_t, 2>> scales;
          for (auto& s : a["scales"]) scales.push_back({s[0].get<int64_t>(), s[1].get<int64_t>()});
          Tensor pos = nn::infinity_rope_positions(scales, a["grid"][0], a["grid"][1]);
-         auto cs = nn::infinity_rope_cos_sin(pos, x[0].size(-1), 1e4, a["pad_to"]);
+         auto cs = nn::infinity_rope_cos_sin(pos.to(x[0].device()), x[0].size(-1), 1e4, a["pad_to"]);
          const int64_t L = x[0].size(-2);
          return V{nn::apply_rope_interleaved(x[0], cs.cos.narrow(0, 0, L), cs.sin.narrow(0, 0, L))};
        }},

@@ -10,8 +10,18 @@ export OMP_NUM_THREADS=2
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(date -u +%F)"
 echo
 echo "== tensor core (bench_tensor): elementwise add vs memcpy, small-op chain"
-"$build"/bench_tensor --benchmark_repetitions=3 --benchmark_report_aggregates_only=true 2>/dev/null | grep -E "median|Benchmark"
-python3 bench/small_ops_torch.py 2>/dev/null || echo "(python3/torch missing: no PyTorch baseline)"
+"$build"/bench_tensor --benchmark_repetitions=3 --benchmark_report_aggregates_only=true 2>/dev/null \
+  | grep -E "median|Benchmark" | tee /tmp/vt_bench_tensor.$$
+torch_line=$(python3 bench/small_ops_torch.py 2>/dev/null) || torch_line=""
+if [ -n "$torch_line" ]; then
+  echo "$torch_line"
+  vt_us=$(grep small_op_chain /tmp/vt_bench_tensor.$$ | sed -E 's/.*us_per_op=([0-9.]+).*/\1/')
+  torch_us=$(echo "$torch_line" | sed -E 's/.*: ([0-9.]+) us\/op.*/\1/')
+  awk -v a="$vt_us" -v b="$torch_us" 'BEGIN { if (b > 0) printf "small-op chain: vt %.3f us/op, torch %.3f us/op, ratio vt/torch %.3f (target <= 0.25)\n", a, b, a / b }'
+else
+  echo "(python3/torch missing: no PyTorch baseline)"
+fi
+rm -f /tmp/vt_bench_tensor.$$
 echo
 if [ -x "$build"/bench_matmul ]; then
   echo "== f32 GEMM, 2 threads (OpenBLAS with OPENBLAS_CORETYPE/L2_SIZE unset: its AVX-512 kernels)"

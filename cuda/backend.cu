@@ -205,7 +205,9 @@ kernels::Backend* ensure_registered() {
     register_nn_activation_kernels();
     register_nn_loss_kernels();
     register_nn_rope_interp_kernels();
+    register_nn_conv_kernels();
     register_optim_adamw_kernels();
+    register_attention_kernels();
     return b;
   }();
   return backend;

@@ -5,7 +5,9 @@
 //   nn_activation.cu   softmax forward and backward, activations, swiglu
 //   nn_loss.cu         cross-entropy and bitwise cross-entropy forward and backward
 //   nn_rope_interp.cu  rope_apply, interpolate forward and backward
+//   nn_conv.cu         conv2d forward and backward (im2col + cuBLAS)
 //   optim_adamw.cu     adamw_step
+//   nn_attention.cu    attention_forward and backward (flash-attention style)
 // Below the declarations: the few device helpers these files share (warp and block sums, float
 // dtype dispatch), visible to nvcc only.
 #pragma once
@@ -16,7 +18,9 @@ void register_nn_norm_kernels();
 void register_nn_activation_kernels();
 void register_nn_loss_kernels();
 void register_nn_rope_interp_kernels();
+void register_nn_conv_kernels();
 void register_optim_adamw_kernels();
+void register_attention_kernels();
 
 }  // namespace vt::cuda
 

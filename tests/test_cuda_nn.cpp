@@ -10,6 +10,7 @@
 #include <functional>
 #include <set>
 
+#include "op_table_nn_attention.h"
 #include "op_table_nn_conv.h"
 #include "op_table_nn_functional.h"
 #include "vt/backend.h"
@@ -205,6 +206,11 @@ TEST_CASE("cuda nn: AdamW on CUDA equals the CPU bit for bit over 5 steps") {
     CHECK(bytes_of(gc.exp_avg) == bytes_of(gg.exp_avg));
     CHECK(bytes_of(gc.exp_avg_sq) == bytes_of(gg.exp_avg_sq));
   }
+}
+
+TEST_CASE("cuda nn: the nn_attention fixtures (sdpa, masks, GQA, cosine attention, AdaLN) match PyTorch on CUDA") {
+  VT_SKIP_WITHOUT_GPU();
+  run_fixture_on_cuda("nn_attention", test::op_table_nn_attention());
 }
 
 #else

@@ -7,6 +7,7 @@
 //   memcpy_d2d     cudaMemcpyAsync of 512 MiB (read + write)              GB/s, the bandwidth ceiling
 //   sum_rows_bf16  sum over the last dim of (32768, 8192) bf16            GB/s
 //   sum_cols_f32   sum over dim 0 of (8192, 8192) f32                     GB/s
+//   attn_causal    SDPA fwd+bwd, bf16, B=4 H=16 T=2048 D=128, causal       TFLOP/s (7·B·H·T²·D)
 // Inputs are random (never zeros: see METHOD.md). Each op runs 3 warm-ups, then N timed runs, each
 // between two CUDA events on vt's stream; the median is reported. Output lines start with "vt " so
 // scripts/gpu_check.sh and bench/torch_gpu_baseline.py can join them with PyTorch's numbers.
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "vt/cuda.h"
+#include "vt/nn/attention.h"
 #include "vt/ops.h"
 
 using namespace vt;
@@ -112,6 +114,20 @@ int main() {
     Tensor s;
     const double ms = time_ms([&] { s = sum(x, {0}); }, 20);
     report("sum_cols_f32", x.numel() * 4.0 / (ms * 1e-3) / 1e9, "GB/s", ms);
+  }
+  {
+    // Issue 4's attention target: fwd+bwd against torch's flash SDPA on the same card. FLOPs are
+    // counted the usual way: 4·B·H·T²·D forward, 2.5x that for backward, halved by the causal mask.
+    const int64_t B = 4, H = 16, T = 2048, D = 128;
+    Tensor q = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
+    Tensor k = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
+    Tensor v = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
+    Tensor g = randn({B, H, T, D}, {DType::BF16, Device::cuda()});
+    const double ms = time_ms([&] {
+      q.zero_grad(), k.zero_grad(), v.zero_grad();
+      nn::scaled_dot_product_attention(q, k, v, nn::AttentionMask::causal()).backward(g);
+    }, 5);
+    report("attn_causal", 7.0 * B * H * T * T * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
   }
   const vt::cuda::MemoryStats st = vt::cuda::memory_stats();
   std::printf("allocator: %s\n", st.str().c_str());

@@ -61,6 +61,17 @@ def measure():
     x = torch.randn(8192, 8192, device=dev, dtype=torch.float32)
     ms = time_ms(lambda: x.sum(0))
     out["sum_cols_f32"] = (x.numel() * 4.0 / (ms * 1e-3) / 1e9, "GB/s", ms)
+    del x
+    B, H, T, D = 4, 16, 2048, 128
+    q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=bf16, requires_grad=True) for _ in range(3))
+    g = torch.randn(B, H, T, D, device=dev, dtype=bf16)
+
+    def attn():
+        q.grad = k.grad = v.grad = None
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).backward(g)
+
+    ms = time_ms(attn, 5)
+    out["attn_causal"] = (7.0 * B * H * T * T * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
     return out
 
 

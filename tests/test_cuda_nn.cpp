@@ -14,6 +14,7 @@
 #include "op_table_nn_conv.h"
 #include "op_table_nn_functional.h"
 #include "vt/backend.h"
+#include "cuda_test_util.h"
 #include "vt/cuda.h"
 #include "vt/nn/functional.h"
 #include "vt/nn/loss.h"
@@ -23,25 +24,11 @@
 
 using namespace vt;
 
-#define VT_SKIP_WITHOUT_GPU()                                            \
-  do {                                                                   \
-    if (!cuda::is_available()) {                                         \
-      MESSAGE("no CUDA device visible: skipped (CUDA tests need a GPU)"); \
-      return;                                                            \
-    }                                                                    \
-  } while (0)
+using test::bytes_of;
+using test::kCpu;
+using test::kGpu;
 
 namespace {
-
-const Device kGpu = Device::cuda();
-const Device kCpu = Device::cpu();
-
-std::vector<uint8_t> bytes_of(const Tensor& t) {
-  Tensor c = t.to(kCpu).contiguous();
-  std::vector<uint8_t> v(c.nbytes());
-  if (!v.empty()) std::memcpy(v.data(), c.raw_data(), v.size());
-  return v;
-}
 
 // Runs every case of a fixture on CUDA; cases that fail only for want of a CUDA kernel are gaps.
 void run_fixture_on_cuda(const char* stem, const std::map<std::string, test::OpFn>& table) {

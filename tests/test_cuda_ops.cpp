@@ -11,31 +11,17 @@
 
 #include "op_table.h"
 #include "vt/backend.h"
+#include "cuda_test_util.h"
 #include "vt/cuda.h"
 #include "vt/random.h"
 
 using namespace vt;
 
-#define VT_SKIP_WITHOUT_GPU()                                            \
-  do {                                                                   \
-    if (!cuda::is_available()) {                                         \
-      MESSAGE("no CUDA device visible: skipped (CUDA tests need a GPU)"); \
-      return;                                                            \
-    }                                                                    \
-  } while (0)
+using test::bytes_of;
+using test::kCpu;
+using test::kGpu;
 
 namespace {
-
-const Device kGpu = Device::cuda();
-const Device kCpu = Device::cpu();
-
-// The element bytes of a tensor, row-major, read back on the host.
-std::vector<uint8_t> bytes_of(const Tensor& t) {
-  Tensor c = t.to(kCpu).contiguous();
-  std::vector<uint8_t> v(c.nbytes());
-  if (!v.empty()) std::memcpy(v.data(), c.raw_data(), v.size());
-  return v;
-}
 
 // The raw bytes of a whole storage (for guard checks).
 std::vector<uint8_t> storage_bytes(const Tensor& t) {

@@ -1,0 +1,33 @@
+// cuda_test_util.h: what every CUDA test file shares: the skip rule (CI has no GPU, so every case
+// passes with a message when none is visible), the two devices, and a tensor's bytes on the host.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "vt/cuda.h"
+#include "vt/tensor.h"
+
+#define VT_SKIP_WITHOUT_GPU()                                            \
+  do {                                                                   \
+    if (!::vt::cuda::is_available()) {                                   \
+      MESSAGE("no CUDA device visible: skipped (CUDA tests need a GPU)"); \
+      return;                                                            \
+    }                                                                    \
+  } while (0)
+
+namespace vt::test {
+
+inline const Device kGpu = Device::cuda();
+inline const Device kCpu = Device::cpu();
+
+// The element bytes of a tensor, row-major, read back on the host.
+inline std::vector<uint8_t> bytes_of(const Tensor& t) {
+  Tensor c = t.to(kCpu).contiguous();
+  std::vector<uint8_t> v(c.nbytes());
+  if (!v.empty()) std::memcpy(v.data(), c.raw_data(), v.size());
+  return v;
+}
+
+}  // namespace vt::test

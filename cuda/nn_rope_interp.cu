@@ -1,8 +1,7 @@
 // nn_rope_interp.cu: the rotary-embedding apply kernel ("rope_apply") and F.interpolate's forward
 // and backward ("interpolate_forward", "interpolate_backward") on CUDA. The ops, the table builders
 // and the CPU kernels are in src/nn_rope.cpp and src/nn_interpolate.cpp; the kernel signatures and
-// the tap-table struct are declared there (not in a header), so they are repeated here verbatim and
-// must change together with those files.
+// the tap-table struct are declared in include/vt/nn/rope.h and interpolate.h, shared with the CPU.
 //
 // rope_apply: one thread per rotated pair. x and out are dense (R, D) f32/f64; cos/sin are (R, Dc)
 // views with any strides (broadcast rows have stride 0), so each thread turns its row index into the
@@ -19,27 +18,10 @@
 #include "backend.h"
 #include "loop.cuh"
 #include "nn_kernels.h"
+#include "vt/nn/interpolate.h"
+#include "vt/nn/rope.h"
 #include "vt/ops.h"
 
-// ---- declarations shared with src/nn_rope.cpp and src/nn_interpolate.cpp (keep identical) --------
-namespace vt::nn {
-enum class RopeLayout : uint8_t { Half, Interleaved };
-struct InterpAxis {
-  int64_t in = 1, out = 1;
-  std::vector<int64_t> start{0, 1}, idx{0};
-  std::vector<double> wt{1.0};
-};
-struct InterpPlan {
-  InterpAxis axis[3];  // (d, h, w); unused leading axes stay identity
-};
-}  // namespace vt::nn
-
-namespace vt::kernels {
-using RopeApply = void(const Tensor& x, const Tensor& cos, const Tensor& sin, nn::RopeLayout layout, bool transpose,
-                       DType round_to, const Tensor& out);
-using InterpolateForward = void(const Tensor& x, const nn::InterpPlan& plan, const Tensor& out);
-using InterpolateBackward = void(const Tensor& grad_out, const nn::InterpPlan& plan, const Tensor& grad_in);
-}  // namespace vt::kernels
 
 namespace vt::cuda {
 namespace {

@@ -17,17 +17,6 @@
 #include "vt/backend.h"
 #include "vt/ops.h"
 
-namespace vt::nn {
-enum class RopeLayout : uint8_t { Half, Interleaved };
-}
-
-namespace vt::kernels {
-// x, out: (R, D) contiguous, f32 or f64; cos, sin: (R, Dc) views (any strides, broadcast rows
-// have stride 0) of x's dtype, Dc = D (Half) or D/2 (Interleaved). `transpose` applies the
-// backward rotation. Products and sums are rounded to `round_to` when it is a 16-bit dtype.
-using RopeApply = void(const Tensor& x, const Tensor& cos, const Tensor& sin, nn::RopeLayout layout, bool transpose,
-                       DType round_to, const Tensor& out);
-}  // namespace vt::kernels
 
 namespace vt::nn {
 namespace {

@@ -26,3 +26,24 @@ Tensor interpolate(const Tensor& x, const Shape& size, std::string_view mode);
 Tensor interpolate_scale(const Tensor& x, const std::vector<double>& scale_factor, std::string_view mode);
 
 }  // namespace vt::nn
+
+// ---- the "interpolate_forward/backward" kernels each backend registers ----------------------------
+namespace vt::nn {
+// One axis: output index o reads inputs idx[start[o] .. start[o+1]) with weights wt (held in
+// double; the values are those of the op-math type, which f64 represents exactly).
+struct InterpAxis {
+  int64_t in = 1, out = 1;
+  std::vector<int64_t> start{0, 1}, idx{0};
+  std::vector<double> wt{1.0};
+};
+struct InterpPlan {
+  InterpAxis axis[3];  // (d, h, w); unused leading axes stay identity
+};
+}  // namespace vt::nn
+
+namespace vt::kernels {
+// x: (planes, Din, Hin, Win) contiguous f32/f64 -> out: (planes, Dout, Hout, Wout), same dtype.
+using InterpolateForward = void(const Tensor& x, const nn::InterpPlan& plan, const Tensor& out);
+// grad_out: (planes, Dout, Hout, Wout) -> grad_in: (planes, Din, Hin, Win), overwritten.
+using InterpolateBackward = void(const Tensor& grad_out, const nn::InterpPlan& plan, const Tensor& grad_in);
+}  // namespace vt::kernels

@@ -64,3 +64,16 @@ Tensor apply_rope_half(const Tensor& x, const Tensor& cos, const Tensor& sin);
 Tensor apply_rope_interleaved(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
 }  // namespace vt::nn
+
+// ---- the "rope_apply" kernel each backend registers (src/nn_rope.cpp, cuda/nn_rope_interp.cu) ----
+namespace vt::nn {
+enum class RopeLayout : uint8_t { Half, Interleaved };
+}
+
+namespace vt::kernels {
+// x, out: (R, D) contiguous, f32 or f64; cos, sin: (R, Dc) views (any strides, broadcast rows
+// have stride 0) of x's dtype, Dc = D (Half) or D/2 (Interleaved). `transpose` applies the
+// backward rotation. Products and sums are rounded to `round_to` when it is a 16-bit dtype.
+using RopeApply = void(const Tensor& x, const Tensor& cos, const Tensor& sin, nn::RopeLayout layout, bool transpose,
+                       DType round_to, const Tensor& out);
+}  // namespace vt::kernels

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "commands.h"
+#include "options.h"
 #include "shapeworld/dataset.h"
 #include "shapeworld/evaluate.h"
 #include "shapeworld/render.h"
@@ -21,6 +22,7 @@
 namespace {
 
 using namespace vt::shapes;
+using vargpt::Options;
 
 const char* const kUsage =
     "usage:\n"
@@ -40,45 +42,6 @@ const char* const kUsage =
     "       reported by id and count as failures.\n"
     "common: --quiet (no progress), --threads N (OpenMP threads)\n";
 
-// --key value options; flags listed in `flags` take no value.
-std::map<std::string, std::string> parse_options(int argc, char** argv, int first, const std::set<std::string>& allowed,
-                                                 const std::set<std::string>& flags) {
-  std::map<std::string, std::string> out;
-  for (int i = first; i < argc; ++i) {
-    std::string key = argv[i];
-    VT_CHECK(key.rfind("--", 0) == 0, "unexpected argument '", key, "' (options start with --)\n", kUsage);
-    key = key.substr(2);
-    VT_CHECK(allowed.count(key) || flags.count(key), "unknown option --", key, "\n", kUsage);
-    if (flags.count(key)) {
-      out[key] = std::string("set");  // a std::string, not a literal: dodges a GCC 12 -Wrestrict false positive
-      continue;
-    }
-    VT_CHECK(i + 1 < argc, "option --", key, " needs a value");
-    out[key] = argv[++i];
-  }
-  return out;
-}
-
-long long to_int(const std::map<std::string, std::string>& o, const std::string& key, long long fallback) {
-  auto it = o.find(key);
-  if (it == o.end()) return fallback;
-  char* end = nullptr;
-  long long v = std::strtoll(it->second.c_str(), &end, 10);
-  VT_CHECK(end && *end == '\0' && !it->second.empty(), "--", key, " expects an integer, got '", it->second, "'");
-  return v;
-}
-
-std::string required(const std::map<std::string, std::string>& o, const std::string& key) {
-  auto it = o.find(key);
-  VT_CHECK(it != o.end() && !it->second.empty(), "missing required option --", key, "\n", kUsage);
-  return it->second;
-}
-
-std::string value_or(const std::map<std::string, std::string>& o, const std::string& key, const std::string& fallback) {
-  auto it = o.find(key);
-  return it == o.end() ? fallback : it->second;
-}
-
 // Progress on stderr: a rewritten line on a terminal, a line per 10% otherwise.
 std::function<void(const char*, size_t, size_t)> progress_printer(bool quiet) {
   if (quiet) return {};
@@ -97,25 +60,19 @@ std::function<void(const char*, size_t, size_t)> progress_printer(bool quiet) {
   };
 }
 
-void set_threads(const std::map<std::string, std::string>& o) {
-  long long n = to_int(o, "threads", 0);
-  VT_CHECK(n >= 0 && n <= 1024, "--threads must be in [0, 1024]");
-  if (n > 0) omp_set_num_threads(int(n));
-}
-
 int run_make(int argc, char** argv) {
-  auto o = parse_options(argc, argv, 2, {"out", "size", "train", "test", "seed", "noise", "threads"}, {"quiet"});
-  set_threads(o);
+  auto o = vargpt::parse_options(argc, argv, 2, {"out", "size", "train", "test", "seed", "noise", "threads"}, {"quiet"}, kUsage);
+  vargpt::set_threads(o);
   MakeOptions m;
-  m.out_dir = required(o, "out");
-  m.size = int(to_int(o, "size", 128));
-  long long train = to_int(o, "train", 1000), test = to_int(o, "test", 200);
+  m.out_dir = o.required("out");
+  m.size = int(o.integer("size", 128));
+  long long train = o.integer("train", 1000), test = o.integer("test", 200);
   VT_CHECK(train >= 0 && test >= 0 && train + test <= 100000000, "--train and --test must be in [0, 1e8]");
   m.train = int(train);
   m.test = int(test);
-  m.seed = uint64_t(to_int(o, "seed", 0));
-  m.noise_sigma = float(std::atof(value_or(o, "noise", "0").c_str()));
-  m.progress = progress_printer(o.count("quiet"));
+  m.seed = uint64_t(o.integer("seed", 0));
+  m.noise_sigma = float(std::atof(o.value_or("noise", "0").c_str()));
+  m.progress = progress_printer(o.has("quiet"));
   auto start = std::chrono::steady_clock::now();
   nlohmann::json manifest = make_dataset(m);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -132,13 +89,13 @@ int run_make(int argc, char** argv) {
 int run_eval(int argc, char** argv) {
   VT_CHECK(argc >= 3, "eval needs a kind: gen, understand or edit\n", kUsage);
   const std::string kind = argv[2];
-  auto o = parse_options(argc, argv, 3, {"data", "split", "images", "answers", "json", "threads"}, {"quiet"});
-  set_threads(o);
+  auto o = vargpt::parse_options(argc, argv, 3, {"data", "split", "images", "answers", "json", "threads"}, {"quiet"}, kUsage);
+  vargpt::set_threads(o);
   EvalOptions e;
-  e.data_dir = required(o, "data");
-  e.split = value_or(o, "split", "test");
-  e.images_dir = value_or(o, "images", "");
-  e.progress = progress_printer(o.count("quiet"));
+  e.data_dir = o.required("data");
+  e.split = o.value_or("split", "test");
+  e.images_dir = o.value_or("images", "");
+  e.progress = progress_printer(o.has("quiet"));
   std::string table;
   nlohmann::json report;
   if (kind == "gen") {
@@ -146,7 +103,7 @@ int run_eval(int argc, char** argv) {
     table = r.table();
     report = r.to_json();
   } else if (kind == "understand") {
-    e.answers_path = required(o, "answers");
+    e.answers_path = o.required("answers");
     UnderstandingReport r = evaluate_understanding(e);
     table = r.table();
     report = r.to_json();
@@ -158,7 +115,7 @@ int run_eval(int argc, char** argv) {
     VT_FAIL("unknown eval kind '", kind, "' (expected gen, understand or edit)\n", kUsage);
   }
   std::fputs(table.c_str(), stdout);
-  if (o.count("json")) write_text_atomic(o["json"], report.dump(2) + "\n");
+  if (o.has("json")) write_text_atomic(o.value_or("json", ""), report.dump(2) + "\n");
   return 0;
 }
 

@@ -7,3 +7,4 @@
 #pragma once
 
 int cmd_shapes(int argc, char** argv);  // ShapeWorld data and evaluation (apps/cmd_shapes.cpp)
+int cmd_vae(int argc, char** argv);     // BSQ-VAE tokenizer: encode, decode, round trip (apps/cmd_vae.cpp)

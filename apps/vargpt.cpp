@@ -17,6 +17,7 @@ struct Subcommand {
 // One line per subcommand; the functions are declared in commands.h.
 const Subcommand kSubcommands[] = {
     {"shapes", cmd_shapes, "ShapeWorld: write the procedural dataset; score generations, answers, edits"},
+    {"vae", cmd_vae, "BSQ-VAE tokenizer: image -> per-scale bits -> image, round-trip PSNR"},
 };
 
 void print_usage(FILE* out) {

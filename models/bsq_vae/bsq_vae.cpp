@@ -194,6 +194,42 @@ std::map<std::string, Tensor> unwrap_bsq_vae_names(const std::map<std::string, T
   return out;
 }
 
+BsqVaeConfig infer_bsq_vae_config(const std::map<std::string, Tensor>& state, const std::string& source) {
+  // A conv weight under its plain or wrapped name; null when neither is present.
+  auto conv_weight = [&](const std::string& name) -> const Tensor* {
+    for (const std::string& key : {name + ".weight", name + ".conv.weight"}) {
+      auto it = state.find(key);
+      if (it != state.end()) return &it->second;
+    }
+    return nullptr;
+  };
+  auto need = [&](const std::string& name) -> const Tensor& {
+    const Tensor* w = conv_weight(name);
+    VT_CHECK(w, source, ": not a BSQ-VAE checkpoint: '", name, ".weight' (or '", name, ".conv.weight') is missing");
+    VT_CHECK(w->dim() == 4, source, ": '", name, "' is ", w->shape().str(), ", expected a conv weight (O, I, k, k)");
+    return *w;
+  };
+  BsqVaeConfig cfg;
+  const Tensor& conv_in = need("encoder.conv_in");
+  cfg.in_channels = conv_in.size(1);
+  cfg.base_channels = conv_in.size(0);
+  cfg.codebook_dim = need("encoder.conv_out").size(0);
+  cfg.channel_mult.clear();
+  for (int64_t i = 0;; ++i) {
+    const Tensor* w = conv_weight("encoder.down." + std::to_string(i) + ".block.0.conv1");
+    if (!w) break;
+    VT_CHECK(w->size(0) % cfg.base_channels == 0, source, ": encoder.down.", i, " has ", w->size(0),
+             " channels, not a multiple of the base ", cfg.base_channels);
+    cfg.channel_mult.push_back(w->size(0) / cfg.base_channels);
+  }
+  need("encoder.down.0.block.0.conv1");
+  cfg.num_res_blocks = 0;
+  while (conv_weight("encoder.down.0.block." + std::to_string(cfg.num_res_blocks) + ".conv1")) ++cfg.num_res_blocks;
+  cfg.patch_size = int64_t{1} << (cfg.num_levels() - 1);
+  cfg.validate();
+  return cfg;
+}
+
 nn::LoadResult BsqVae::load_checkpoint(const std::map<std::string, Tensor>& state, bool strict,
                                        const std::string& source) {
   return load_state_dict(unwrap_bsq_vae_names(state, *this), strict, source);

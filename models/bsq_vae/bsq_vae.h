@@ -135,6 +135,12 @@ class BsqVae : public nn::Module {
   BsqVaeConfig cfg_;
 };
 
+// The architecture of a checkpoint read from its tensor shapes (either name form): in_channels and
+// base_channels from encoder.conv_in, codebook_dim from encoder.conv_out, channel_mult from the
+// first block of each encoder.down.<i>, num_res_blocks from encoder.down.0, patch = 2^(levels-1).
+// Errors name `source` and the tensor it could not find.
+BsqVaeConfig infer_bsq_vae_config(const std::map<std::string, Tensor>& state, const std::string& source);
+
 // Maps upstream's wrapped names (`...conv1.conv.weight`, `...norm1.norm.bias`) onto the plain
 // names of `module` (`...conv1.weight`); names already plain, or unknown, pass through unchanged.
 std::map<std::string, Tensor> unwrap_bsq_vae_names(const std::map<std::string, Tensor>& state,

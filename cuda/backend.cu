@@ -208,6 +208,7 @@ kernels::Backend* ensure_registered() {
     register_nn_conv_kernels();
     register_optim_adamw_kernels();
     register_attention_kernels();
+    register_gemm_lt_kernels();
     return b;
   }();
   return backend;

@@ -32,4 +32,7 @@ struct CudaBackend final : kernels::Backend {
 // one method that also accepts CPU tensors).
 void check_cuda(const Tensor& t, const char* op);
 
+// Registers "linear_bias_forward" (gemm_lt.cu: cuBLASLt with bias / GELU epilogues).
+void register_gemm_lt_kernels();
+
 }  // namespace vt::cuda

@@ -27,6 +27,36 @@ using cpu::ld;
 using cpu::st;
 
 // ---- linear --------------------------------------------------------------------------------------
+// ---- linear: the fused (bias-epilogue) path of devices that register "linear_bias_forward" -----
+static bool fused_linear_ok(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const DType t = x.dtype();
+  return !x.device().is_cpu() && (t == DType::F32 || t == DType::BF16 || t == DType::F16) && weight.dtype() == t &&
+         bias.dtype() == t && weight.device() == x.device() && bias.device() == x.device() && x.numel() > 0 &&
+         kernels::supports("linear_bias_forward", x.device());
+}
+
+// x (..., K), weight (N, K), bias (N) -> (..., N). The backward is three plain ops on the saved
+// inputs: dx = dy W, dW = dy^T x, db = sum of dy over rows (the GELU variant is inference-only).
+static Tensor linear_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, bool gelu_tanh) {
+  const int64_t K = weight.size(1), N = weight.size(0), M = x.numel() / K;
+  const Tensor x2 = x.reshape({M, K}).contiguous(), w = weight.contiguous(), b = bias.contiguous();
+  Tensor y2 = empty({M, N}, {x.dtype(), x.device()});
+  kernels::get<kernels::LinearBiasForwardFn>("linear_bias_forward", x.device())(x2, w, b, gelu_tanh, y2);
+  Shape out_shape = x.shape();
+  out_shape[out_shape.size() - 1] = N;
+  Tensor y = y2.view(out_shape);
+  if (gelu_tanh) return y;
+  const bool want_x = x.requires_grad(), want_w = weight.requires_grad(), want_b = bias.requires_grad();
+  autograd::record("linear", y, {x, weight, bias}, [x2, w, want_x, want_w, want_b, M, N, xs = x.shape()](const Tensor& g) {
+    const Tensor dy = g.reshape({M, N});
+    Tensor dx = want_x ? matmul(dy, w).view(xs) : Tensor();
+    Tensor dw = want_w ? matmul(dy.t(), x2) : Tensor();
+    Tensor db = want_b ? sum(dy.to(DType::F32), {0}).to(dy.dtype()) : Tensor();
+    return grads{dx, dw, db};
+  });
+  return y;
+}
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   VT_CHECK(weight.dim() == 2, "linear: weight must be 2-D (out_features, in_features), got ", weight.shape().str());
   VT_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", x.shape().str(), " has ",
@@ -34,8 +64,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   VT_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "linear: bias ",
            bias.defined() ? bias.shape().str() : "", " does not match weight ", weight.shape().str(), " (needs (",
            weight.size(0), "))");
+  if (bias.defined() && fused_linear_ok(x, weight, bias)) return linear_fused(x, weight, bias, false);
   Tensor y = matmul(x, weight.t());  // (..., in) @ (in, out): weight.t() is a view
   return bias.defined() ? add(y, bias) : y;
+}
+
+Tensor linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  VT_CHECK(bias.defined(), "linear_gelu_tanh: needs a bias");
+  if (!autograd::needs_grad({&x, &weight, &bias}) && fused_linear_ok(x, weight, bias) && weight.dim() == 2 &&
+      x.dim() >= 1 && x.size(-1) == weight.size(1) && bias.dim() == 1 && bias.size(0) == weight.size(0))
+    return linear_fused(x, weight, bias, true);
+  return gelu(linear(x, weight, bias), /*approximate_tanh=*/true);
 }
 
 // ---- softmax: CPU kernels ------------------------------------------------------------------------

@@ -143,6 +143,31 @@ TEST_CASE("cuda nn: long rows (block per row, 128-bit loads, mixed dtypes) match
   }
 }
 
+TEST_CASE("cuda nn: linear with the cuBLASLt bias / GELU epilogue matches the CPU, forward and backward") {
+  VT_SKIP_WITHOUT_GPU();
+  REQUIRE(kernels::supports("linear_bias_forward", kGpu));
+  for (DType t : {DType::F32, DType::BF16, DType::F16}) {
+    const double tol = t == DType::F32 ? 1e-4 : 2e-2;
+    // Odd sizes (no multiple of 8 or 16) and a 3-D input.
+    Tensor x = randn_on({3, 37, 61}, t, 31), w = mul(randn_on({45, 61}, t, 32), 0.2), b = randn_on({45}, t, 33);
+    auto f = [](const std::vector<Tensor>& v) { return nn::linear(v[0], v[1], v[2]); };
+    auto gpu = fwd_bwd(f, {x, w, b}, kGpu), cpu = fwd_bwd(f, {x, w, b}, kCpu);
+    REQUIRE(gpu.size() == cpu.size());
+    for (size_t i = 0; i < gpu.size(); ++i) {
+      const Tensor a = gpu[i].to(kCpu).to(DType::F64), r = cpu[i].to(DType::F64);
+      const double err = amax(abs(a - r)).item() / std::max(1.0, amax(abs(r)).item());
+      INFO(dtype_name(t) << " output " << i << " error " << err);
+      CHECK(err < tol);
+    }
+    NoGradGuard no_grad;
+    const Tensor y = nn::linear_gelu_tanh(x.to(kGpu), w.to(kGpu), b.to(kGpu)).to(kCpu).to(DType::F64);
+    const Tensor r = nn::gelu(nn::linear(x, w, b), true).to(DType::F64);
+    const double err = amax(abs(y - r)).item() / std::max(1.0, amax(abs(r)).item());
+    INFO(dtype_name(t) << " linear_gelu_tanh error " << err);
+    CHECK(err < tol);
+  }
+}
+
 TEST_CASE("cuda nn: parameter gradients are the same run to run") {
   VT_SKIP_WITHOUT_GPU();
   Tensor x = randn_on({4097, 256}, DType::BF16, 21), w = randn_on({256}, DType::BF16, 22);

@@ -21,7 +21,12 @@ namespace vt::nn {
 // ---- linear --------------------------------------------------------------------------------------
 // x: (..., in), weight: (out, in), bias: (out) or undefined  ->  (..., out) = x weight^T + bias.
 // weight^T is a transposed view read by the GEMM; nothing is copied.
+// On CUDA with a bias (f32, bf16, f16) the bias is added in the GEMM's epilogue (cuBLASLt, one
+// rounding of x w^T + b, as torch's F.linear on CUDA); elsewhere it is matmul, then add.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// gelu(linear(x, weight, bias), approximate="tanh"), the FFN input layer of Infinity's blocks. On
+// CUDA, when no gradient is needed, the GELU runs in the same cuBLASLt epilogue as the bias.
+Tensor linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
 // ---- softmax -------------------------------------------------------------------------------------
 // Over any dim. Rows are reduced in f32 (max, then sum of exp(x - max)); the backward uses only the
@@ -69,3 +74,10 @@ using SwigluBackwardFn = void(const Tensor& gate, const Tensor& up, const Tensor
                               const Tensor& dup);
 
 }  // namespace vt::nn
+
+namespace vt::kernels {
+// "linear_bias_forward": out (M, N) = act(x (M, K) @ weight (N, K)^T + bias (N)), act = GELU (tanh)
+// when gelu_tanh, else identity; all contiguous, one dtype. Registered by the CUDA backend only.
+using LinearBiasForwardFn = void(const Tensor& x, const Tensor& weight, const Tensor& bias, bool gelu_tanh,
+                                 const Tensor& out);
+}  // namespace vt::kernels

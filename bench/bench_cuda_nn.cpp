@@ -6,6 +6,7 @@
 //                   (fwd reads x writes y; bwd reads dy, x writes dx; weight/rstd traffic ignored)
 //   adamw_100m      fused AdamW step, 100M bf16 params with bf16 grads, f32 master/m/v
 //                   (per element: param r+w 4 B, grad 2 B, master/m/v r+w 24 B = 30 B)       GB/s
+//   linear_bias     nn::linear bf16 (8192, 4096) @ (4096, 4096)^T + bias (cuBLASLt bias epilogue)  TFLOP/s
 //   ce_fb           cross_entropy over (8192, 152064) bf16 logits, mean, forward + backward  ms, and
 //                   the peak memory above the logits themselves, in units of the logits' bytes
 // The targets (issue 4): rms_norm and AdamW at >= 70% of memcpy_d2d; cross-entropy against torch.
@@ -21,6 +22,7 @@
 
 #include "vt/autograd.h"
 #include "vt/cuda.h"
+#include "vt/nn/functional.h"
 #include "vt/nn/loss.h"
 #include "vt/nn/norm.h"
 #include "vt/ops.h"
@@ -79,6 +81,14 @@ int main() {
       CHECK_CUDA(cudaMemcpyAsync(b.raw_data(), a.raw_data(), n * 2, cudaMemcpyDeviceToDevice, vt::cuda::stream()));
     }, 20);
     report("memcpy_d2d", 2.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
+  }
+  {
+    const int64_t M = 8192, K = 4096, N = 4096;
+    Tensor x = randn({M, K}, {DType::BF16, gpu}), w = randn({N, K}, {DType::BF16, gpu});
+    Tensor b = randn({N}, {DType::BF16, gpu});
+    Tensor y;
+    const double ms = time_ms([&] { y = nn::linear(x, w, b); }, 20);
+    report("linear_bias", 2.0 * M * N * K / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
   }
   {
     const int64_t R = 16384, C = 4096;

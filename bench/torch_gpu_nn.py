@@ -5,6 +5,7 @@
   python3 bench/torch_gpu_nn.py --vt vt.txt    # also joins with bench_cuda_nn's output
 
 Rows (shapes and byte counts as in bench_cuda_nn.cpp):
+  linear_bias   F.linear with bias, bf16 (8192, 4096) x (4096, 4096)^T
   rms_norm_fb   torch.nn.functional.rms_norm (bf16), and HF's Qwen2RMSNorm written out (rms_norm_hf)
   adamw_100m    torch.optim.AdamW(fused=True) on 100M f32 params with f32 grads (torch has no
                 master-weight mode; its 28 B/element are counted as its traffic)
@@ -40,6 +41,14 @@ def measure():
     ms = time_ms(lambda: b.copy_(a))
     out["memcpy_d2d"] = (2.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
     del a, b
+
+    M, K, N = 8192, 4096, 4096
+    x = torch.randn(M, K, device=dev, dtype=bf16)
+    w = torch.randn(N, K, device=dev, dtype=bf16)
+    bias = torch.randn(N, device=dev, dtype=bf16)
+    ms = time_ms(lambda: F.linear(x, w, bias))
+    out["linear_bias"] = (2.0 * M * N * K / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
+    del x, w, bias
 
     R, C = 16384, 4096
     x = torch.randn(R, C, device=dev, dtype=bf16, requires_grad=True)

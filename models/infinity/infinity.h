@@ -1,0 +1,109 @@
+// infinity.h: Infinity's bitwise next-scale transformer (infinity_bsq.md §6-§8), by upstream
+// tensor names (§12), with its own text-conditioning path so that it runs stand-alone.
+//
+// Data flow of one teacher-forced forward over a schedule of K scales (L tokens):
+//   text (ΣT, Ctext) --text_norm--> --text_proj_for_sos (attentive pool)--> cond_BD (B, C)
+//                                   --text_proj_for_ca (MLP)------------> memory (ΣT, C)
+//   tokens  x = [cond_BD + pos_start ; word_embed(inputs of scales 1..K-1)]      (B, L, C)
+//           x += lvl_embed[scale of token]                        (once, before block 0)
+//   cond6 = shared_ada_lin(cond_BD) (B, 1, 6, C); depth x Block under the block-causal mask
+//   logits = head(head_nm(x, cond_BD))                            (B, L, 2d): pair (2j, 2j+1) is
+//                                                                 (bit_j = 0, bit_j = 1)
+// Token i of scale k predicts the bits of token i of scale k (no shift): scale 0's single token is
+// the start token, and the inputs of scale k >= 1 are the upsampled accumulation of scales < k.
+//
+// VARGPT (vargpt.md §4) reuses the pieces but brings its own conditioning: cond_BD from the LLM's
+// sos hidden state, the memory from image_gen_projector_out, and its own per-scale inputs. Hence
+// the pieces are public: condition(), embed_tokens(), add_level_embedding(), shared_condition(),
+// cross_kv(), run_blocks(), head_logits().
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "infinity/infinity_block.h"
+#include "infinity/scale_schedule.h"
+
+namespace vt::infinity {
+
+// Variable-length condition rows of B samples, packed: sample b owns rows [cu[b], cu[b+1]).
+struct PackedText {
+  Tensor rows;                       // (ΣT, Ctext)
+  std::vector<int64_t> cu_seqlens;  // (B + 1)
+  int64_t batch() const { return static_cast<int64_t>(cu_seqlens.size()) - 1; }
+  std::vector<int64_t> lengths() const;
+};
+// Packs per-sample sequences (T_b, Ctext) (error naming the sample whose width differs).
+PackedText pack_text(const std::vector<Tensor>& sequences);
+
+// What the decoder is conditioned on.
+struct Condition {
+  Tensor cond_BD;                    // (B, C): start token content, AdaLN and head condition
+  Tensor memory;                     // (ΣM, C): cross-attention memory rows, packed
+  std::vector<int64_t> cu_seqlens;  // (B + 1) over the memory rows
+  int64_t batch() const { return cond_BD.size(0); }
+};
+// Rows [a; b] of two conditions (CFG batches: cond rows then uncond rows).
+Condition concat_conditions(const Condition& a, const Condition& b);
+
+// The (cos, sin) tables of 2-D RoPE for a whole schedule (§6.5): (L, head_dim / 2) each, positions
+// normalised to the schedule's RoPE grid (the last grid of its 1M template). Row ranges of scale k
+// start at schedule.offsets[k]. pad_to > 1 appends zero rows up to a multiple of it (upstream's
+// training tables; pad rows are not rotated but zeroed, and only pad outputs see them).
+nn::RopeCosSin schedule_rope(const ScaleSchedule& schedule, int64_t head_dim, double theta = 1e4,
+                             int64_t pad_to = 1);
+
+class Infinity : public nn::Module {
+ public:
+  explicit Infinity(InfinityConfig cfg);
+  const InfinityConfig& config() const { return cfg_; }
+
+  // ---- conditioning (§6.2) -----------------------------------------------------------------------
+  // text rows -> cond_BD (attentive pooling) and memory (text_proj_for_ca), both after text_norm.
+  Condition condition(const PackedText& text) const;
+  // The unconditional rows: cfg_uncond[:T_b] for each sample's length (error when a length exceeds
+  // the table). Used for CFG at inference and for condition dropout in training.
+  PackedText unconditional_text(const std::vector<int64_t>& lengths) const;
+  // Training condition dropout: each sample's rows are replaced by cfg_uncond[:T_b] with prob p.
+  PackedText drop_condition(const PackedText& text, double p, Generator* gen = nullptr) const;
+
+  // ---- the pieces of a forward ------------------------------------------------------------------
+  // inputs: (B, n, d) teacher inputs of the scales after the first (n = L - 1), or undefined for the
+  // start token alone -> (B, 1 + n, C) = [cond_BD + pos_start ; word_embed(inputs)]
+  Tensor embed_tokens(const Tensor& cond_BD, const Tensor& inputs) const;
+  // word_embed alone: (B, n, d) -> (B, n, C)
+  Tensor embed_inputs(const Tensor& inputs) const;
+  // x (B, n, C) holding the tokens of scales [first, first + ...) of the schedule, in order; n must
+  // end a scale, or run past the schedule's last token (padding rows, which get no embedding).
+  Tensor add_level_embedding(const Tensor& x, const ScaleSchedule& schedule, int64_t first_scale = 0) const;
+  // shared_ada_lin: SiLU -> Linear(C, 6C): cond_BD (B, C) -> (B, 1, 6, C)
+  Tensor shared_condition(const Tensor& cond_BD) const;
+  // The cross-attention K/V of every block for a packed memory (reused at every scale).
+  std::vector<CrossKV> cross_kv(const Tensor& memory, const std::vector<int64_t>& cu_seqlens) const;
+  // depth x Block. caches: one per block, or empty (no cache).
+  Tensor run_blocks(const Tensor& x, const Tensor& cond6, const std::vector<CrossKV>& ca_kv,
+                    const nn::RopeCosSin& rope, const nn::AttentionMask& mask,
+                    std::vector<nn::KVCache>* caches = nullptr) const;
+  // head_nm (AdaLN from the raw cond_BD) then head: x (B, n, C) -> logits (B, n, 2d)
+  Tensor head_logits(const Tensor& x, const Tensor& cond_BD) const;
+
+  // ---- whole forwards ---------------------------------------------------------------------------
+  // Teacher-forced forward of all scales in one sequence under the block-causal mask:
+  // inputs (B, L - 1, d) -> logits (B, L, 2d). pad_to > 1 runs the blocks on a sequence zero-padded
+  // to a multiple of it, as upstream trains (128); real rows never see pad rows, so the logits are
+  // the same up to rounding.
+  Tensor forward(const Condition& cond, const Tensor& inputs, const ScaleSchedule& schedule,
+                 int64_t pad_to = 1) const;
+
+  std::shared_ptr<Linear> word_embed, shared_ada_lin, head_ada_lin, head;
+  std::shared_ptr<Linear> sos_mat_kv, sos_proj, ca_proj0, ca_proj2;
+  Tensor cfg_uncond, pos_start, lvl_embed, text_norm_weight, sos_mat_q, sos_v_bias, sos_zero_k_bias;
+  std::vector<std::shared_ptr<Block>> blocks;
+
+ private:
+  InfinityConfig cfg_;
+};
+
+// The number of tokens of a schedule's scales and the scale of each token, as block-causal lengths.
+std::vector<int64_t> scale_lengths(const ScaleSchedule& schedule);
+
+}  // namespace vt::infinity

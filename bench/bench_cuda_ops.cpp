@@ -8,6 +8,10 @@
 //   sum_rows_bf16  sum over the last dim of (32768, 8192) bf16            GB/s
 //   sum_cols_f32   sum over dim 0 of (8192, 8192) f32                     GB/s
 //   attn_causal    SDPA fwd+bwd, bf16, B=4 H=16 T=2048 D=128, causal       TFLOP/s (7·B·H·T²·D)
+//   attn_causal_fwd  the same, forward only                               TFLOP/s (2·B·H·T²·D)
+//   attn_block     SDPA fwd+bwd, Infinity 512px block-causal (10 scales, 2521 tokens padded to
+//                  2560), B=4 H=16 D=128                                  TFLOP/s (14·B·H·D per visible pair)
+//   attn_block_fwd the same, forward only                                 TFLOP/s (4·B·H·D per visible pair)
 // Inputs are random (never zeros: see METHOD.md). Each op runs 3 warm-ups, then N timed runs, each
 // between two CUDA events on vt's stream; the median is reported. Output lines start with "vt " so
 // scripts/gpu_check.sh and bench/torch_gpu_baseline.py can join them with PyTorch's numbers.
@@ -59,7 +63,7 @@ static double time_ms(const std::function<void()>& f, int iters) {
 }
 
 static void report(const char* key, double value, const char* unit, double ms) {
-  std::printf("vt %-14s %10.1f %-8s %9.3f ms\n", key, value, unit, ms);
+  std::printf("vt %-15s %10.1f %-8s %9.3f ms\n", key, value, unit, ms);
   std::fflush(stdout);
 }
 
@@ -115,19 +119,47 @@ int main() {
     const double ms = time_ms([&] { s = sum(x, {0}); }, 20);
     report("sum_cols_f32", x.numel() * 4.0 / (ms * 1e-3) / 1e9, "GB/s", ms);
   }
+  // Issue 4's attention target: SDPA against torch's on the same card (torch_gpu_baseline.py has the
+  // same shapes). FLOPs are counted the usual way: 4·D per visible (query, key) pair forward, 2.5x
+  // that backward, so causal is half of full (7·B·H·T²·D for fwd+bwd, as torch's benchmarks count).
   {
-    // Issue 4's attention target: fwd+bwd against torch's flash SDPA on the same card. FLOPs are
-    // counted the usual way: 4·B·H·T²·D forward, 2.5x that for backward, halved by the causal mask.
     const int64_t B = 4, H = 16, T = 2048, D = 128;
+    const double pairs = 0.5 * T * T;
     Tensor q = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
     Tensor k = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
     Tensor v = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
     Tensor g = randn({B, H, T, D}, {DType::BF16, Device::cuda()});
-    const double ms = time_ms([&] {
+    double ms = time_ms([&] {
       q.zero_grad(), k.zero_grad(), v.zero_grad();
       nn::scaled_dot_product_attention(q, k, v, nn::AttentionMask::causal()).backward(g);
     }, 5);
-    report("attn_causal", 7.0 * B * H * T * T * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+    report("attn_causal", 14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+    Tensor qd = q.detach(), kd = k.detach(), vd = v.detach(), o;
+    ms = time_ms([&] { o = nn::scaled_dot_product_attention(qd, kd, vd, nn::AttentionMask::causal()); }, 10);
+    report("attn_causal_fwd", 4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+  }
+  {
+    // Infinity's 512px training sequence: block-causal over 10 scales (2521 tokens) padded to 2560;
+    // a token sees its own and earlier scales, a padding row sees key 0 (infinity_bsq.md §7).
+    const std::vector<int64_t> lengths = {1, 4, 16, 36, 64, 144, 256, 400, 576, 1024};
+    const int64_t B = 4, H = 16, T = 2560, D = 128;
+    double pairs = 0;
+    int64_t end = 0;
+    for (int64_t n : lengths) end += n, pairs += static_cast<double>(n) * end;
+    pairs += static_cast<double>(T - end);
+    const nn::AttentionMask mask = nn::AttentionMask::block_causal(lengths);
+    Tensor q = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
+    Tensor k = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
+    Tensor v = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
+    Tensor g = randn({B, H, T, D}, {DType::BF16, Device::cuda()});
+    double ms = time_ms([&] {
+      q.zero_grad(), k.zero_grad(), v.zero_grad();
+      nn::scaled_dot_product_attention(q, k, v, mask).backward(g);
+    }, 5);
+    report("attn_block", 14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+    Tensor qd = q.detach(), kd = k.detach(), vd = v.detach(), o;
+    ms = time_ms([&] { o = nn::scaled_dot_product_attention(qd, kd, vd, mask); }, 10);
+    report("attn_block_fwd", 4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
   }
   const vt::cuda::MemoryStats st = vt::cuda::memory_stats();
   std::printf("allocator: %s\n", st.str().c_str());

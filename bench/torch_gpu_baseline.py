@@ -62,16 +62,48 @@ def measure():
     ms = time_ms(lambda: x.sum(0))
     out["sum_cols_f32"] = (x.numel() * 4.0 / (ms * 1e-3) / 1e9, "GB/s", ms)
     del x
+    # SDPA: FLOPs are 4*D per visible (query, key) pair forward and 2.5x that backward, as in
+    # bench_cuda_ops.cpp (causal: half of full, 7*B*H*T^2*D for fwd+bwd).
+    sdpa = torch.nn.functional.scaled_dot_product_attention
     B, H, T, D = 4, 16, 2048, 128
     q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=bf16, requires_grad=True) for _ in range(3))
     g = torch.randn(B, H, T, D, device=dev, dtype=bf16)
+    pairs = 0.5 * T * T
 
     def attn():
         q.grad = k.grad = v.grad = None
-        torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).backward(g)
+        sdpa(q, k, v, is_causal=True).backward(g)
 
     ms = time_ms(attn, 5)
-    out["attn_causal"] = (7.0 * B * H * T * T * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
+    out["attn_causal"] = (14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
+    with torch.no_grad():
+        ms = time_ms(lambda: sdpa(q, k, v, is_causal=True), 10)
+    out["attn_causal_fwd"] = (4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
+    del q, k, v, g
+
+    # Infinity 512px block-causal: 10 scales (2521 tokens) padded to 2560; padding rows see key 0.
+    # torch's flash kernel takes no mask, so this runs its memory-efficient kernel with a bool mask.
+    lengths = [1, 4, 16, 36, 64, 144, 256, 400, 576, 1024]
+    B, H, T, D = 4, 16, 2560, 128
+    end_of = torch.ones(T, dtype=torch.long)
+    at = 0
+    for n in lengths:
+        end_of[at:at + n] = at + n
+        at += n
+    mask = (torch.arange(T)[None, :] < end_of[:, None]).to(dev)
+    pairs = float(mask.sum())
+    q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=bf16, requires_grad=True) for _ in range(3))
+    g = torch.randn(B, H, T, D, device=dev, dtype=bf16)
+
+    def attn_block():
+        q.grad = k.grad = v.grad = None
+        sdpa(q, k, v, attn_mask=mask).backward(g)
+
+    ms = time_ms(attn_block, 5)
+    out["attn_block"] = (14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
+    with torch.no_grad():
+        ms = time_ms(lambda: sdpa(q, k, v, attn_mask=mask), 10)
+    out["attn_block_fwd"] = (4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
     return out
 
 
@@ -95,17 +127,17 @@ def main():
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}")
     t = measure()
     for k, (v, unit, ms) in t.items():
-        print(f"torch {k:<14} {v:10.1f} {unit:<8} {ms:9.3f} ms")
+        print(f"torch {k:<15} {v:10.1f} {unit:<8} {ms:9.3f} ms")
     if args.vt:
         vt = read_vt(args.vt)
         print()
-        print(f"{'benchmark':<15} {'unit':<8} {'vt':>9} {'torch':>9} {'vt/torch':>9}")
+        print(f"{'benchmark':<16} {'unit':<8} {'vt':>9} {'torch':>9} {'vt/torch':>9}")
         for k, (tv, unit, _) in t.items():
             if k in vt:
                 v = vt[k][0]
-                print(f"{k:<15} {unit:<8} {v:9.1f} {tv:9.1f} {v / tv:9.3f}")
+                print(f"{k:<16} {unit:<8} {v:9.1f} {tv:9.1f} {v / tv:9.3f}")
             else:
-                print(f"{k:<15} {unit:<8} {'-':>9} {tv:9.1f} {'missing':>9}")
+                print(f"{k:<16} {unit:<8} {'-':>9} {tv:9.1f} {'missing':>9}")
     return 0
 
 

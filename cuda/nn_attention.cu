@@ -2,7 +2,10 @@
 // CPU kernels' names attention_forward / attention_backward (include/vt/nn/attention.h holds the
 // contract: AttentionRows, the saved logsumexp, GQA; src/nn_attention_kernel.cpp the CPU version).
 //
-// A plain tiled flash-attention (correctness first; no tensor cores yet):
+// bf16/f16 calls with head dim 64 or 128 and no dense mask go to the tensor-core kernels of
+// flash_attention_{fwd,bwd}.cu (flash_supports says which; VT_ATTENTION_FALLBACK=1 forces the
+// kernels here). The kernels in this file are the reference for every other call:
+// a plain tiled flash-attention (no tensor cores):
 //   forward   one block per (batch, query head, 8 query rows), one warp per query row. Key tiles of
 //             up to 32 keys (only the block's visible range [min key_begin, max key_end)) are staged
 //             in shared memory; lane c scores key c, then the warp does the online softmax
@@ -25,8 +28,9 @@
 #include <vector>
 
 #include "backend.h"
-#include "math.cuh"
+#include "math.cuh"  // before any vt op header: its m_exp must see ::exp, not vt::exp(Tensor)
 #include "nn_kernels.h"
+#include "flash_attention.cuh"
 #include "vt/nn/attention.h"
 
 namespace vt::cuda {
@@ -453,6 +457,7 @@ void attention_forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, c
   check_attention_inputs(q, k, v, "attention_forward");
   DeviceGuard guard(q.device());
   DeviceContext& ctx = context(q.device().index);
+  if (flash::flash_supports(q, k, v, rows)) return flash::flash_attention_forward(q, k, v, rows, scale, out, lse);
   const Dims dm = dims_of(q, k, v);
   if (dm.B * dm.Hq * dm.Tq == 0) return;
   const DeviceRows dr = upload_rows(rows, dm.Tq, dm.Tk, 0, q.device());
@@ -484,6 +489,8 @@ void attention_backward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, 
   VT_CHECK(dout.dim() == 4 && (dout.size(3) <= 1 || dout.stride(3) == 1),
            "cuda attention_backward: dout must have a contiguous last dim, got ", dout.shape().str());
   DeviceGuard guard(q.device());
+  if (flash::flash_supports(q, k, v, rows, &dout))
+    return flash::flash_attention_backward(q, k, v, out, lse, dout, rows, scale, dq, dk, dv);
   DeviceContext& ctx = context(q.device().index);
   const Dims dm = dims_of(q, k, v);
   const Device dev = q.device();

@@ -7,7 +7,8 @@
 //   nn_rope_interp.cu  rope_apply, interpolate forward and backward
 //   nn_conv.cu         conv2d forward and backward (im2col + cuBLAS)
 //   optim_adamw.cu     adamw_step
-//   nn_attention.cu    attention_forward and backward (flash-attention style)
+//   nn_attention.cu    attention_forward and backward (flash-attention style; bf16/f16 with
+//                      D = 64, 128 on tensor cores in flash_attention_{fwd,bwd}.cu)
 // Below the declarations: the few device helpers these files share (warp and block sums, float
 // dtype dispatch), visible to nvcc only.
 #pragma once

@@ -8,9 +8,9 @@
 #                                     needs (nlohmann_json, doctest, google benchmark) into
 #                                     build-gpu-deps/, to carry to a GPU machine that lacks them
 #
-# Build choices for time: only the targets needed (libvt, test_cuda_ops, test_ops_core,
-# bench_cuda_ops), one architecture (sm_90), -j16, Ninja when present. CMake older than 3.26 does
-# not know nvcc's C++20 flag, so the configure line names it.
+# Build choices for time: only the targets needed (libvt, test_cuda_ops, test_cuda_nn,
+# test_cuda_flash_attention, test_ops_core, bench_cuda_ops), one architecture (sm_90), -j16, Ninja
+# when present. CMake older than 3.26 does not know nvcc's C++20 flag, so the configure line names it.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${VT_GPU_BUILD:-$ROOT/build-gpu}
@@ -65,7 +65,7 @@ if ! configure ON; then
 fi
 
 step "build"
-targets=(vt test_cuda_ops test_cuda_nn test_ops_core)
+targets=(vt test_cuda_ops test_cuda_nn test_cuda_flash_attention test_ops_core)
 ((bench)) && targets+=(bench_cuda_ops)
 if ! cmake --build "$BUILD" -j16 --target "${targets[@]}" > "$OUTDIR/build.log" 2>&1; then
   grep -E "error|Error" "$OUTDIR/build.log" | head -40
@@ -82,6 +82,10 @@ timeout 300 "$BUILD/test_cuda_nn" > "$OUTDIR/test_cuda_nn.log" 2>&1
 nn_rc=$?
 grep -vE "^\s*$" "$OUTDIR/test_cuda_nn.log" | tail -40
 echo "test_cuda_nn: $([[ $nn_rc == 0 ]] && echo PASS || echo "FAIL (rc $nn_rc)")"
+timeout 240 "$BUILD/test_cuda_flash_attention" > "$OUTDIR/test_cuda_flash_attention.log" 2>&1
+flash_rc=$?
+grep -vE "^\s*$" "$OUTDIR/test_cuda_flash_attention.log" | tail -40
+echo "test_cuda_flash_attention: $([[ $flash_rc == 0 ]] && echo PASS || echo "FAIL (rc $flash_rc)")"
 timeout 120 "$BUILD/test_ops_core" > "$OUTDIR/test_ops_core.log" 2>&1
 core_rc=$?
 tail -3 "$OUTDIR/test_ops_core.log"
@@ -98,9 +102,11 @@ cat "$OUTDIR/torch.txt"
 step "summary"
 {
   echo "test_cuda_ops: $([[ $cuda_rc == 0 ]] && echo PASS || echo "FAIL (rc $cuda_rc)") -- $(grep -E '^\[doctest\] (test cases|assertions)' "$OUTDIR/test_cuda_ops.log" | tr '\n' ' ')"
+  echo "test_cuda_nn: $([[ $nn_rc == 0 ]] && echo PASS || echo "FAIL (rc $nn_rc)")"
+  echo "test_cuda_flash_attention: $([[ $flash_rc == 0 ]] && echo PASS || echo "FAIL (rc $flash_rc)")"
   echo "test_ops_core: $([[ $core_rc == 0 ]] && echo PASS || echo "FAIL (rc $core_rc)")"
   nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1
   sed -n '/^benchmark /,$p' "$OUTDIR/torch.txt"
 } | tee "$OUTDIR/summary.txt"
 echo "total $((SECONDS - t0)) s; logs in $OUTDIR"
-[[ $cuda_rc == 0 && $nn_rc == 0 && $core_rc == 0 ]]
+[[ $cuda_rc == 0 && $nn_rc == 0 && $flash_rc == 0 && $core_rc == 0 ]]

@@ -1,0 +1,274 @@
+// flash_attention_fwd.cu: the tensor-core flash-attention forward (FlashAttention-2, Dao 2023,
+// Algorithm 1) for bf16/f16 q, k, v with head dim 64 or 128, behind the CUDA attention_forward
+// kernel (nn_attention.cu dispatches here; the contract is AttentionRows in include/vt/nn/attention.h).
+// Also the host pieces both directions share: which calls qualify, and the mask plan.
+//
+//   one CTA per (64 query rows, batch, query head); 4 warps, each 16 rows of the tile.
+//   Q (64, D) is staged once by cp.async and held in registers as A fragments; K and V tiles of 64
+//   keys are double-buffered in shared memory (the next tile's copy overlaps this tile's math).
+//   S = Q K^T and O += P V run on mma.sync m16n8k16 (bf16/f16 in, f32 accumulate); P goes from the
+//   S accumulators to A fragments in registers. The softmax is online, in base 2: scores are scaled
+//   by scale * log2(e) once, so every exponential is one exp2f.
+//   Masks: a CTA visits only the keys its rows' ranges cover (the plan's per-tile union), and tests
+//   each element only in key tiles that some row of the tile does not fully see.
+//   out = O / l in q's dtype; lse = (m + log2 l) * ln 2 in f32 (natural log, as the CPU kernel);
+//   a row that sees no key: out 0, lse -inf.
+// Precision: scores, m, l and O are f32; P is rounded to q's dtype for the P V product, as in FA2.
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <vector>
+
+#include "backend.h"
+#include "device.h"
+#include "flash_attention.cuh"
+
+namespace vt::cuda::flash {
+
+// ---- host: eligibility and the mask plan ------------------------------------------------------------
+namespace {
+bool rows_aligned(const Tensor& t) {
+  if (reinterpret_cast<uintptr_t>(t.raw_data()) % 16 != 0) return false;
+  if (t.dim() != 4 || t.stride(3) != 1) return false;
+  for (int d = 0; d < 3; ++d)
+    if (t.size(d) > 1 && t.stride(d) % 8 != 0) return false;  // 16-byte rows for cp.async
+  return true;
+}
+}  // namespace
+
+bool flash_supports(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows,
+                    const Tensor* extra) {
+  if (std::getenv("VT_ATTENTION_FALLBACK")) return false;
+  if (q.dtype() != DType::BF16 && q.dtype() != DType::F16) return false;
+  if (rows.dense.defined()) return false;
+  const int64_t D = q.size(3);
+  if ((D != 64 && D != 128) || v.size(3) != D) return false;
+  const int64_t Tq = q.size(2), Tk = k.size(2);
+  if (Tq > INT_MAX / 2 || Tk > INT_MAX / 2 || q.size(0) * q.size(1) > INT_MAX) return false;
+  if ((Tq + kBlockM - 1) / kBlockM > 65535 || (Tk + kBlockN - 1) / kBlockN > 65535) return false;
+  for (const Tensor* t : {&q, &k, &v, extra})
+    if (t && !rows_aligned(*t)) return false;
+  return true;
+}
+
+Plan make_plan(const nn::AttentionRows& rows, int64_t Tq, int64_t Tk, int q_tile, Device dev) {
+  const bool ranged = !rows.key_begin.empty();
+  VT_CHECK(!ranged || (static_cast<int64_t>(rows.key_begin.size()) == Tq &&
+                       static_cast<int64_t>(rows.key_end.size()) == Tq),
+           "cuda flash attention: key ranges for ", rows.key_begin.size(), " rows, expected ", Tq);
+  const int64_t nqt = (Tq + q_tile - 1) / q_tile, nkt = (Tk + kBlockN - 1) / kBlockN;
+  std::vector<int> h(2 * Tq + 4 * nqt + 2 * nkt);
+  int *lo = h.data(), *hi = lo + Tq, *qt_lo = hi + Tq, *qt_hi = qt_lo + nqt, *qt_in_lo = qt_hi + nqt;
+  int *qt_in_hi = qt_in_lo + nqt, *kt_first = qt_in_hi + nqt, *kt_last = kt_first + nkt;
+  for (int64_t i = 0; i < Tq; ++i) {
+    const int64_t a = ranged ? std::clamp<int64_t>(rows.key_begin[i], 0, Tk) : 0;
+    const int64_t e = ranged ? std::clamp<int64_t>(rows.key_end[i], 0, Tk) : Tk;
+    lo[i] = a < e ? static_cast<int>(a) : 0;
+    hi[i] = a < e ? static_cast<int>(e) : 0;
+  }
+  std::fill(kt_first, kt_first + nkt, static_cast<int>(nqt));
+  std::fill(kt_last, kt_last + nkt, 0);
+  for (int64_t t = 0; t < nqt; ++t) {
+    const int64_t r0 = t * q_tile, r1 = std::min(Tq, r0 + q_tile);
+    int ulo = INT_MAX, uhi = 0, ilo = 0, ihi = INT_MAX;
+    for (int64_t i = r0; i < r1; ++i) {
+      if (hi[i] > lo[i]) ulo = std::min(ulo, lo[i]), uhi = std::max(uhi, hi[i]);
+      ilo = std::max(ilo, lo[i]), ihi = std::min(ihi, hi[i]);
+    }
+    if (uhi == 0) ulo = 0;
+    if (r1 - r0 < q_tile) ilo = 0, ihi = -1;  // a tail tile: its rows past Tq are always masked
+    qt_lo[t] = ulo, qt_hi[t] = uhi, qt_in_lo[t] = ilo, qt_in_hi[t] = ihi;
+    if (uhi > ulo)
+      for (int64_t n = ulo / kBlockN; n <= (uhi - 1) / kBlockN; ++n)
+        kt_first[n] = std::min<int>(kt_first[n], t), kt_last[n] = std::max<int>(kt_last[n], t + 1);
+  }
+  for (int64_t n = 0; n < nkt; ++n)
+    if (kt_first[n] >= kt_last[n]) kt_first[n] = kt_last[n] = 0;
+  Plan p;
+  p.buf = from_blob(h.data(), {static_cast<int64_t>(h.size())}, DType::I32, dev);
+  const int* d = static_cast<const int*>(p.buf.raw_data());
+  const auto at = [&](const int* x) { return d + (x - h.data()); };
+  p.view = {at(lo), at(hi), at(qt_lo), at(qt_hi), at(qt_in_lo), at(qt_in_hi), at(kt_first), at(kt_last)};
+  return p;
+}
+
+// ---- forward kernel -------------------------------------------------------------------------------------
+// q (B, Hq, Tq, D), k, v (B, Hkv, Tk, D) strided rows -> out (B, Hq, Tq, D) contiguous, lse (B, Hq, Tq) f32.
+// Grid (B * Hq, query tiles); shared: sQ (64, D), sK (2, 64, D), sV (2, 64, D), swizzled.
+template <class T, int D>
+__global__ void __launch_bounds__(kThreads) flash_forward_kernel(const T* __restrict__ q, Strides sq,
+                                                                  const T* __restrict__ k, Strides sk,
+                                                                  const T* __restrict__ v, Strides sv, int Hq,
+                                                                  int group, int Tq, int Tk, PlanView pl,
+                                                                  float scale_log2, T* __restrict__ out,
+                                                                  float* __restrict__ lse) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sK = sQ + kBlockM * D;
+  T* sV = sK + 2 * kBlockN * D;
+
+  const int m = gridDim.y - 1 - blockIdx.y;  // the long causal tiles start first
+  const int bh = blockIdx.x, b = bh / Hq, h = bh % Hq, g = h / group;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+  const int i0 = m * kBlockM;
+  const int jlo = pl.qt_lo[m], jhi = pl.qt_hi[m], in_lo = pl.qt_in_lo[m], in_hi = pl.qt_in_hi[m];
+  const int ntiles = jhi > jlo ? (jhi - jlo + kBlockN - 1) / kBlockN : 0;
+  const T* qh = q + b * sq.s0 + h * sq.s1;
+  const T* kh = k + b * sk.s0 + g * sk.s1;
+  const T* vh = v + b * sv.s0 + g * sv.s1;
+
+  // This thread's two rows (g and g + 8 of its warp's 16) and their key ranges.
+  const int ra = i0 + warp * 16 + gr, rb = ra + 8;
+  const int lo_a = ra < Tq ? pl.lo[ra] : 0, hi_a = ra < Tq ? pl.hi[ra] : 0;
+  const int lo_b = rb < Tq ? pl.lo[rb] : 0, hi_b = rb < Tq ? pl.hi[rb] : 0;
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int dn = 0; dn < D / 8; ++dn) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.f;
+  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+  uint32_t qf[D / 16][4];
+
+  if (ntiles > 0) {
+    load_tile<kBlockM, D>(sQ, qh, sq.s2, i0, Tq);
+    load_tile<kBlockN, D>(sK, kh, sk.s2, jlo, Tk);
+    load_tile<kBlockN, D>(sV, vh, sv.s2, jlo, Tk);
+    cp_async_commit();
+  }
+  for (int it = 0; it < ntiles; ++it) {
+    const int j0 = jlo + it * kBlockN, st = it & 1;
+    cp_async_wait_all();
+    __syncthreads();  // tile `it` is in; every warp is done with tile it - 1, whose buffers we refill
+    if (it + 1 < ntiles) {
+      load_tile<kBlockN, D>(sK + (st ^ 1) * kBlockN * D, kh, sk.s2, j0 + kBlockN, Tk);
+      load_tile<kBlockN, D>(sV + (st ^ 1) * kBlockN * D, vh, sv.s2, j0 + kBlockN, Tk);
+      cp_async_commit();
+    }
+    if (it == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+        ldsm_x4(qf[kk], sQ + swz<D>(warp * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8));
+    }
+    const T* cK = sK + st * kBlockN * D;
+    const T* cV = sV + st * kBlockN * D;
+
+    // S = Q K^T: (16, 64) per warp, 8 n-tiles of 8 keys.
+    float s[kBlockN / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < kBlockN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int np = 0; np < kBlockN / 16; ++np) {
+        uint32_t bk[4];
+        ldsm_x4(bk, cK + swz<D>(np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
+        mma16816<T>(s[2 * np], qf[kk], bk[0], bk[1]);
+        mma16816<T>(s[2 * np + 1], qf[kk], bk[2], bk[3]);
+      }
+    }
+
+    // Scale to base 2, mask, online softmax.
+    const bool full = in_lo <= j0 && j0 + kBlockN <= in_hi;
+    float mx_a = m_a, mx_b = m_b;
+#pragma unroll
+    for (int nt = 0; nt < kBlockN / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = s[nt][e] * scale_log2;
+        if (!full) {
+          const int j = j0 + nt * 8 + 2 * tq + (e & 1);
+          const bool vis = e < 2 ? (j >= lo_a && j < hi_a) : (j >= lo_b && j < hi_b);
+          x = vis ? x : -INFINITY;
+        }
+        s[nt][e] = x;
+      }
+      mx_a = fmaxf(mx_a, fmaxf(s[nt][0], s[nt][1]));
+      mx_b = fmaxf(mx_b, fmaxf(s[nt][2], s[nt][3]));
+    }
+    mx_a = quad_max(mx_a), mx_b = quad_max(mx_b);
+    // While a row has seen nothing its max is -inf; subtract 0 then, so exp2 gives 0, not NaN.
+    const float use_a = mx_a == -INFINITY ? 0.f : mx_a, use_b = mx_b == -INFINITY ? 0.f : mx_b;
+    const float al_a = exp2f(m_a - use_a), al_b = exp2f(m_b - use_b);
+    m_a = mx_a, m_b = mx_b;
+    float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < kBlockN / 8; ++nt) {
+      s[nt][0] = exp2f(s[nt][0] - use_a), s[nt][1] = exp2f(s[nt][1] - use_a);
+      s[nt][2] = exp2f(s[nt][2] - use_b), s[nt][3] = exp2f(s[nt][3] - use_b);
+      sum_a += s[nt][0] + s[nt][1], sum_b += s[nt][2] + s[nt][3];
+    }
+    l_a = l_a * al_a + sum_a, l_b = l_b * al_b + sum_b;  // per-lane partial sums; the quad sums at the end
+#pragma unroll
+    for (int dn = 0; dn < D / 8; ++dn) o[dn][0] *= al_a, o[dn][1] *= al_a, o[dn][2] *= al_b, o[dn][3] *= al_b;
+
+    // O += P V: P's C fragments are the A fragments; V (keys, D) is read transposed.
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      const uint32_t pa[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
+                              pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t bv[4];
+        ldsm_x4_trans(bv, cV + swz<D>(kk * 16 + (lane & 15), dp * 16 + (lane >> 4) * 8));
+        mma16816<T>(o[2 * dp], pa, bv[0], bv[1]);
+        mma16816<T>(o[2 * dp + 1], pa, bv[2], bv[3]);
+      }
+    }
+  }
+
+  l_a = quad_sum(l_a), l_b = quad_sum(l_b);
+  const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
+  const int64_t row0 = static_cast<int64_t>(bh) * Tq;
+  if (ra < Tq) {
+    uint32_t* dst = reinterpret_cast<uint32_t*>(out + (row0 + ra) * D + 2 * tq);
+#pragma unroll
+    for (int dn = 0; dn < D / 8; ++dn) dst[dn * 4] = pack2<T>(o[dn][0] * inv_a, o[dn][1] * inv_a);
+    if (tq == 0) lse[row0 + ra] = l_a > 0.f ? m_a * kLn2 + logf(l_a) : -INFINITY;
+  }
+  if (rb < Tq) {
+    uint32_t* dst = reinterpret_cast<uint32_t*>(out + (row0 + rb) * D + 2 * tq);
+#pragma unroll
+    for (int dn = 0; dn < D / 8; ++dn) dst[dn * 4] = pack2<T>(o[dn][2] * inv_b, o[dn][3] * inv_b);
+    if (tq == 0) lse[row0 + rb] = l_b > 0.f ? m_b * kLn2 + logf(l_b) : -INFINITY;
+  }
+}
+
+// ---- host: launch --------------------------------------------------------------------------------------
+namespace {
+Strides strides_of(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
+
+template <class T, int D>
+void launch_forward(const Tensor& q, const Tensor& k, const Tensor& v, const PlanView& pl, double scale,
+                    const Tensor& out, const Tensor& lse, cudaStream_t stream) {
+  const int B = static_cast<int>(q.size(0)), Hq = static_cast<int>(q.size(1)), Hkv = static_cast<int>(k.size(1));
+  const int Tq = static_cast<int>(q.size(2)), Tk = static_cast<int>(k.size(2));
+  constexpr int bytes = (kBlockM + 4 * kBlockN) * D * static_cast<int>(sizeof(T));
+  allow_dynamic_smem(flash_forward_kernel<T, D>, bytes);
+  const dim3 grid(B * Hq, (Tq + kBlockM - 1) / kBlockM);
+  flash_forward_kernel<T, D><<<grid, kThreads, bytes, stream>>>(
+      static_cast<const T*>(q.raw_data()), strides_of(q), static_cast<const T*>(k.raw_data()), strides_of(k),
+      static_cast<const T*>(v.raw_data()), strides_of(v), Hq, Hq / Hkv, Tq, Tk, pl,
+      static_cast<float>(scale * 1.4426950408889634), static_cast<T*>(out.raw_data()),
+      static_cast<float*>(lse.raw_data()));
+  VT_CUDA_CHECK_LAUNCH();
+}
+}  // namespace
+
+void flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows,
+                             double scale, const Tensor& out, const Tensor& lse) {
+  VT_CHECK(out.is_contiguous() && lse.is_contiguous() && lse.dtype() == DType::F32,
+           "cuda flash attention: out and lse must be contiguous, lse f32");
+  if (q.size(0) * q.size(1) * q.size(2) == 0) return;
+  const cudaStream_t stream = context(q.device().index).stream;
+  const Plan plan = make_plan(rows, q.size(2), k.size(2), kBlockM, q.device());
+  const bool is_bf16 = q.dtype() == DType::BF16;
+  if (q.size(3) == 64) {
+    if (is_bf16) launch_forward<bf16, 64>(q, k, v, plan.view, scale, out, lse, stream);
+    else launch_forward<f16, 64>(q, k, v, plan.view, scale, out, lse, stream);
+  } else {
+    if (is_bf16) launch_forward<bf16, 128>(q, k, v, plan.view, scale, out, lse, stream);
+    else launch_forward<f16, 128>(q, k, v, plan.view, scale, out, lse, stream);
+  }
+}
+
+}  // namespace vt::cuda::flash

@@ -4,6 +4,12 @@
 # PyTorch baselines on the same card, and print a vt-vs-torch table. Budget: under 8 minutes.
 #
 #   scripts/gpu_check.sh              run everything (logs and table also go to $OUT when it is set)
+#   VT_GPU_STAGES="tests ops" scripts/gpu_check.sh
+#                                     only some stages: tests (CUDA tests + a `vargpt chat --device
+#                                     cuda` check against transformers' tokens), ops (bench_cuda_ops:
+#                                     GEMM, elementwise, attention), nn (bench_cuda_nn: linear, norms,
+#                                     AdamW, cross-entropy), models (Qwen2-7B-shaped LLM, VAE decode),
+#                                     infinity (Infinity-2B 512px generation); default: all
 #   scripts/gpu_check.sh --pack-deps  on a development machine: copy the CMake packages vt's build
 #                                     needs (nlohmann_json, doctest, google benchmark) into
 #                                     build-gpu-deps/, to carry to a GPU machine that lacks them
@@ -12,13 +18,15 @@
 # test_cuda_flash_attention, test_ops_core, bench_cuda_ops), one architecture (sm_90), -j16, Ninja
 # when present. CMake older than 3.26 does not know nvcc's C++20 flag, so the configure line names it.
 set -uo pipefail
+STAGES=" ${VT_GPU_STAGES:-tests ops nn models infinity} "
+want() { [[ $STAGES == *" $1 "* ]]; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${VT_GPU_BUILD:-$ROOT/build-gpu}
 DEPS=$ROOT/build-gpu-deps
 
 if [[ ${1:-} == --pack-deps ]]; then
   rm -rf "$DEPS" && mkdir -p "$DEPS/include" "$DEPS/lib/x86_64-linux-gnu/cmake" "$DEPS/lib/cmake" "$DEPS/share/cmake"
-  cp -r /usr/include/nlohmann /usr/include/doctest /usr/include/benchmark "$DEPS/include/"
+  cp -r /usr/include/nlohmann /usr/include/doctest /usr/include/benchmark /usr/include/stb "$DEPS/include/"
   cp -r /usr/share/cmake/nlohmann_json "$DEPS/share/cmake/"
   cp -r /usr/lib/cmake/doctest "$DEPS/lib/cmake/"
   cp -r /usr/lib/x86_64-linux-gnu/cmake/benchmark "$DEPS/lib/x86_64-linux-gnu/cmake/"
@@ -65,8 +73,14 @@ if ! configure ON; then
 fi
 
 step "build"
-targets=(vt test_cuda_ops test_cuda_nn test_cuda_flash_attention test_ops_core)
-((bench)) && targets+=(bench_cuda_ops)
+targets=(vt)
+want tests && targets+=(test_cuda_ops test_cuda_nn test_cuda_flash_attention test_ops_core vargpt)
+if ((bench)); then
+  want ops && targets+=(bench_cuda_ops)
+  want nn && targets+=(bench_cuda_nn)
+  want models && targets+=(bench_gpu_models)
+  want infinity && targets+=(bench_gpu_infinity)
+fi
 if ! cmake --build "$BUILD" -j16 --target "${targets[@]}" > "$OUTDIR/build.log" 2>&1; then
   grep -E "error|Error" "$OUTDIR/build.log" | head -40
   echo "FAILED: build (full log in $OUTDIR/build.log)"
@@ -75,38 +89,57 @@ fi
 
 step "tests"
 export OMP_NUM_THREADS=16
-timeout 300 "$BUILD/test_cuda_ops" > "$OUTDIR/test_cuda_ops.log" 2>&1
-cuda_rc=$?
-grep -vE "^\s*$" "$OUTDIR/test_cuda_ops.log" | tail -40
-timeout 300 "$BUILD/test_cuda_nn" > "$OUTDIR/test_cuda_nn.log" 2>&1
-nn_rc=$?
-grep -vE "^\s*$" "$OUTDIR/test_cuda_nn.log" | tail -40
-echo "test_cuda_nn: $([[ $nn_rc == 0 ]] && echo PASS || echo "FAIL (rc $nn_rc)")"
-timeout 240 "$BUILD/test_cuda_flash_attention" > "$OUTDIR/test_cuda_flash_attention.log" 2>&1
-flash_rc=$?
-grep -vE "^\s*$" "$OUTDIR/test_cuda_flash_attention.log" | tail -40
-echo "test_cuda_flash_attention: $([[ $flash_rc == 0 ]] && echo PASS || echo "FAIL (rc $flash_rc)")"
-timeout 120 "$BUILD/test_ops_core" > "$OUTDIR/test_ops_core.log" 2>&1
-core_rc=$?
-tail -3 "$OUTDIR/test_ops_core.log"
+cuda_rc=0 nn_rc=0 flash_rc=0 core_rc=0 chat_rc=0
+if want tests; then
+  timeout 300 "$BUILD/test_cuda_ops" > "$OUTDIR/test_cuda_ops.log" 2>&1
+  cuda_rc=$?
+  grep -vE "^\s*$" "$OUTDIR/test_cuda_ops.log" | tail -40
+  timeout 300 "$BUILD/test_cuda_nn" > "$OUTDIR/test_cuda_nn.log" 2>&1
+  nn_rc=$?
+  grep -vE "^\s*$" "$OUTDIR/test_cuda_nn.log" | tail -40
+  echo "test_cuda_nn: $([[ $nn_rc == 0 ]] && echo PASS || echo "FAIL (rc $nn_rc)")"
+  timeout 240 "$BUILD/test_cuda_flash_attention" > "$OUTDIR/test_cuda_flash_attention.log" 2>&1
+  flash_rc=$?
+  grep -vE "^\s*$" "$OUTDIR/test_cuda_flash_attention.log" | tail -40
+  echo "test_cuda_flash_attention: $([[ $flash_rc == 0 ]] && echo PASS || echo "FAIL (rc $flash_rc)")"
+  timeout 120 "$BUILD/test_ops_core" > "$OUTDIR/test_ops_core.log" 2>&1
+  core_rc=$?
+  tail -3 "$OUTDIR/test_ops_core.log"
+  # The tiny Qwen2-VL chat fixture on the GPU: the greedy ids must still equal transformers'.
+  timeout 120 "$BUILD/vargpt" chat --model "$ROOT/tests/fixtures/chat_tiny" --image "$ROOT/tests/fixtures/chat_tiny/image.png" \
+    --prompt "What is in the picture?" --max-new-tokens 24 --print-ids --device cuda > "$OUTDIR/chat_cuda.log" 2>&1
+  chat_rc=$?
+  grep -q "$(cat "$ROOT/tests/fixtures/chat_tiny/expected_ids.txt")" "$OUTDIR/chat_cuda.log" || chat_rc=1
+  tail -3 "$OUTDIR/chat_cuda.log"
+fi
 
 step "benchmarks"
 : > "$OUTDIR/vt_bench.txt"
-if ((bench)); then
-  timeout 150 "$BUILD/bench_cuda_ops" | tee "$OUTDIR/vt_bench.txt"
-fi
-step "torch baselines"
-timeout 150 python3 "$ROOT/bench/torch_gpu_baseline.py" --vt "$OUTDIR/vt_bench.txt" > "$OUTDIR/torch.txt" 2>&1
-cat "$OUTDIR/torch.txt"
+: > "$OUTDIR/torch.txt"
+# Each pair: the vt program, then its PyTorch baseline joining the vt lines into a table.
+run_pair() {  # run_pair NAME VT_TIMEOUT TORCH_SCRIPT TORCH_TIMEOUT
+  local name=$1 vt_to=$2 script=$3 torch_to=$4
+  ((bench)) || return 0
+  step "bench $name"
+  timeout "$vt_to" "$BUILD/$name" | tee "$OUTDIR/$name.txt"
+  timeout "$torch_to" python3 "$ROOT/bench/$script" --vt "$OUTDIR/$name.txt" > "$OUTDIR/$name.torch.txt" 2>&1
+  tail -40 "$OUTDIR/$name.torch.txt"
+  cat "$OUTDIR/$name.torch.txt" >> "$OUTDIR/torch.txt"
+}
+want ops && run_pair bench_cuda_ops 150 torch_gpu_baseline.py 150
+want nn && run_pair bench_cuda_nn 90 torch_gpu_nn.py 90
+want models && run_pair bench_gpu_models 150 torch_gpu_models.py 180
+want infinity && run_pair bench_gpu_infinity 150 torch_gpu_infinity.py 150
 
 step "summary"
 {
-  echo "test_cuda_ops: $([[ $cuda_rc == 0 ]] && echo PASS || echo "FAIL (rc $cuda_rc)") -- $(grep -E '^\[doctest\] (test cases|assertions)' "$OUTDIR/test_cuda_ops.log" | tr '\n' ' ')"
+  echo "test_cuda_ops: $([[ $cuda_rc == 0 ]] && echo PASS || echo "FAIL (rc $cuda_rc)") -- $(grep -E '^\[doctest\] (test cases|assertions)' "$OUTDIR/test_cuda_ops.log" 2>/dev/null | tr '\n' ' ')"
   echo "test_cuda_nn: $([[ $nn_rc == 0 ]] && echo PASS || echo "FAIL (rc $nn_rc)")"
   echo "test_cuda_flash_attention: $([[ $flash_rc == 0 ]] && echo PASS || echo "FAIL (rc $flash_rc)")"
   echo "test_ops_core: $([[ $core_rc == 0 ]] && echo PASS || echo "FAIL (rc $core_rc)")"
+  echo "vargpt chat --device cuda (tiny Qwen2-VL, ids vs transformers): $([[ $chat_rc == 0 ]] && echo PASS || echo "FAIL (rc $chat_rc)")"
   nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1
-  sed -n '/^benchmark /,$p' "$OUTDIR/torch.txt"
+  grep -E "^benchmark " "$OUTDIR/torch.txt"
 } | tee "$OUTDIR/summary.txt"
 echo "total $((SECONDS - t0)) s; logs in $OUTDIR"
-[[ $cuda_rc == 0 && $nn_rc == 0 && $flash_rc == 0 && $core_rc == 0 ]]
+[[ $cuda_rc == 0 && $nn_rc == 0 && $flash_rc == 0 && $core_rc == 0 && $chat_rc == 0 ]]

@@ -8,3 +8,4 @@
 
 int cmd_shapes(int argc, char** argv);  // ShapeWorld data and evaluation (apps/cmd_shapes.cpp)
 int cmd_vae(int argc, char** argv);     // BSQ-VAE tokenizer: encode, decode, round trip (apps/cmd_vae.cpp)
+int cmd_chat(int argc, char** argv);    // Qwen2 / Qwen2-VL / VARGPT chat with images (apps/cmd_chat.cpp)

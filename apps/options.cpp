@@ -38,6 +38,11 @@ double Options::real(const std::string& key, double fallback) const {
   return v;
 }
 
+std::vector<std::string> Options::all(const std::string& key) const {
+  auto it = lists.find(key);
+  return it == lists.end() ? std::vector<std::string>{} : it->second;
+}
+
 Options parse_options(int argc, char** argv, int first, const std::set<std::string>& allowed,
                       const std::set<std::string>& flags, const char* usage) {
   Options out;
@@ -53,6 +58,7 @@ Options parse_options(int argc, char** argv, int first, const std::set<std::stri
     }
     VT_CHECK(i + 1 < argc, "option --", key, " needs a value");
     out.values[key] = argv[++i];
+    out.lists[key].push_back(out.values[key]);
   }
   return out;
 }

@@ -6,11 +6,13 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace vargpt {
 
 struct Options {
-  std::map<std::string, std::string> values;  // flags map to "set"
+  std::map<std::string, std::string> values;  // flags map to "set"; a repeated key keeps the last
+  std::map<std::string, std::vector<std::string>> lists;  // every value of each key, in order
   const char* usage = "";
 
   bool has(const std::string& key) const { return values.count(key) != 0; }
@@ -18,6 +20,7 @@ struct Options {
   std::string value_or(const std::string& key, const std::string& fallback) const;
   long long integer(const std::string& key, long long fallback) const;
   double real(const std::string& key, double fallback) const;
+  std::vector<std::string> all(const std::string& key) const;  // empty when absent
 };
 
 // Parses argv[first..argc) as --key value pairs; keys in `flags` take no value. Unknown keys,

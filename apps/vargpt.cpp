@@ -17,6 +17,7 @@ struct Subcommand {
 // One line per subcommand; the functions are declared in commands.h.
 const Subcommand kSubcommands[] = {
     {"shapes", cmd_shapes, "ShapeWorld: write the procedural dataset; score generations, answers, edits"},
+    {"chat", cmd_chat, "talk to a Qwen2 / Qwen2-VL / VARGPT-v1.1 checkpoint, with images"},
     {"vae", cmd_vae, "BSQ-VAE tokenizer: image -> per-scale bits -> image, round-trip PSNR"},
 };
 

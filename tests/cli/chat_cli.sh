@@ -1,0 +1,32 @@
+#!/bin/sh
+# vargpt chat end to end on a tiny random Qwen2-VL checkpoint (tools/gen_chat_fixture.py): config,
+# tokenizer, preprocessor config and weights are read from the directory, the image goes through the
+# processor and the ViT, and the 24 greedy tokens must equal transformers' generate(). Then bad input:
+# a missing image, an image for a text-only request pattern, malformed options.
+# Usage: chat_cli.sh VARGPT FIXTURES_DIR
+set -eu
+vargpt=$1
+fx=$2/chat_tiny
+dir=chat_cli
+rm -rf "$dir" && mkdir -p "$dir"
+"$vargpt" chat --model "$fx" --image "$fx/image.png" --prompt "What is in the picture?" --max-new-tokens 24 \
+  --print-ids > "$dir/out.txt"
+grep "^ids:" "$dir/out.txt" > "$dir/ids.txt"
+if ! cmp -s "$dir/ids.txt" "$fx/expected_ids.txt"; then
+  echo "generated ids differ from transformers':"; cat "$dir/ids.txt" "$fx/expected_ids.txt"; exit 1
+fi
+# Sampling with a seed is reproducible.
+"$vargpt" chat --model "$fx" --prompt "hello" --sample --temperature 0.8 --top-k 50 --seed 7 --max-new-tokens 12 --print-ids > "$dir/s1.txt"
+"$vargpt" chat --model "$fx" --prompt "hello" --sample --temperature 0.8 --top-k 50 --seed 7 --max-new-tokens 12 --print-ids > "$dir/s2.txt"
+cmp "$dir/s1.txt" "$dir/s2.txt"
+expect_error() {  # expect_error PATTERN COMMAND...
+  pattern=$1; shift
+  if "$@" > "$dir/err.txt" 2>&1; then echo "expected failure: $*"; exit 1; fi
+  grep -q "$pattern" "$dir/err.txt" || { echo "missing '$pattern' in:"; cat "$dir/err.txt"; exit 1; }
+}
+expect_error "nothere.png" "$vargpt" chat --model "$fx" --image "$dir/nothere.png" --prompt "hi"
+expect_error "top-p" "$vargpt" chat --model "$fx" --prompt "hi" --sample --top-p 0
+expect_error "config.json" "$vargpt" chat --model "$dir" --prompt "hi"
+printf 'not json' > "$dir/bad.json"
+expect_error "bad.json" "$vargpt" chat --model "$fx" --tokenizer "$dir/bad.json" --prompt "hi"
+echo "chat cli: ok"

@@ -46,12 +46,8 @@ InfinityConfig InfinityConfig::bench() {
 
 // ---- Linear ----------------------------------------------------------------------------------------
 // Init: trunc-normal-ish std sqrt(1 / (3 in)) (upstream's init_std); checkpoints overwrite it.
-Linear::Linear(int64_t in, int64_t out, bool with_bias) {
-  weight = register_parameter("weight", normal({out, in}, 0.0, std::sqrt(1.0 / (3.0 * in))));
-  if (with_bias) bias = register_parameter("bias", zeros({out}));
-}
-
-Tensor Linear::forward(const Tensor& x) const { return nn::linear(x, weight, bias); }
+Linear::Linear(int64_t in, int64_t out, bool with_bias)
+    : nn::Linear(in, out, with_bias, DType::F32, std::sqrt(1.0 / (3.0 * in))) {}
 
 // ---- self-attention ----------------------------------------------------------------------------------
 SelfAttention::SelfAttention(const InfinityConfig& cfg) : num_heads(cfg.num_heads) {

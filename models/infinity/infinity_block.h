@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "vt/nn/attention.h"
+#include "vt/nn/layers.h"
 #include "vt/nn/module.h"
 #include "vt/nn/rope.h"
 
@@ -46,12 +47,11 @@ struct InfinityConfig {
   static InfinityConfig bench();
 };
 
-// nn.Linear(in, out, bias) under the names `weight` (out, in) and `bias` (out).
-class Linear : public nn::Module {
+// nn.Linear(in, out, bias) drawn as upstream initialises it (std sqrt(1 / (3 in))) before a
+// checkpoint overwrites it; include/vt/nn/layers.h.
+class Linear : public nn::Linear {
  public:
   Linear(int64_t in, int64_t out, bool bias = true);
-  Tensor forward(const Tensor& x) const;  // (..., in) -> (..., out)
-  Tensor weight, bias;
 };
 
 // The keys and values of one block's cross-attention for a packed batch of memories: computed once

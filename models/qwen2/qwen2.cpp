@@ -9,19 +9,6 @@ namespace vt::qwen2 {
 
 // ---- layers ------------------------------------------------------------------------------------
 
-Linear::Linear(int64_t in, int64_t out, bool has_bias, DType dtype) {
-  weight = register_parameter("weight", zeros({out, in}, dtype));  // (out, in)
-  if (has_bias) bias = register_parameter("bias", zeros({out}, dtype));  // (out)
-}
-
-Tensor Linear::forward(const Tensor& x) const { return nn::linear(x, weight, bias); }
-
-RMSNorm::RMSNorm(int64_t dim, double eps_, DType dtype) : eps(eps_) {
-  weight = register_parameter("weight", ones({dim}, dtype));  // (C)
-}
-
-Tensor RMSNorm::forward(const Tensor& x) const { return nn::rms_norm(x, weight, eps); }
-
 Attention::Attention(const Qwen2Config& cfg, DType dtype)
     : heads_(cfg.num_attention_heads), kv_heads_(cfg.num_key_value_heads), head_dim_(cfg.head_dim) {
   const int64_t C = cfg.hidden_size;

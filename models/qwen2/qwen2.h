@@ -27,27 +27,15 @@
 
 #include "qwen2/config.h"
 #include "vt/nn/attention.h"
+#include "vt/nn/layers.h"
 #include "vt/nn/module.h"
 #include "vt/nn/rope.h"
 
 namespace vt::qwen2 {
 
-// torch.nn.Linear. weight: (out, in), bias: (out) when has_bias.
-class Linear : public nn::Module {
- public:
-  Linear(int64_t in, int64_t out, bool has_bias, DType dtype);
-  Tensor forward(const Tensor& x) const;  // (..., in) -> (..., out)
-  Tensor weight, bias;
-};
-
-// Qwen2RMSNorm. weight: (C).
-class RMSNorm : public nn::Module {
- public:
-  RMSNorm(int64_t dim, double eps, DType dtype);
-  Tensor forward(const Tensor& x) const;  // (..., C) -> (..., C)
-  Tensor weight;
-  double eps;
-};
+// torch.nn.Linear and Qwen2RMSNorm (include/vt/nn/layers.h).
+using nn::Linear;
+using nn::RMSNorm;
 
 class Attention : public nn::Module {
  public:

@@ -65,20 +65,6 @@ void VisionConfig::validate() const {
 
 // ---- layers -----------------------------------------------------------------------------------------
 
-Linear::Linear(int64_t in, int64_t out, bool has_bias, DType dtype) {
-  weight = register_parameter("weight", zeros({out, in}, dtype));
-  if (has_bias) bias = register_parameter("bias", zeros({out}, dtype));
-}
-
-Tensor Linear::forward(const Tensor& x) const { return nn::linear(x, weight, bias); }
-
-LayerNorm::LayerNorm(int64_t dim, double eps, DType dtype) : eps(eps) {
-  weight = register_parameter("weight", ones({dim}, dtype));
-  bias = register_parameter("bias", zeros({dim}, dtype));
-}
-
-Tensor LayerNorm::forward(const Tensor& x) const { return nn::layer_norm(x, {x.size(-1)}, weight, bias, eps); }
-
 namespace {
 struct Conv3dWeight : nn::Module {
   Tensor weight;

@@ -24,6 +24,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "vt/nn/attention.h"
+#include "vt/nn/layers.h"
 #include "vt/nn/module.h"
 #include "vt/nn/rope.h"
 
@@ -58,22 +59,9 @@ struct VisionConfig {
   void validate() const;
 };
 
-// torch.nn.Linear: weight (out, in), bias (out) when has_bias.
-class Linear : public nn::Module {
- public:
-  Linear(int64_t in, int64_t out, bool has_bias, DType dtype);
-  Tensor forward(const Tensor& x) const;  // (..., in) -> (..., out)
-  Tensor weight, bias;
-};
-
-// torch.nn.LayerNorm with affine weight, bias: (C).
-class LayerNorm : public nn::Module {
- public:
-  LayerNorm(int64_t dim, double eps, DType dtype);
-  Tensor forward(const Tensor& x) const;  // (..., C) -> (..., C)
-  Tensor weight, bias;
-  double eps;
-};
+// torch.nn.Linear and torch.nn.LayerNorm (include/vt/nn/layers.h).
+using nn::LayerNorm;
+using nn::Linear;
 
 // PatchEmbed.proj: Conv3d(C, E, kernel = stride = (T, P, P), bias=False). weight: (E, C, T, P, P).
 class PatchEmbed : public nn::Module {

@@ -1,0 +1,40 @@
+// nn/layers.h: the parameterised layers every model file shares, as Modules under torch's tensor
+// names (`weight`, `bias`), so a checkpoint key maps onto them directly.
+//
+//   Linear      torch.nn.Linear:    weight (out, in), bias (out) optional;  y = x weight^T + bias
+//   LayerNorm   torch.nn.LayerNorm over the last dim: weight, bias (C)
+//   RMSNorm     Qwen2RMSNorm / LlamaRMSNorm: weight (C); the f32 normalisation and cast rule of
+//               nn::rms_norm
+//
+// Parameters are created in `dtype` as zeros (Linear, unless init_std > 0 draws them from
+// N(0, init_std^2) with the global generator) or as torch's norm defaults (weight 1, bias 0); a
+// checkpoint load overwrites them.
+#pragma once
+#include "vt/nn/module.h"
+
+namespace vt::nn {
+
+class Linear : public Module {
+ public:
+  Linear(int64_t in, int64_t out, bool bias = true, DType dtype = DType::F32, double init_std = 0);
+  Tensor forward(const Tensor& x) const;  // (..., in) -> (..., out)
+  Tensor weight, bias;
+};
+
+class LayerNorm : public Module {
+ public:
+  LayerNorm(int64_t dim, double eps = 1e-5, DType dtype = DType::F32);
+  Tensor forward(const Tensor& x) const;  // (..., C) -> (..., C)
+  Tensor weight, bias;
+  double eps;
+};
+
+class RMSNorm : public Module {
+ public:
+  RMSNorm(int64_t dim, double eps = 1e-6, DType dtype = DType::F32);
+  Tensor forward(const Tensor& x) const;  // (..., C) -> (..., C)
+  Tensor weight;
+  double eps;
+};
+
+}  // namespace vt::nn

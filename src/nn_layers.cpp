@@ -1,0 +1,30 @@
+// nn_layers.cpp: Linear, LayerNorm, RMSNorm modules; see include/vt/nn/layers.h.
+#include "vt/nn/layers.h"
+
+#include "vt/nn/functional.h"
+#include "vt/nn/norm.h"
+
+namespace vt::nn {
+
+Linear::Linear(int64_t in, int64_t out, bool has_bias, DType dtype, double init_std) {
+  weight = register_parameter("weight", init_std > 0 ? normal({out, in}, 0.0, init_std, dtype)
+                                                     : zeros({out, in}, dtype));  // (out, in)
+  if (has_bias) bias = register_parameter("bias", zeros({out}, dtype));           // (out)
+}
+
+Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias); }
+
+LayerNorm::LayerNorm(int64_t dim, double eps_, DType dtype) : eps(eps_) {
+  weight = register_parameter("weight", ones({dim}, dtype));  // (C)
+  bias = register_parameter("bias", zeros({dim}, dtype));     // (C)
+}
+
+Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, {x.size(-1)}, weight, bias, eps); }
+
+RMSNorm::RMSNorm(int64_t dim, double eps_, DType dtype) : eps(eps_) {
+  weight = register_parameter("weight", ones({dim}, dtype));  // (C)
+}
+
+Tensor RMSNorm::forward(const Tensor& x) const { return rms_norm(x, weight, eps); }
+
+}  // namespace vt::nn

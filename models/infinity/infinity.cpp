@@ -170,9 +170,9 @@ Tensor Infinity::add_level_embedding(const Tensor& x, const ScaleSchedule& sched
   VT_CHECK(real == n || (real < n && ids.back() == K - 1), "Infinity: ", n,
            " tokens do not end a scale of the schedule starting at scale ", first_scale, " (scales there hold ", real,
            " tokens)");
-  Tensor lvl = embedding(lvl_embed, from_vector(ids));  // (real, C) broadcast over B
+  Tensor lvl = embedding(lvl_embed, from_vector(ids).to(lvl_embed.device()));  // (real, C) broadcast over B
   if (real == n) return x + lvl;
-  return x + cat({lvl, zeros({n - real, cfg_.embed_dim}, lvl.dtype())}, 0);  // pad rows: none
+  return x + cat({lvl, zeros({n - real, cfg_.embed_dim}, {lvl.dtype(), lvl.device()})}, 0);  // pad rows: none
 }
 
 Tensor Infinity::shared_condition(const Tensor& cond_BD) const {
@@ -218,10 +218,10 @@ Tensor Infinity::forward(const Condition& cond, const Tensor& inputs, const Scal
   VT_CHECK(pad_to >= 1, "Infinity::forward: pad_to ", pad_to, " must be positive");
   Tensor x = embed_tokens(cond.cond_BD, inputs);  // (B, L, C)
   const int64_t L_pad = schedule.padded_tokens(pad_to);
-  if (L_pad > L) x = cat({x, zeros({B, L_pad - L, cfg_.embed_dim}, x.dtype())}, 1);  // (B, L_pad, C)
+  if (L_pad > L) x = cat({x, zeros({B, L_pad - L, cfg_.embed_dim}, {x.dtype(), x.device()})}, 1);  // (B, L_pad, C)
+  const nn::RopeCosSin rope = schedule_rope(schedule, cfg_.head_dim(), cfg_.rope_theta, pad_to);
   x = run_blocks(add_level_embedding(x, schedule), shared_condition(cond.cond_BD),
-                 cross_kv(cond.memory, cond.cu_seqlens),
-                 schedule_rope(schedule, cfg_.head_dim(), cfg_.rope_theta, pad_to),
+                 cross_kv(cond.memory, cond.cu_seqlens), {rope.cos.to(x.device()), rope.sin.to(x.device())},
                  nn::AttentionMask::block_causal(scale_lengths(schedule)));
   if (L_pad > L) x = x.narrow(1, 0, L);
   return head_logits(x, cond.cond_BD);  // (B, L, 2d)

@@ -14,6 +14,8 @@ CachedDecoder::CachedDecoder(const Infinity& model, const Condition& cond, const
   cond6_ = model.shared_condition(cond.cond_BD);
   ca_kv_ = model.cross_kv(cond.memory, cond.cu_seqlens);
   rope_ = schedule_rope(schedule, model.config().head_dim(), model.config().rope_theta);
+  const Device dev = model.lvl_embed.device();  // the tables live where the model does
+  rope_ = {rope_.cos.to(dev), rope_.sin.to(dev)};
   caches_.resize(model.blocks.size());
 }
 
@@ -64,7 +66,7 @@ Tensor sample_bits(const Tensor& logits, int64_t top_k, double top_p, Generator*
     decided = decided.defined() ? logical_or(decided, by_p) : by_p;
   }
   if (decided.defined()) p1 = where(decided, cast(one_larger, DType::F32), p1);
-  return lt(rand(p1.shape(), DType::F32, gen), p1);
+  return lt(rand(p1.shape(), {DType::F32, p1.device()}, gen), p1);
 }
 
 // ---- sampling -----------------------------------------------------------------------------------------
@@ -100,7 +102,7 @@ SampleOutput sample(const Infinity& model, const Condition& cond, const Conditio
                            cfg.var_linear_ramp);
     const ScaleHW s = schedule.scales[k];
     Tensor bits = k < static_cast<int64_t>(cfg.gt_bits.size())
-                      ? ne(cfg.gt_bits[k], 0.0)
+                      ? ne(cfg.gt_bits[k].to(logits.device()), 0.0)
                       : sample_bits(logits, cfg.top_k, cfg.top_p, &gen).reshape({B, s.h, s.w, d});
     out.logits.push_back(logits);
     out.bits.push_back(bits);
@@ -135,7 +137,7 @@ std::vector<Tensor> cached_logits(const Infinity& model, const Condition& cond, 
   for (int64_t k = 0; k < K; ++k) {
     logits.push_back(dec.step(dec.tokens_for(inputs)));
     if (k + 1 < K) {
-      acc.add(bsq::bits_to_codes(bits[k]), k);
+      acc.add(bsq::bits_to_codes(bits[k].to(model.lvl_embed.device())), k);
       inputs = acc.next_input();
     }
   }

@@ -31,6 +31,7 @@ void ScaleAccumulator::add(const Tensor& codes, int64_t k) {
                codes.size(2) == s.h && codes.size(3) == s.w,
            "ScaleAccumulator: codes of scale ", k, " have shape ", codes.shape().str(), ", expected (",
            sum_.size(0), ", ", sum_.size(1), ", ", s.h, ", ", s.w, ")");
+  if (sum_.device() != codes.device()) sum_ = sum_.to(codes.device());  // follows the model's device
   sum_ = sum_ + (is_full(s, full) ? codes : nn::interpolate(codes, {full.h, full.w}, "bilinear"));
   ++next_scale_;
 }
@@ -81,7 +82,7 @@ TeacherBatch self_correct(const Tensor& f_in, const ScaleSchedule& schedule, boo
            f_in.size(2), "x", f_in.size(3), " but the schedule ends at ", full.h, "x", full.w);
   const Tensor f = f_in.detach().to(DType::F32).contiguous();
   const int64_t B = f.size(0), d = f.size(1);
-  Tensor cum = zeros(f.shape());
+  Tensor cum = zeros(f.shape(), {DType::F32, f.device()});
   std::vector<Tensor> inputs, labels;
   TeacherBatch out;
   for (int64_t k = 0; k < schedule.num_scales(); ++k) {
@@ -101,7 +102,7 @@ TeacherBatch self_correct(const Tensor& f_in, const ScaleSchedule& schedule, boo
       inputs.push_back(to_tokens(is_full(n, full) ? cum : nn::interpolate(cum, {n.h, n.w}, "bilinear")));
     }
   }
-  out.inputs = inputs.empty() ? zeros({B, 0, d}) : cat(inputs, 1);
+  out.inputs = inputs.empty() ? zeros({B, 0, d}, {DType::F32, f.device()}) : cat(inputs, 1);
   out.labels = cat(labels, 1);
   return out;
 }
@@ -116,7 +117,7 @@ TeacherBatch bitwise_self_correction(const Tensor& f, const ScaleSchedule& sched
     if (k >= cfg.noise_apply_layers) return std::pair<Tensor, double>{Tensor(), 0.0};
     // One probability per scale for the batch: p = randint(0, 100 strength + 1) / 100.
     const double p = static_cast<double>(randint(0, steps + 1, {1}, DType::I64, gen).item()) * 0.01;
-    return std::pair<Tensor, double>{lt(rand({B, s.h, s.w, d}, DType::F32, gen), p), p};
+    return std::pair<Tensor, double>{lt(rand({B, s.h, s.w, d}, {DType::F32, f.device()}, gen), p), p};
   });
 }
 

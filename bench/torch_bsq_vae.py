@@ -4,6 +4,8 @@ written from shared/spec/infinity_bsq.md §1-§3 as plain torch modules, random 
 2 threads. Decode = per-scale bits -> codes -> bilinear (trilinear with T = 1) up-sampling to the
 latent grid, summed -> decoder -> clamp, as the C++ benchmark times it.
     python3 bench/torch_bsq_vae.py
+The classes and helpers import without side effects (bench/torch_gpu_models.py reuses them on the
+GPU); the CPU benchmark runs only as a script.
 """
 import math
 import time
@@ -12,8 +14,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-torch.set_num_threads(2)
-torch.manual_seed(0)
 CH, MULT, NRES, D = 128, (1, 2, 4, 4, 4), 2, 32
 
 
@@ -114,12 +114,19 @@ def timeit(fn, iters=2):
     return 1e3 * sum(best) / len(best)
 
 
-dec, enc = Decoder().eval(), Encoder().eval()
-with torch.no_grad():
-    for side, sides in SIDES.items():
-        bits = [torch.rand(1, s, s, D) > 0.5 for s in sides]
-        ms = timeit(lambda: dec(bits_to_latent(bits)))
-        print(f"torch vae_decode/{side}: {ms:.1f} ms")
-    img = torch.rand(1, 3, 256, 256) * 2 - 1
-    ms = timeit(lambda: multiscale(enc(img), SIDES[256]))
-    print(f"torch vae_encode/256: {ms:.1f} ms")
+def main():
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    dec, enc = Decoder().eval(), Encoder().eval()
+    with torch.no_grad():
+        for side, sides in SIDES.items():
+            bits = [torch.rand(1, s, s, D) > 0.5 for s in sides]
+            ms = timeit(lambda: dec(bits_to_latent(bits)))
+            print(f"torch vae_decode/{side}: {ms:.1f} ms")
+        img = torch.rand(1, 3, 256, 256) * 2 - 1
+        ms = timeit(lambda: multiscale(enc(img), SIDES[256]))
+        print(f"torch vae_encode/256: {ms:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

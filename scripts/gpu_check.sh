@@ -91,22 +91,22 @@ step "tests"
 export OMP_NUM_THREADS=16
 cuda_rc=0 nn_rc=0 flash_rc=0 core_rc=0 chat_rc=0
 if want tests; then
-  timeout 300 "$BUILD/test_cuda_ops" > "$OUTDIR/test_cuda_ops.log" 2>&1
+  timeout 120 "$BUILD/test_cuda_ops" > "$OUTDIR/test_cuda_ops.log" 2>&1
   cuda_rc=$?
   grep -vE "^\s*$" "$OUTDIR/test_cuda_ops.log" | tail -40
-  timeout 300 "$BUILD/test_cuda_nn" > "$OUTDIR/test_cuda_nn.log" 2>&1
+  timeout 120 "$BUILD/test_cuda_nn" > "$OUTDIR/test_cuda_nn.log" 2>&1
   nn_rc=$?
   grep -vE "^\s*$" "$OUTDIR/test_cuda_nn.log" | tail -40
   echo "test_cuda_nn: $([[ $nn_rc == 0 ]] && echo PASS || echo "FAIL (rc $nn_rc)")"
-  timeout 240 "$BUILD/test_cuda_flash_attention" > "$OUTDIR/test_cuda_flash_attention.log" 2>&1
+  timeout 150 "$BUILD/test_cuda_flash_attention" > "$OUTDIR/test_cuda_flash_attention.log" 2>&1
   flash_rc=$?
   grep -vE "^\s*$" "$OUTDIR/test_cuda_flash_attention.log" | tail -40
   echo "test_cuda_flash_attention: $([[ $flash_rc == 0 ]] && echo PASS || echo "FAIL (rc $flash_rc)")"
-  timeout 120 "$BUILD/test_ops_core" > "$OUTDIR/test_ops_core.log" 2>&1
+  timeout 60 "$BUILD/test_ops_core" > "$OUTDIR/test_ops_core.log" 2>&1
   core_rc=$?
   tail -3 "$OUTDIR/test_ops_core.log"
   # The tiny Qwen2-VL chat fixture on the GPU: the greedy ids must still equal transformers'.
-  timeout 120 "$BUILD/vargpt" chat --model "$ROOT/tests/fixtures/chat_tiny" --image "$ROOT/tests/fixtures/chat_tiny/image.png" \
+  timeout 60 "$BUILD/vargpt" chat --model "$ROOT/tests/fixtures/chat_tiny" --image "$ROOT/tests/fixtures/chat_tiny/image.png" \
     --prompt "What is in the picture?" --max-new-tokens 24 --print-ids --device cuda > "$OUTDIR/chat_cuda.log" 2>&1
   chat_rc=$?
   grep -q "$(cat "$ROOT/tests/fixtures/chat_tiny/expected_ids.txt")" "$OUTDIR/chat_cuda.log" || chat_rc=1
@@ -117,19 +117,30 @@ step "benchmarks"
 : > "$OUTDIR/vt_bench.txt"
 : > "$OUTDIR/torch.txt"
 # Each pair: the vt program, then its PyTorch baseline joining the vt lines into a table.
+# The whole script must finish inside the device session's per-call limit: each pair gets at most
+# what is left of VT_GPU_DEADLINE seconds (default 560), and is skipped when under 30 s are left.
+DEADLINE=${VT_GPU_DEADLINE:-560}
+left() { echo $((DEADLINE - (SECONDS - t0))); }
 run_pair() {  # run_pair NAME VT_TIMEOUT TORCH_SCRIPT TORCH_TIMEOUT
   local name=$1 vt_to=$2 script=$3 torch_to=$4
   ((bench)) || return 0
+  if (($(left) < 30)); then
+    echo "SKIPPED $name: $(left) s left of the ${DEADLINE} s budget"
+    return 0
+  fi
+  ((vt_to > $(left) / 2)) && vt_to=$(($(left) / 2))
   step "bench $name"
   timeout "$vt_to" "$BUILD/$name" | tee "$OUTDIR/$name.txt"
+  ((torch_to > $(left) - 5)) && torch_to=$(($(left) - 5))
+  ((torch_to < 10)) && { echo "SKIPPED torch baseline of $name: no time left"; return 0; }
   timeout "$torch_to" python3 "$ROOT/bench/$script" --vt "$OUTDIR/$name.txt" > "$OUTDIR/$name.torch.txt" 2>&1
   tail -40 "$OUTDIR/$name.torch.txt"
   cat "$OUTDIR/$name.torch.txt" >> "$OUTDIR/torch.txt"
 }
-want ops && run_pair bench_cuda_ops 150 torch_gpu_baseline.py 150
-want nn && run_pair bench_cuda_nn 90 torch_gpu_nn.py 90
-want models && run_pair bench_gpu_models 150 torch_gpu_models.py 180
-want infinity && run_pair bench_gpu_infinity 150 torch_gpu_infinity.py 150
+want ops && run_pair bench_cuda_ops 120 torch_gpu_baseline.py 90
+want nn && run_pair bench_cuda_nn 60 torch_gpu_nn.py 60
+want models && run_pair bench_gpu_models 120 torch_gpu_models.py 120
+want infinity && run_pair bench_gpu_infinity 120 torch_gpu_infinity.py 120
 
 step "summary"
 {

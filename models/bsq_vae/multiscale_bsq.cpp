@@ -40,7 +40,7 @@ MultiScaleOutput multiscale_quantize(const Tensor& f, const std::vector<infinity
            scales.back().w, " but the latent grid is ", H, "x", W);
   MultiScaleOutput out;
   Tensor residual = f.to(DType::F32).contiguous();
-  Tensor accumulated = zeros(residual.shape());
+  Tensor accumulated = zeros(residual.shape(), {DType::F32, residual.device()});
   for (const infinity::ScaleHW& s : scales) {
     VT_CHECK(s.h <= H && s.w <= W, "multiscale_quantize: scale ", s.h, "x", s.w, " exceeds the latent grid ", H,
              "x", W);
@@ -63,7 +63,7 @@ Tensor multiscale_bits_to_latent(const std::vector<Tensor>& bits) {
              "multiscale_bits_to_latent: scale ", k, " has bits ", bits[k].shape().str(), ", expected (",
              bits[0].size(0), ", h, w, ", bits[0].size(3), ")");
   const int64_t H = bits.back().size(1), W = bits.back().size(2);
-  Tensor accumulated = zeros({bits[0].size(0), bits[0].size(3), H, W});
+  Tensor accumulated = zeros({bits[0].size(0), bits[0].size(3), H, W}, {DType::F32, bits[0].device()});
   for (size_t k = 0; k < bits.size(); ++k) {
     VT_CHECK(bits[k].size(1) <= H && bits[k].size(2) <= W, "multiscale_bits_to_latent: scale ", k, " (",
              bits[k].size(1), "x", bits[k].size(2), ") is larger than the last scale ", H, "x", W);

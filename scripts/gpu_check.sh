@@ -89,7 +89,7 @@ fi
 
 step "tests"
 export OMP_NUM_THREADS=16
-cuda_rc=0 nn_rc=0 flash_rc=0 core_rc=0 chat_rc=0
+cuda_rc=0 nn_rc=0 flash_rc=0 core_rc=0 chat_rc=0 vae_rc=0
 if want tests; then
   timeout 120 "$BUILD/test_cuda_ops" > "$OUTDIR/test_cuda_ops.log" 2>&1
   cuda_rc=$?
@@ -111,6 +111,13 @@ if want tests; then
   chat_rc=$?
   grep -q "$(cat "$ROOT/tests/fixtures/chat_tiny/expected_ids.txt")" "$OUTDIR/chat_cuda.log" || chat_rc=1
   tail -3 "$OUTDIR/chat_cuda.log"
+  # The tokenizer command on the GPU (tiny fixture VAE): encode + decode run and report a PSNR.
+  vae_rc=0
+  { "$BUILD/vargpt" shapes make --out "$BUILD/vae_gpu" --size 64 --train 1 --test 0 --quiet &&
+    timeout 60 "$BUILD/vargpt" vae --vae "$ROOT/tests/fixtures/bsq_vae.safetensors" --device cuda \
+      --roundtrip "$BUILD/vae_gpu/train/images/000000.png" --scales 1,2,4,8,16,32; } > "$OUTDIR/vae_cuda.log" 2>&1 || vae_rc=1
+  grep -q PSNR "$OUTDIR/vae_cuda.log" || vae_rc=1
+  tail -2 "$OUTDIR/vae_cuda.log"
 fi
 
 step "benchmarks"
@@ -149,8 +156,9 @@ step "summary"
   echo "test_cuda_flash_attention: $([[ $flash_rc == 0 ]] && echo PASS || echo "FAIL (rc $flash_rc)")"
   echo "test_ops_core: $([[ $core_rc == 0 ]] && echo PASS || echo "FAIL (rc $core_rc)")"
   echo "vargpt chat --device cuda (tiny Qwen2-VL, ids vs transformers): $([[ $chat_rc == 0 ]] && echo PASS || echo "FAIL (rc $chat_rc)")"
+  echo "vargpt vae --device cuda (round trip): $([[ $vae_rc == 0 ]] && echo PASS || echo "FAIL")"
   nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1
   grep -E "^benchmark " "$OUTDIR/torch.txt"
 } | tee "$OUTDIR/summary.txt"
 echo "total $((SECONDS - t0)) s; logs in $OUTDIR"
-[[ $cuda_rc == 0 && $nn_rc == 0 && $flash_rc == 0 && $core_rc == 0 && $chat_rc == 0 ]]
+[[ $cuda_rc == 0 && $nn_rc == 0 && $flash_rc == 0 && $core_rc == 0 && $chat_rc == 0 && $vae_rc == 0 ]]

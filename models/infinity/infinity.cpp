@@ -145,7 +145,8 @@ PackedText Infinity::drop_condition(const PackedText& text, double p, Generator*
 Tensor Infinity::embed_inputs(const Tensor& inputs) const {
   VT_CHECK(inputs.dim() == 3 && inputs.size(2) == cfg_.codebook_dim, "Infinity: teacher inputs have shape ",
            inputs.shape().str(), ", expected (B, n, d = ", cfg_.codebook_dim, ")");
-  return word_embed->forward(inputs);
+  // The accumulated codes are f32; a bf16 model embeds them in its own dtype.
+  return word_embed->forward(inputs.to(word_embed->weight.dtype()));
 }
 
 Tensor Infinity::embed_tokens(const Tensor& cond_BD, const Tensor& inputs) const {

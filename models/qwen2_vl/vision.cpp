@@ -179,7 +179,8 @@ void VisionTransformer::check_inputs(const Tensor& pixel_values, const std::vect
 Tensor VisionTransformer::forward_blocks(const Tensor& pixel_values, const std::vector<GridTHW>& grid_thw) const {
   check_inputs(pixel_values, grid_thw);
   Tensor h = patch_embed->forward(pixel_values);  // (N, E)
-  nn::RopeCosSin r = rope(grid_thw);
+  nn::RopeCosSin r = rope(grid_thw);  // built on the host: move to the activations' device
+  r = {r.cos.to(h.device()), r.sin.to(h.device())};
   nn::AttentionMask mask = nn::AttentionMask::varlen(cu_seqlens(grid_thw));
   for (size_t i = 0; i < blocks->size(); ++i) h = blocks->at<VisionBlock>(i).forward(h, r, mask);
   return h;

@@ -4,11 +4,14 @@
 //   memcpy_d2d      cudaMemcpyAsync of 512 MiB (read + write)                  GB/s, the ceiling
 //   rms_norm_fb     rms_norm (16384, 4096) bf16, forward + backward            GB/s over 5 tensor passes
 //                   (fwd reads x writes y; bwd reads dy, x writes dx; weight/rstd traffic ignored)
+//   rms_norm_f      the forward alone (reads x, writes y)                                       GB/s
 //   adamw_100m      fused AdamW step, 100M bf16 params with bf16 grads, f32 master/m/v
 //                   (per element: param r+w 4 B, grad 2 B, master/m/v r+w 24 B = 30 B)       GB/s
 //   linear_bias     nn::linear bf16 (8192, 4096) @ (4096, 4096)^T + bias (cuBLASLt bias epilogue)  TFLOP/s
 //   ce_fb           cross_entropy over (8192, 152064) bf16 logits, mean, forward + backward  ms, and
 //                   the peak memory above the logits themselves, in units of the logits' bytes
+//   conv3x3_fb      conv2d 3x3, 128 -> 128 channels, 256x256, N = 1, pad 1, bias, bf16, forward +
+//                   backward (dx, dw, db)                     TFLOP/s over the 3 GEMM-sized passes
 // The targets (issue 4): rms_norm and AdamW at >= 70% of memcpy_d2d; cross-entropy against torch.
 // bench/torch_gpu_nn.py measures the same rows with PyTorch and prints the joined table.
 #ifdef VT_WITH_CUDA
@@ -22,6 +25,7 @@
 
 #include "vt/autograd.h"
 #include "vt/cuda.h"
+#include "vt/nn/conv.h"
 #include "vt/nn/functional.h"
 #include "vt/nn/loss.h"
 #include "vt/nn/norm.h"
@@ -100,6 +104,9 @@ int main() {
       y.backward(dy);
     }, 20);
     report("rms_norm_fb", 5.0 * R * C * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
+    NoGradGuard no_grad;
+    const double fms = time_ms([&] { (void)nn::rms_norm(x, w, 1e-6); }, 20);
+    report("rms_norm_f", 2.0 * R * C * 2 / (fms * 1e-3) / 1e9, "GB/s", fms);
   }
   {
     const int64_t n = 100'000'000;
@@ -125,6 +132,20 @@ int main() {
     const double extra = double(vt::cuda::memory_stats().peak_allocated - base) / (double(N) * V * 2);
     report("ce_fb", ms, "ms", ms);
     report("ce_fb_peak", extra, "x_logits", ms);
+  }
+  {
+    const int64_t C = 128, H = 256, W = 256;
+    Tensor x = randn({1, C, H, W}, {DType::BF16, gpu}).requires_grad_();
+    Tensor w = mul(randn({C, C, 3, 3}, {DType::BF16, gpu}), 0.03).requires_grad_();
+    Tensor b = randn({C}, {DType::BF16, gpu}).requires_grad_();
+    Tensor dy = randn({1, C, H, W}, {DType::BF16, gpu});
+    const double ms = time_ms([&] {
+      x.zero_grad();
+      w.zero_grad();
+      b.zero_grad();
+      nn::conv2d(x, w, b, 1, 1).backward(dy);
+    }, 20);
+    report("conv3x3_fb", 3.0 * 2 * C * C * 9 * H * W / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
   }
   return 0;
 }

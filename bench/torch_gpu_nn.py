@@ -11,6 +11,7 @@ Rows (shapes and byte counts as in bench_cuda_nn.cpp):
                 master-weight mode; its 28 B/element are counted as its traffic)
   ce_fb         F.cross_entropy on (8192, 152064) bf16 logits, fwd + bwd; ce_fb_peak = peak memory
                 above the logits, in logits' bytes
+  conv3x3_fb    F.conv2d 3x3 128 -> 128, (1, 128, 256, 256) bf16, pad 1, bias, fwd + bwd (cuDNN)
 """
 import argparse
 
@@ -67,6 +68,9 @@ def measure():
     out["rms_norm_fb"] = (5.0 * R * C * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
     ms = time_ms(hf)
     out["rms_norm_hf"] = (5.0 * R * C * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
+    with torch.no_grad():
+        ms = time_ms(lambda: F.rms_norm(x, (C,), w, 1e-6))
+    out["rms_norm_f"] = (2.0 * R * C * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
     del x, w, dy
 
     N = 100_000_000
@@ -92,6 +96,20 @@ def measure():
     peak = (torch.cuda.max_memory_allocated() - base) / (N * V * 2)
     out["ce_fb"] = (ms, "ms", ms)
     out["ce_fb_peak"] = (peak, "x_logits", ms)
+    del logits, target
+
+    C, H, W = 128, 256, 256
+    x = torch.randn(1, C, H, W, device=dev, dtype=bf16, requires_grad=True)
+    w = (0.03 * torch.randn(C, C, 3, 3, device=dev, dtype=bf16)).requires_grad_()
+    bias = torch.randn(C, device=dev, dtype=bf16, requires_grad=True)
+    dy = torch.randn(1, C, H, W, device=dev, dtype=bf16)
+
+    def conv():
+        x.grad = w.grad = bias.grad = None
+        F.conv2d(x, w, bias, 1, 1).backward(dy)
+
+    ms = time_ms(conv)
+    out["conv3x3_fb"] = (3.0 * 2 * C * C * 9 * H * W / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
     return out
 
 

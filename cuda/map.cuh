@@ -21,7 +21,9 @@ inline constexpr int kMapThreads = 256;
 template <class T>
 struct DenseIn {
   const T* p;
-  bool scalar;  // broadcast: every element reads p[0]
+  bool scalar;     // broadcast: every element reads p[0]
+  int64_t period;  // > 0: a row broadcast over the rows of out, element i reads p[i % period]
+  __device__ __forceinline__ int64_t offset(int64_t i) const { return scalar ? 0 : (period > 0 ? i % period : i); }
 };
 
 template <class C, int V>
@@ -37,7 +39,7 @@ __device__ __forceinline__ Arr<compute_t<T>, V> load_vec(const DenseIn<T>& in, i
 #pragma unroll
     for (int j = 0; j < V; ++j) r.v[j] = s;
   } else {
-    const Vec<T, V> x = *reinterpret_cast<const Vec<T, V>*>(in.p + base);
+    const Vec<T, V> x = *reinterpret_cast<const Vec<T, V>*>(in.p + in.offset(base));
 #pragma unroll
     for (int j = 0; j < V; ++j) r.v[j] = load(&x.v[j]);
   }
@@ -66,7 +68,7 @@ __global__ void __launch_bounds__(kMapThreads) map_dense_kernel(int64_t n, Out* 
   const int64_t nvec = n / V;
   for (int64_t v = start; v < nvec; v += step) apply_vec<V>(out + v * V, f, load_vec<V>(in, v * V)...);
   for (int64_t i = nvec * V + start; i < n; i += step)
-    out[i] = store_value<Out>(f(load(in.p + (in.scalar ? 0 : i))...));
+    out[i] = store_value<Out>(f(load(in.p + in.offset(i))...));
 }
 
 template <class IndexT, int N, class Out, class F, class... In, size_t... Is>
@@ -144,7 +146,28 @@ void launch_map(const Tensor& out, F f, const std::array<const Tensor*, sizeof..
       if (aligned) {
         const unsigned grid = grid_for((n + V - 1) / V, kMapThreads, ctx);
         map_dense_kernel<V, Out, F, In...><<<grid, kMapThreads, 0, ctx.stream>>>(
-            n, o, f, DenseIn<In>{reinterpret_cast<const In*>(ptr[Is + 1]), plan.strides[Is + 1][0] == 0}...);
+            n, o, f, DenseIn<In>{reinterpret_cast<const In*>(ptr[Is + 1]), plan.strides[Is + 1][0] == 0, 0}...);
+        VT_CUDA_CHECK_LAUNCH();
+        return;
+      }
+    }
+    // (R, C) with every input dense, a (C) row broadcast over the rows (a bias), or a scalar: the
+    // dense kernel with row inputs read at i % C. Vectors never cross a row when C % V == 0.
+    if (plan.ndim == 2 && plan.strides[0][0] == plan.shape[1] && plan.strides[0][1] == 1) {
+      constexpr int V = vec_width<Out, In...>();
+      const int64_t C = plan.shape[1];
+      bool ok = C % V == 0 && reinterpret_cast<uintptr_t>(o) % (sizeof(Out) * V) == 0;
+      ((ok = ok && ((plan.strides[Is + 1][0] == C && plan.strides[Is + 1][1] == 1) ||
+                    (plan.strides[Is + 1][0] == 0 && plan.strides[Is + 1][1] == 1) ||
+                    (plan.strides[Is + 1][0] == 0 && plan.strides[Is + 1][1] == 0)) &&
+                   (plan.strides[Is + 1][1] == 0 || reinterpret_cast<uintptr_t>(ptr[Is + 1]) % (sizeof(In) * V) == 0)),
+       ...);
+      if (ok) {
+        const unsigned grid = grid_for((n + V - 1) / V, kMapThreads, ctx);
+        map_dense_kernel<V, Out, F, In...><<<grid, kMapThreads, 0, ctx.stream>>>(
+            n, o, f,
+            DenseIn<In>{reinterpret_cast<const In*>(ptr[Is + 1]), plan.strides[Is + 1][1] == 0,
+                        plan.strides[Is + 1][0] == 0 && plan.strides[Is + 1][1] == 1 ? C : 0}...);
         VT_CUDA_CHECK_LAUNCH();
         return;
       }

@@ -9,15 +9,11 @@
 // Precision: values are held in f32 (f64 for f64 input) and rounded once into the output; weight and
 // bias are first cast to that precision (the CPU's load_param); stats (mean, rstd) are saved in it.
 // RMSNorm keeps Qwen2's rule: the normalised value is rounded to x's dtype before the weight multiply.
-// Backward: dx per row as in the forward layout (dx overwrites); RMSNorm's dweight partials are
-// fused into its row kernel (one pass, see rms_norm_backward_fused_kernel). Parameter gradients (dweight,
+// Backward: dx per row as in the forward layout (dx overwrites). Parameter gradients (dweight,
 // dbias) are written (=), never accumulated with atomics: a column kernel sums fixed chunks of rows
 // into a (chunks, D) f32/f64 partial buffer, and a second kernel adds the chunks in order, so the
 // result is bitwise the same run to run (the chunking depends only on the row count). GroupNorm's
 // per-(n, c) partials come out of its row kernel and are summed over n the same way.
-#include <cstdlib>
-#include <type_traits>
-
 #include "math.cuh"
 #include "nn_kernels.h"
 #include "vt/nn/norm.h"
@@ -231,65 +227,6 @@ __global__ void __launch_bounds__(kRowThreads) rms_norm_backward_kernel(const Y*
   }
 }
 
-// The same dx, with dweight's partial sums fused in (f32/bf16/f16 only, D <= kFusedMaxD): block c
-// owns rows [c * per, (c + 1) * per); warp w of it takes rows w, w + 4, ... and adds
-// dy * round_to_T(x * rstd) into its own shared-memory row (D floats, one writer per element, so no
-// atomics); the block then sums its 4 warp rows in order into parts[c] (D), which
-// store_param_grad sums over c in order. One pass over x and dy (the second read of a row hits
-// L1) instead of the row kernel plus a column kernel that read both again.
-constexpr int kFusedWarps = 4;
-constexpr int64_t kFusedMaxD = 12288;  // 4 warp rows of f32: 192 KB of shared memory
-
-template <class T, class Y, int V>
-__global__ void __launch_bounds__(kFusedWarps * 32) rms_norm_backward_fused_kernel(
-    const Y* __restrict__ dy, const T* __restrict__ x, const acc<T>* __restrict__ w, const acc<T>* __restrict__ rstd,
-    T* __restrict__ dx, int64_t rows, int64_t D, int64_t rows_per_chunk, acc<T>* __restrict__ parts) {
-  using A = acc<T>;
-  extern __shared__ unsigned char fused_smem[];
-  A* sums = reinterpret_cast<A*>(fused_smem);  // (kFusedWarps, D)
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  A* mine = sums + warp * D;
-  for (int64_t j = lane; j < D; j += 32) mine[j] = 0;
-  __syncwarp();
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_chunk;
-  const int64_t r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
-  for (int64_t r = r0 + warp; r < r1; r += kFusedWarps) {
-    const T* xr = x + r * D;
-    const Y* gr = dy + r * D;
-    const A rs = rstd[r];
-    A dot = 0;
-    for (int64_t j = lane * V; j < D; j += 32 * V) {
-      A xv[V];
-      acc<Y> gv[V];
-      load_v<V>(xr + j, xv);
-      load_v<V>(gr + j, gv);
-#pragma unroll
-      for (int k = 0; k < V; ++k) dot += A(gv[k]) * (w ? w[j + k] : A(1)) * xv[k];
-    }
-    dot = warp_sum(dot);
-    const A kx = dot * rs * rs * rs / A(D);
-    for (int64_t j = lane * V; j < D; j += 32 * V) {
-      A xv[V], o[V];
-      acc<Y> gv[V];
-      load_v<V>(xr + j, xv);
-      load_v<V>(gr + j, gv);
-#pragma unroll
-      for (int k = 0; k < V; ++k) {
-        o[k] = rs * A(gv[k]) * (w ? w[j + k] : A(1)) - kx * xv[k];
-        mine[j + k] += A(gv[k]) * round_to<T>(xv[k] * rs);
-      }
-      store_v<V>(dx + r * D + j, o);
-    }
-  }
-  __syncthreads();
-  for (int64_t j = threadIdx.x; j < D; j += kFusedWarps * 32) {
-    A s = sums[j];
-#pragma unroll
-    for (int k = 1; k < kFusedWarps; ++k) s += sums[k * D + j];
-    parts[static_cast<int64_t>(blockIdx.x) * D + j] = s;
-  }
-}
-
 // dweight[j] += dy[r, j] * round_to_T(x[r, j] * rstd[r])
 template <class T, class Y>
 struct RmsDweight {
@@ -340,25 +277,6 @@ void rms_norm_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& wei
       const Y* gp = static_cast<const Y*>(dy.raw_data());
       const T* xp = static_cast<const T*>(x.raw_data());
       const A* rp = static_cast<const A*>(rstd.raw_data());
-      if constexpr (std::is_same_v<A, float>) {
-        if (dweight.defined() && D <= kFusedMaxD && !std::getenv("VT_RMS_NORM_UNFUSED")) {
-          // Chunking by row count only (bitwise the same run to run): at most 512 chunks of >= 4 rows.
-          const int64_t per = std::max<int64_t>(kFusedWarps, (rows + 511) / 512);
-          const int64_t chunks = (rows + per - 1) / per;
-          const size_t smem = size_t(kFusedWarps) * D * sizeof(A);
-          Tensor parts = empty({chunks, D}, {DType::F32, x.device()});
-          with_vec(row_vec(D, std::max(sizeof(T), sizeof(Y)), {&x, &dy, &dx}), [&](auto v) {
-            auto kernel = rms_norm_backward_fused_kernel<T, Y, decltype(v)::value>;
-            VT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-            kernel<<<static_cast<unsigned>(chunks), kFusedWarps * 32, smem, ctx.stream>>>(
-                gp, xp, ptr_or_null<A>(w), rp, static_cast<T*>(dx.raw_data()), rows, D, per,
-                static_cast<A*>(parts.raw_data()));
-            VT_CUDA_CHECK_LAUNCH();
-          });
-          store_param_grad<A>(parts, chunks, D, dweight, ctx);
-          return;
-        }
-      }
       with_vec(row_vec(D, std::max(sizeof(T), sizeof(Y)), {&x, &dy, &dx}), [&](auto v) {
         rms_norm_backward_kernel<T, Y, decltype(v)::value>
             <<<blocks_for(rows, kRowsPerBlock), kRowThreads, 0, ctx.stream>>>(gp, xp, ptr_or_null<A>(w), rp,

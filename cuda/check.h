@@ -1,10 +1,13 @@
-// check.h: every CUDA runtime and cuBLAS call in vt goes through these macros, which raise vt::Error
+// check.h: every CUDA runtime, cuBLAS and cuDNN call in vt goes through these macros, which raise vt::Error
 // naming the call, the file and line, and the library's own error string. Kernel launches are
 // followed by VT_CUDA_CHECK_LAUNCH(), which reports launch-configuration errors at once (errors
 // inside a running kernel surface at the next synchronising call, also checked).
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#ifdef VT_WITH_CUDNN  // defined for the files of libvt when CMake found cuDNN
+#include <cudnn.h>
+#endif
 
 #include "vt/error.h"
 
@@ -18,6 +21,12 @@ namespace vt::cuda::detail {
   throw ::vt::Error(::vt::detail::concat("cuBLAS error ", cublasGetStatusName(s), " (", cublasGetStatusString(s),
                                          ") in ", what, " at ", file, ":", line));
 }
+#ifdef VT_WITH_CUDNN
+[[noreturn]] inline void throw_cudnn_error(cudnnStatus_t s, const char* what, const char* file, int line) {
+  throw ::vt::Error(::vt::detail::concat("cuDNN error ", cudnnGetErrorString(s), " in ", what, " at ", file, ":",
+                                         line));
+}
+#endif
 }  // namespace vt::cuda::detail
 
 #define VT_CUDA_CHECK(expr)                                                               \
@@ -35,3 +44,12 @@ namespace vt::cuda::detail {
     if (vt_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                           \
       ::vt::cuda::detail::throw_cublas_error(vt_cublas_st_, #expr, __FILE__, __LINE__);   \
   } while (0)
+
+#ifdef VT_WITH_CUDNN
+#define VT_CUDNN_CHECK(expr)                                                              \
+  do {                                                                                    \
+    const cudnnStatus_t vt_cudnn_st_ = (expr);                                            \
+    if (vt_cudnn_st_ != CUDNN_STATUS_SUCCESS)                                             \
+      ::vt::cuda::detail::throw_cudnn_error(vt_cudnn_st_, #expr, __FILE__, __LINE__);     \
+  } while (0)
+#endif

@@ -1,5 +1,13 @@
-// nn_conv.cu: conv2d forward and backward on CUDA as im2col + cuBLAS GEMM, registered under the CPU
-// kernels' names (src/nn_conv.cpp holds the op, the contract and the CPU version).
+// nn_conv.cu: conv2d forward and backward on CUDA, registered under the CPU kernels' names
+// (src/nn_conv.cpp holds the op, the contract and the CPU version). Two paths:
+//   cuDNN (nn_conv_cudnn.cu, when vt is built with it): f32, bf16 and f16, the 16-bit types on
+//     tensor cores with f32 accumulation. Then the kernels are also registered as
+//     "conv2d_{forward,backward}_16bit", which tells the op layer to hand bf16/f16 operands over
+//     as they are instead of widening them to f32.
+//   im2col + cuBLAS (below): f64, whatever cuDNN declines (it reports back, this path runs), and
+//     everything when VT_CONV_IM2COL=1 is set (to compare). 16-bit operands reaching it are widened
+//     to f32 here and the results rounded once, which is what the op layer does without cuDNN.
+// The bias (out += b) and its gradient are computed here for both paths.
 //
 // Images run in chunks of nb (as many as fit a 256 MiB column buffer, at least 1); per chunk
 // (K = C*kh*kw, P = Ho*Wo):
@@ -13,12 +21,16 @@
 // skips im2col/col2im: x[n] viewed as (C, H*W) is already col, and dcol is dx.
 // col2im is a gather: one thread per input pixel adds its taps (i, j) in order, as the CPU's col2im
 // does, so dx has no float atomics and is the same run to run. dw and db are summed in a fixed order
-// too. Precision: the op layer hands f32 or f64 (it widens bf16/f16 to f32); everything here is in
-// that type, GEMMs accumulate in it (CUBLAS_COMPUTE_32F without TF32, or 64F), db in double.
+// too. Precision: f32 or f64 on this path; everything is in that type, GEMMs accumulate in it
+// (CUBLAS_COMPUTE_32F without TF32, or 64F); db is summed in double for every dtype.
+#include <cstdlib>
+#include <cstring>
+
 #include "math.cuh"
 #include "nn_kernels.h"
 #include "vt/autograd.h"
 #include "vt/nn/conv.h"
+#include "nn_conv_cudnn.h"
 
 namespace vt::cuda {
 namespace {
@@ -96,11 +108,11 @@ __global__ void col2im_kernel(const T* __restrict__ dcol, ConvGeom g, int64_t nb
   }
 }
 
-// out (N, O, P) += bias[o].
+// out (N, O, P) += bias[o], in compute precision, rounded once to T.
 template <class T>
 __global__ void add_bias_kernel(T* __restrict__ out, const T* __restrict__ b, int64_t O, int64_t P, int64_t total) {
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x)
-    out[e] += b[(e / P) % O];
+    out[e] = to_storage<T>(load(out + e) + load(b + (e / P) % O));
 }
 
 // dw (E) = (first ? 0 : dw) + dw_img[0] + dw_img[1] + ... (nb, E), images in order: with chunks
@@ -121,9 +133,9 @@ __global__ void bias_grad_kernel(const T* __restrict__ gout, int64_t N, int64_t 
   __shared__ double scratch[32];
   const int64_t oc = blockIdx.x, NP = N * P;
   double s = 0;
-  for (int64_t e = threadIdx.x; e < NP; e += blockDim.x) s += double(gout[((e / P) * O + oc) * P + e % P]);
+  for (int64_t e = threadIdx.x; e < NP; e += blockDim.x) s += double(load(gout + ((e / P) * O + oc) * P + e % P));
   s = block_sum(s, scratch);
-  if (threadIdx.x == 0) db[oc] = T(s);
+  if (threadIdx.x == 0) db[oc] = to_storage<T>(s);
 }
 
 unsigned grid(int64_t work, const DeviceContext& ctx) {
@@ -132,7 +144,7 @@ unsigned grid(int64_t work, const DeviceContext& ctx) {
 
 // ---- forward and backward ------------------------------------------------------------------------
 template <class T>
-void forward(const Tensor& x, const Tensor& w, const Tensor& b, const nn::Conv2dOptions& o, const Tensor& out) {
+void forward(const Tensor& x, const Tensor& w, const nn::Conv2dOptions& o, const Tensor& out) {
   const ConvGeom g = geometry(x, w, o);
   const int64_t K = g.K(), P = g.P();
   const Device dev = x.device();
@@ -155,16 +167,11 @@ void forward(const Tensor& x, const Tensor& w, const Tensor& b, const nn::Conv2d
     }
     be.bmm(w3.expand({nb, g.O, K}), cn, out.narrow(0, n0, nb).view({nb, g.O, P}));
   }
-  const int64_t total = g.N * g.O * P;
-  if (b.defined() && total > 0) {
-    add_bias_kernel<T><<<grid(total, ctx), kThreads, 0, ctx.stream>>>(out.data<T>(), b.data<T>(), g.O, P, total);
-    VT_CUDA_CHECK_LAUNCH();
-  }
 }
 
 template <class T>
 void backward(const Tensor& x, const Tensor& w, const Tensor& gout, const nn::Conv2dOptions& o, const Tensor& dx,
-              const Tensor& dw, const Tensor& db) {
+              const Tensor& dw) {
   const ConvGeom g = geometry(x, w, o);
   const int64_t K = g.K(), P = g.P(), OK = g.O * K;
   const Device dev = x.device();
@@ -216,22 +223,76 @@ void backward(const Tensor& x, const Tensor& w, const Tensor& gout, const nn::Co
     }
   }
   if (want_dw && g.N == 0) be.fill(dw, 0);
-  if (db.defined() && g.O > 0) {
-    bias_grad_kernel<T><<<static_cast<unsigned>(g.O), kThreads, 0, ctx.stream>>>(gout.data<T>(), g.N, g.O, P,
-                                                                                  db.data<T>());
-    VT_CUDA_CHECK_LAUNCH();
+}
+
+// ---- bias, dispatch ------------------------------------------------------------------------------
+template <class T>
+void add_bias(const Tensor& out, const Tensor& b) {  // out (N, O, Ho, Wo) += b (O)
+  const int64_t O = out.size(1), P = out.size(2) * out.size(3), total = out.numel();
+  if (total == 0) return;
+  DeviceContext& ctx = context(out.device().index);
+  add_bias_kernel<T><<<grid(total, ctx), kThreads, 0, ctx.stream>>>(out.data<T>(), b.data<T>(), O, P, total);
+  VT_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void bias_grad(const Tensor& gout, const Tensor& db) {  // db (O) = sum of gout (N, O, Ho, Wo) over N, Ho, Wo
+  const int64_t N = gout.size(0), O = gout.size(1), P = gout.size(2) * gout.size(3);
+  if (O == 0) return;
+  DeviceContext& ctx = context(gout.device().index);
+  bias_grad_kernel<T><<<static_cast<unsigned>(O), kThreads, 0, ctx.stream>>>(gout.data<T>(), N, O, P, db.data<T>());
+  VT_CUDA_CHECK_LAUNCH();
+}
+
+bool is_16bit(DType t) { return t == DType::BF16 || t == DType::F16; }
+
+// A copy of a 16-bit operand in f32 (undefined stays undefined).
+Tensor widen(const Tensor& t) {
+  if (!t.defined()) return t;
+  Tensor w = empty(t.shape(), {DType::F32, t.device()});
+  kernels::backend(t.device()).copy(t, w);
+  return w;
+}
+
+#ifdef VT_WITH_CUDNN
+// cuDNN takes f32, bf16 and f16 unless VT_CONV_IM2COL is set (to anything but 0).
+bool use_cudnn(DType t) {
+  static const bool forced_im2col = [] {
+    const char* e = std::getenv("VT_CONV_IM2COL");
+    return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
+  }();
+  return !forced_im2col && t != DType::F64;
+}
+#endif
+
+// out = conv(x, w) + b on the im2col path; 16-bit operands compute in f32 and round once at the end.
+void im2col_forward(const Tensor& x, const Tensor& w, const Tensor& b, const nn::Conv2dOptions& o, const Tensor& out) {
+  if (x.dtype() == DType::F64) {
+    forward<double>(x, w, o, out);
+    if (b.defined()) add_bias<double>(out, b);
+  } else if (x.dtype() == DType::F32) {
+    forward<float>(x, w, o, out);
+    if (b.defined()) add_bias<float>(out, b);
+  } else {
+    const Tensor out32 = empty(out.shape(), {DType::F32, out.device()});
+    forward<float>(widen(x), widen(w), o, out32);
+    if (b.defined()) add_bias<float>(out32, widen(b));
+    kernels::backend(out.device()).copy(out32, out);
   }
 }
 
-// The op layer hands contiguous f32 or f64 operands (16-bit floats are widened before the call).
-template <class F>
-void visit_compute(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::F32: return f(type_tag<float>{});
-    case DType::F64: return f(type_tag<double>{});
-    default: VT_FAIL("cuda ", op, ": expects f32 or f64 operands (the op layer widens 16-bit floats), got ",
-                     dtype_name(t));
-  }
+// dx, dw (each when defined) on the im2col path; 16-bit as in im2col_forward.
+void im2col_backward(const Tensor& x, const Tensor& w, const Tensor& gout, const nn::Conv2dOptions& o,
+                     const Tensor& dx, const Tensor& dw) {
+  if (x.dtype() == DType::F64) return backward<double>(x, w, gout, o, dx, dw);
+  if (x.dtype() == DType::F32) return backward<float>(x, w, gout, o, dx, dw);
+  const TensorOptions f32{DType::F32, x.device()};
+  const Tensor dx32 = dx.defined() ? empty(dx.shape(), f32) : Tensor();
+  const Tensor dw32 = dw.defined() ? empty(dw.shape(), f32) : Tensor();
+  backward<float>(widen(x), widen(w), widen(gout), o, dx32, dw32);
+  kernels::Backend& be = kernels::backend(x.device());
+  if (dx.defined()) be.copy(dx32, dx);
+  if (dw.defined()) be.copy(dw32, dw);
 }
 
 void check_operands(const char* op, std::initializer_list<const Tensor*> ts) {
@@ -242,6 +303,9 @@ void check_operands(const char* op, std::initializer_list<const Tensor*> ts) {
     VT_CHECK(t->dtype() == ts.begin()[0]->dtype(), "cuda ", op, ": operand dtype ", dtype_name(t->dtype()),
              " differs from the input's ", dtype_name(ts.begin()[0]->dtype()));
   }
+  const DType t = ts.begin()[0]->dtype();
+  VT_CHECK(t == DType::F32 || t == DType::F64 || is_16bit(t), "cuda ", op, ": expects floating-point operands, got ",
+           dtype_name(t));
 }
 
 void conv2d_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const nn::Conv2dOptions& o,
@@ -249,7 +313,13 @@ void conv2d_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, cons
   check_operands("conv2d_forward", {&x, &w, &b, &out});
   DeviceGuard guard(x.device());
   NoGradGuard ng;
-  visit_compute(x.dtype(), "conv2d_forward", [&](auto tag) { forward<typename decltype(tag)::type>(x, w, b, o, out); });
+  bool done = false;
+#ifdef VT_WITH_CUDNN
+  done = use_cudnn(x.dtype()) && conv2d_forward_cudnn(x, w, o, out);
+#endif
+  if (!done) return im2col_forward(x, w, b, o, out);
+  if (b.defined())
+    nnk::visit_float(x.dtype(), "conv2d_forward", [&](auto tag) { add_bias<typename decltype(tag)::type>(out, b); });
 }
 
 void conv2d_backward_cuda(const Tensor& x, const Tensor& w, const Tensor& gout, const nn::Conv2dOptions& o,
@@ -257,8 +327,13 @@ void conv2d_backward_cuda(const Tensor& x, const Tensor& w, const Tensor& gout, 
   check_operands("conv2d_backward", {&x, &w, &gout, &dx, &dw, &db});
   DeviceGuard guard(x.device());
   NoGradGuard ng;
-  visit_compute(x.dtype(), "conv2d_backward",
-                [&](auto tag) { backward<typename decltype(tag)::type>(x, w, gout, o, dx, dw, db); });
+  Tensor dx_left = dx, dw_left = dw;  // what cuDNN leaves to im2col
+#ifdef VT_WITH_CUDNN
+  if (use_cudnn(x.dtype())) conv2d_backward_cudnn(x, w, gout, o, dx_left, dw_left);
+#endif
+  if (dx_left.defined() || dw_left.defined()) im2col_backward(x, w, gout, o, dx_left, dw_left);
+  if (db.defined())
+    nnk::visit_float(x.dtype(), "conv2d_backward", [&](auto tag) { bias_grad<typename decltype(tag)::type>(gout, db); });
 }
 
 }  // namespace
@@ -268,6 +343,12 @@ void register_nn_conv_kernels() {
                            reinterpret_cast<void*>(static_cast<kernels::Conv2dForward*>(&conv2d_forward_cuda)));
   kernels::register_kernel("conv2d_backward", DeviceType::CUDA,
                            reinterpret_cast<void*>(static_cast<kernels::Conv2dBackward*>(&conv2d_backward_cuda)));
+#ifdef VT_WITH_CUDNN  // the same kernels, taking bf16/f16 operands as they are (see the top of the file)
+  kernels::register_kernel("conv2d_forward_16bit", DeviceType::CUDA,
+                           reinterpret_cast<void*>(static_cast<kernels::Conv2dForward*>(&conv2d_forward_cuda)));
+  kernels::register_kernel("conv2d_backward_16bit", DeviceType::CUDA,
+                           reinterpret_cast<void*>(static_cast<kernels::Conv2dBackward*>(&conv2d_backward_cuda)));
+#endif
 }
 
 }  // namespace vt::cuda

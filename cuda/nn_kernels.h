@@ -5,7 +5,7 @@
 //   nn_activation.cu   softmax forward and backward, activations, swiglu
 //   nn_loss.cu         cross-entropy and bitwise cross-entropy forward and backward
 //   nn_rope_interp.cu  rope_apply, interpolate forward and backward
-//   nn_conv.cu         conv2d forward and backward (im2col + cuBLAS)
+//   nn_conv.cu         conv2d forward and backward (cuDNN in nn_conv_cudnn.cu, else im2col + cuBLAS)
 //   optim_adamw.cu     adamw_step
 //   nn_attention.cu    attention_forward and backward (flash-attention style; bf16/f16 with
 //                      D = 64, 128 on tensor cores in flash_attention_{fwd,bwd}.cu)

@@ -53,12 +53,24 @@ cmake --version | head -1
 step "configure"
 prefix=()
 [[ -d $DEPS ]] && prefix=(-DCMAKE_PREFIX_PATH="$DEPS")
+# cuDNN for conv2d: the CUDA toolkit's own when it has cudnn.h, else PyTorch's pip copy (nvidia/cudnn,
+# often a namespace package: __path__, not __file__); its lib dir also goes on LD_LIBRARY_PATH, since
+# libcudnn.so.9 loads its engine sub-libraries (libcudnn_cnn.so.9, ...) by name at run time.
+cudnn=()
+if [[ ! -e $(dirname "$(command -v nvcc)")/../include/cudnn.h ]]; then
+  cudnn_root=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2> /dev/null)
+  if [[ -n $cudnn_root && -e $cudnn_root/include/cudnn.h ]]; then
+    cudnn=(-DCUDNN_ROOT="$cudnn_root")
+    export LD_LIBRARY_PATH=$cudnn_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    echo "cuDNN from PyTorch's package: $cudnn_root"
+  fi
+fi
 gen=()
 if command -v ninja > /dev/null && [[ ! -f $BUILD/Makefile ]]; then gen=(-G Ninja); fi
 configure() {
   cmake -S "$ROOT" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DVT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DVT_BENCH="$1" -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20 \
-    -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20 "${prefix[@]}" > "$OUTDIR/configure.log" 2>&1
+    -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20 "${prefix[@]}" "${cudnn[@]}" > "$OUTDIR/configure.log" 2>&1
 }
 bench=1
 if ! configure ON; then
@@ -71,6 +83,8 @@ if ! configure ON; then
     exit 1
   fi
 fi
+
+grep -E "vt: cuDNN" "$OUTDIR/configure.log"
 
 step "build"
 targets=(vt)
@@ -147,6 +161,10 @@ run_pair() {  # run_pair NAME VT_TIMEOUT TORCH_SCRIPT TORCH_TIMEOUT
 want ops && run_pair bench_cuda_ops 120 torch_gpu_baseline.py 90
 want nn && run_pair bench_cuda_nn 60 torch_gpu_nn.py 60
 want models && run_pair bench_gpu_models 120 torch_gpu_models.py 120
+if want models && ((bench)) && (($(left) > 60)); then
+  step "VAE rows again on the im2col conv path (VT_CONV_IM2COL=1), for comparison"
+  VT_CONV_IM2COL=1 timeout 40 "$BUILD/bench_gpu_models" --only vae | grep "^vt " | sed 's/^vt /im2col /'
+fi
 want infinity && run_pair bench_gpu_infinity 120 torch_gpu_infinity.py 120
 
 step "summary"

@@ -14,7 +14,9 @@
 // any thread count.
 // A 1x1 conv with stride 1 and no padding skips im2col: x[n] viewed as (C, H*W) is already col.
 // The arithmetic is in T (f32 or f64); the op layer widens bf16/f16 to f32 and rounds the output
-// once, which is PyTorch's CPU behaviour for 16-bit convs (f32 accumulation).
+// once, which is PyTorch's CPU behaviour for 16-bit convs (f32 accumulation). A device that
+// registers "conv2d_{forward,backward}_16bit" (CUDA with cuDNN: tensor cores, f32 accumulation)
+// gets bf16/f16 operands as they are.
 #include "vt/nn/conv.h"
 
 #include <omp.h>
@@ -240,13 +242,19 @@ void conv2d_backward_cpu(const Tensor& x, const Tensor& w, const Tensor& g, cons
 kernels::Registrar reg_fwd("conv2d_forward", DeviceType::CPU, &conv2d_forward_cpu);
 kernels::Registrar reg_bwd("conv2d_backward", DeviceType::CPU, &conv2d_backward_cpu);
 
-// The dtype the kernels compute in: f64 stays, every other float widens to f32.
-DType compute_dtype(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
-Tensor as_compute(const Tensor& t) {
+// The dtype the kernels compute in: f64 stays; bf16/f16 stay on a device with 16-bit conv kernels;
+// every other float widens to f32.
+DType compute_dtype(DType t, Device d) {
+  if (t == DType::F64) return t;
+  if ((t == DType::BF16 || t == DType::F16) && kernels::supports("conv2d_forward_16bit", d)) return t;
+  return DType::F32;
+}
+Tensor as_compute(const Tensor& t, DType ct) {
   if (!t.defined()) return t;
   NoGradGuard ng;
-  return cast(t.detach(), compute_dtype(t.dtype())).contiguous();
+  return cast(t.detach(), ct).contiguous();
 }
+bool is_16bit(DType t) { return t == DType::BF16 || t == DType::F16; }
 
 void check_inputs(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& o) {
   VT_CHECK(x.dim() == 4, "conv2d: input must be (N, C, H, W), got shape ", x.shape().str());
@@ -279,22 +287,24 @@ void check_inputs(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dOptions& opt) {
   check_inputs(x, w, bias, opt);
   const ConvGeom g = geometry(x, w, opt);
-  const DType ct = compute_dtype(x.dtype());
-  Tensor xc = as_compute(x), wc = as_compute(w), bc = as_compute(bias);
+  const DType ct = compute_dtype(x.dtype(), x.device());
+  Tensor xc = as_compute(x, ct), wc = as_compute(w, ct), bc = as_compute(bias, ct);
   Tensor out = empty({g.N, g.O, g.Ho, g.Wo}, {ct, x.device()});
-  kernels::get<kernels::Conv2dForward>("conv2d_forward", x.device())(xc, wc, bc, opt, out);
+  const char* fwd = is_16bit(ct) ? "conv2d_forward_16bit" : "conv2d_forward";
+  kernels::get<kernels::Conv2dForward>(fwd, x.device())(xc, wc, bc, opt, out);
   if (x.dtype() != ct) {
     NoGradGuard ng;
     out = cast(out, x.dtype());
   }
   // Saved for backward: the (widened, contiguous) input and weight; the bias is not needed.
   autograd::record("conv2d", out, {x, w, bias}, [xc, wc, opt, ct, x, w, bias](const Tensor& gout) {
-    Tensor gc = as_compute(gout);
+    Tensor gc = as_compute(gout, ct);
     const Device d = gc.device();
     Tensor dx = x.requires_grad() ? empty(xc.shape(), {ct, d}) : Tensor();
     Tensor dw = w.requires_grad() ? empty(wc.shape(), {ct, d}) : Tensor();
     Tensor db = bias.defined() && bias.requires_grad() ? empty(bias.shape(), {ct, d}) : Tensor();
-    kernels::get<kernels::Conv2dBackward>("conv2d_backward", d)(xc, wc, gc, opt, dx, dw, db);
+    const char* bwd = is_16bit(ct) ? "conv2d_backward_16bit" : "conv2d_backward";
+    kernels::get<kernels::Conv2dBackward>(bwd, d)(xc, wc, gc, opt, dx, dw, db);
     return grads{dx, dw, db};  // the engine casts each to its input's dtype
   });
   return out;

@@ -41,7 +41,9 @@ Tensor conv3d_patch_embed(const Tensor& x, const Tensor& w);
 
 namespace vt::kernels {
 // Registered per device as "conv2d_forward" / "conv2d_backward". Operands are contiguous and of
-// one dtype, f32 or f64 (the op layer widens 16-bit floats). Undefined tensors are skipped:
+// one dtype, f32 or f64 (the op layer widens 16-bit floats), except under the names
+// "conv2d_forward_16bit" / "conv2d_backward_16bit", which a device registers when it takes bf16
+// and f16 operands as they are (accumulating in f32). Undefined tensors are skipped:
 // bias in the forward; dx, dw, db in the backward (each is overwritten when defined).
 using Conv2dForward = void(const Tensor& x, const Tensor& w, const Tensor& bias, const nn::Conv2dOptions& opt,
                            const Tensor& out);

@@ -26,10 +26,12 @@
 
 namespace vt::cuda::flash {
 
-constexpr int kBlockM = 64;  // query rows per tile of the forward and dQ kernels (16 per warp)
+constexpr int kBlockM = 64;  // query rows per tile of the dQ kernel (16 per warp)
 constexpr int kBlockN = 64;  // keys per tile (16 per warp in the dK dV kernel)
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
+constexpr int kFwdRB = 2;                     // m16 row blocks per warp in the forward kernel
+constexpr int kFwdM = kWarps * 16 * kFwdRB;  // query rows per tile of the forward kernel (128)
 
 // ---- host side -------------------------------------------------------------------------------------
 // Whether the flash kernels take this call: bf16/f16, D == Dv in {64, 128}, no dense mask, 16-byte
@@ -159,6 +161,27 @@ __device__ __forceinline__ void load_tile(T* __restrict__ dst, const T* __restri
     const int c = x * kThreads + threadIdx.x, r = c / kPerRow, col = (c % kPerRow) * 8;
     const bool ok = row0 + r < valid;
     cp_async16(dst + swz<D>(r, col), ok ? head + (row0 + r) * rs + col : head, ok);
+  }
+}
+
+// load_tile for loads inside a main loop: the source pointer is hidden from the optimizer, so the
+// compiler recomputes the few addresses at each call instead of keeping per-chunk pointers live
+// across the loop (tens of registers that the forward kernel cannot spare). Same copies as load_tile.
+template <int R, int D, class T>
+__device__ __forceinline__ void load_tile_lean(T* __restrict__ dst, const T* head, int64_t rs, int64_t row0,
+                                               int64_t valid) {
+  constexpr int kPerRow = D / 8, kRowsPerPass = kThreads / kPerRow, kPasses = R / kRowsPerPass;
+  static_assert(kThreads % kPerRow == 0 && R % kRowsPerPass == 0 && kRowsPerPass % 8 == 0, "tile split");
+  asm volatile("" : "+l"(head));
+  const int r = static_cast<int>(threadIdx.x) / kPerRow, col = (static_cast<int>(threadIdx.x) % kPerRow) * 8;
+  T* d = dst + swz<D>(r, col);  // rows r + x * kRowsPerPass keep r % 8, so the swizzle is the same
+  const T* src = head + (row0 + r) * rs + col;
+  const int64_t step = kRowsPerPass * rs;
+#pragma unroll
+  for (int x = 0; x < kPasses; ++x) {
+    const bool ok = row0 + r + x * kRowsPerPass < valid;
+    cp_async16(d + x * kRowsPerPass * D, ok ? src : head, ok);
+    src += step;
   }
 }
 

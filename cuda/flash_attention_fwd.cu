@@ -3,9 +3,11 @@
 // kernel (nn_attention.cu dispatches here; the contract is AttentionRows in include/vt/nn/attention.h).
 // Also the host pieces both directions share: which calls qualify, and the mask plan.
 //
-//   one CTA per (64 query rows, batch, query head); 4 warps, each 16 rows of the tile.
-//   Q (64, D) is staged once by cp.async and held in registers as A fragments; K and V tiles of 64
-//   keys are double-buffered in shared memory (the next tile's copy overlaps this tile's math).
+//   one CTA per (128 query rows, batch, query head); 4 warps, each 32 rows (two m16 row blocks) of
+//   the tile, so every K and V fragment read from shared memory feeds two products (ldmatrix traffic
+//   was the limit with 16-row warps). Q (128, D) is staged once by cp.async and its A fragments are
+//   re-read from shared memory per key tile; K and V tiles of 64 keys are double-buffered in shared
+//   memory (the next tile's copy overlaps this tile's math). P is packed to A fragments per row block.
 //   S = Q K^T and O += P V run on mma.sync m16n8k16 (bf16/f16 in, f32 accumulate); P goes from the
 //   S accumulators to A fragments in registers. The softmax is online, in base 2: scores are scaled
 //   by scale * log2(e) once, so every exponential is one exp2f.
@@ -94,7 +96,11 @@ Plan make_plan(const nn::AttentionRows& rows, int64_t Tq, int64_t Tk, int q_tile
 
 // ---- forward kernel -------------------------------------------------------------------------------------
 // q (B, Hq, Tq, D), k, v (B, Hkv, Tk, D) strided rows -> out (B, Hq, Tq, D) contiguous, lse (B, Hq, Tq) f32.
-// Grid (B * Hq, query tiles); shared: sQ (64, D), sK (2, 64, D), sV (2, 64, D), swizzled.
+// Grid (B * Hq, query tiles of kFwdM rows); shared: sQ (kFwdM, D), sK (2, 64, D), sV (2, 64, D), swizzled,
+// then the rows' key ranges sLo, sHi (kFwdM) int32.
+// Warp w owns rows [32 w, 32 w + 32) of the tile as kFwdRB = 2 row blocks of 16: every K or V fragment
+// it loads from shared memory feeds both blocks (half the ldmatrix traffic per product of 16-row warps).
+// Q's A fragments are re-read from shared memory per tile (holding both blocks would take 64 registers).
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const T* __restrict__ q, Strides sq,
                                                                   const T* __restrict__ k, Strides sk,
@@ -102,34 +108,45 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const T* __rest
                                                                   int group, int Tq, int Tk, PlanView pl,
                                                                   float scale_log2, T* __restrict__ out,
                                                                   float* __restrict__ lse) {
+  constexpr int RB = kFwdRB;
   extern __shared__ __align__(128) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
-  T* sK = sQ + kBlockM * D;
+  T* sK = sQ + kFwdM * D;
   T* sV = sK + 2 * kBlockN * D;
+  int* sLo = reinterpret_cast<int*>(sV + 2 * kBlockN * D);
+  int* sHi = sLo + kFwdM;
 
   const int m = gridDim.y - 1 - blockIdx.y;  // the long causal tiles start first
   const int bh = blockIdx.x, b = bh / Hq, h = bh % Hq, g = h / group;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
-  const int i0 = m * kBlockM;
+  const int i0 = m * kFwdM;
   const int jlo = pl.qt_lo[m], jhi = pl.qt_hi[m], in_lo = pl.qt_in_lo[m], in_hi = pl.qt_in_hi[m];
   const int ntiles = jhi > jlo ? (jhi - jlo + kBlockN - 1) / kBlockN : 0;
   const T* qh = q + b * sq.s0 + h * sq.s1;
   const T* kh = k + b * sk.s0 + g * sk.s1;
   const T* vh = v + b * sv.s0 + g * sv.s1;
 
-  // This thread's two rows (g and g + 8 of its warp's 16) and their key ranges.
-  const int ra = i0 + warp * 16 + gr, rb = ra + 8;
-  const int lo_a = ra < Tq ? pl.lo[ra] : 0, hi_a = ra < Tq ? pl.hi[ra] : 0;
-  const int lo_b = rb < Tq ? pl.lo[rb] : 0, hi_b = rb < Tq ? pl.hi[rb] : 0;
+  // The key range of each row of the tile, in shared memory (read only in tiles that need a mask; first
+  // read after the loop's first barrier). This thread's rows are g and g + 8 (x = 0, 1) of each of its
+  // warp's row blocks: tile row warp * 32 + rb * 16 + x * 8 + g.
+  static_assert(kFwdM == kThreads, "one row of the tile per thread");
+  {
+    const int r = i0 + static_cast<int>(threadIdx.x);
+    sLo[threadIdx.x] = r < Tq ? pl.lo[r] : 0;
+    sHi[threadIdx.x] = r < Tq ? pl.hi[r] : 0;
+  }
 
-  float o[D / 8][4];
+  float o[RB][D / 8][4];
 #pragma unroll
-  for (int dn = 0; dn < D / 8; ++dn) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.f;
-  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
-  uint32_t qf[D / 16][4];
+  for (int rb = 0; rb < RB; ++rb)
+#pragma unroll
+    for (int dn = 0; dn < D / 8; ++dn) o[rb][dn][0] = o[rb][dn][1] = o[rb][dn][2] = o[rb][dn][3] = 0.f;
+  float mr[RB][2], lr[RB][2];  // running max (base 2) and per-lane partial sum of each row
+#pragma unroll
+  for (int rb = 0; rb < RB; ++rb) mr[rb][0] = mr[rb][1] = -INFINITY, lr[rb][0] = lr[rb][1] = 0.f;
 
   if (ntiles > 0) {
-    load_tile<kBlockM, D>(sQ, qh, sq.s2, i0, Tq);
+    load_tile<kFwdM, D>(sQ, qh, sq.s2, i0, Tq);
     load_tile<kBlockN, D>(sK, kh, sk.s2, jlo, Tk);
     load_tile<kBlockN, D>(sV, vh, sv.s2, jlo, Tk);
     cp_async_commit();
@@ -139,98 +156,118 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const T* __rest
     cp_async_wait_all();
     __syncthreads();  // tile `it` is in; every warp is done with tile it - 1, whose buffers we refill
     if (it + 1 < ntiles) {
-      load_tile<kBlockN, D>(sK + (st ^ 1) * kBlockN * D, kh, sk.s2, j0 + kBlockN, Tk);
-      load_tile<kBlockN, D>(sV + (st ^ 1) * kBlockN * D, vh, sv.s2, j0 + kBlockN, Tk);
+      load_tile_lean<kBlockN, D>(sK + (st ^ 1) * kBlockN * D, kh, sk.s2, j0 + kBlockN, Tk);
+      load_tile_lean<kBlockN, D>(sV + (st ^ 1) * kBlockN * D, vh, sv.s2, j0 + kBlockN, Tk);
       cp_async_commit();
-    }
-    if (it == 0) {
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk)
-        ldsm_x4(qf[kk], sQ + swz<D>(warp * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8));
     }
     const T* cK = sK + st * kBlockN * D;
     const T* cV = sV + st * kBlockN * D;
 
-    // S = Q K^T: (16, 64) per warp, 8 n-tiles of 8 keys.
-    float s[kBlockN / 8][4];
+    // S = Q K^T: (32, 64) per warp, RB row blocks x 8 n-tiles of 8 keys.
+    float s[RB][kBlockN / 8][4];
 #pragma unroll
-    for (int nt = 0; nt < kBlockN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+    for (int rb = 0; rb < RB; ++rb)
+#pragma unroll
+      for (int nt = 0; nt < kBlockN / 8; ++nt) s[rb][nt][0] = s[rb][nt][1] = s[rb][nt][2] = s[rb][nt][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t qa[RB][4];
+#pragma unroll
+      for (int rb = 0; rb < RB; ++rb)
+        ldsm_x4(qa[rb], sQ + swz<D>(warp * 16 * RB + rb * 16 + (lane & 15), kk * 16 + (lane >> 4) * 8));
 #pragma unroll
       for (int np = 0; np < kBlockN / 16; ++np) {
         uint32_t bk[4];
         ldsm_x4(bk, cK + swz<D>(np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
-        mma16816<T>(s[2 * np], qf[kk], bk[0], bk[1]);
-        mma16816<T>(s[2 * np + 1], qf[kk], bk[2], bk[3]);
-      }
-    }
-
-    // Scale to base 2, mask, online softmax.
-    const bool full = in_lo <= j0 && j0 + kBlockN <= in_hi;
-    float mx_a = m_a, mx_b = m_b;
 #pragma unroll
-    for (int nt = 0; nt < kBlockN / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float x = s[nt][e] * scale_log2;
-        if (!full) {
-          const int j = j0 + nt * 8 + 2 * tq + (e & 1);
-          const bool vis = e < 2 ? (j >= lo_a && j < hi_a) : (j >= lo_b && j < hi_b);
-          x = vis ? x : -INFINITY;
+        for (int rb = 0; rb < RB; ++rb) {
+          mma16816<T>(s[rb][2 * np], qa[rb], bk[0], bk[1]);
+          mma16816<T>(s[rb][2 * np + 1], qa[rb], bk[2], bk[3]);
         }
-        s[nt][e] = x;
       }
-      mx_a = fmaxf(mx_a, fmaxf(s[nt][0], s[nt][1]));
-      mx_b = fmaxf(mx_b, fmaxf(s[nt][2], s[nt][3]));
     }
-    mx_a = quad_max(mx_a), mx_b = quad_max(mx_b);
-    // While a row has seen nothing its max is -inf; subtract 0 then, so exp2 gives 0, not NaN.
-    const float use_a = mx_a == -INFINITY ? 0.f : mx_a, use_b = mx_b == -INFINITY ? 0.f : mx_b;
-    const float al_a = exp2f(m_a - use_a), al_b = exp2f(m_b - use_b);
-    m_a = mx_a, m_b = mx_b;
-    float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < kBlockN / 8; ++nt) {
-      s[nt][0] = exp2f(s[nt][0] - use_a), s[nt][1] = exp2f(s[nt][1] - use_a);
-      s[nt][2] = exp2f(s[nt][2] - use_b), s[nt][3] = exp2f(s[nt][3] - use_b);
-      sum_a += s[nt][0] + s[nt][1], sum_b += s[nt][2] + s[nt][3];
-    }
-    l_a = l_a * al_a + sum_a, l_b = l_b * al_b + sum_b;  // per-lane partial sums; the quad sums at the end
-#pragma unroll
-    for (int dn = 0; dn < D / 8; ++dn) o[dn][0] *= al_a, o[dn][1] *= al_a, o[dn][2] *= al_b, o[dn][3] *= al_b;
 
-    // O += P V: P's C fragments are the A fragments; V (keys, D) is read transposed.
+    // Scale to base 2, mask, online softmax; row x of block rb holds elements e = 2x, 2x + 1.
+    const bool full = in_lo <= j0 && j0 + kBlockN <= in_hi;
+    uint32_t pa[RB][kBlockN / 16][4];  // P as A fragments, packed as soon as a block's softmax is done
+#pragma unroll
+    for (int rb = 0; rb < RB; ++rb) {
+      float mx[2] = {mr[rb][0], mr[rb][1]};
+#pragma unroll
+      for (int nt = 0; nt < kBlockN / 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float x = s[rb][nt][e] * scale_log2;
+          if (!full) {
+            const int j = j0 + nt * 8 + 2 * tq + (e & 1), row = warp * 16 * RB + rb * 16 + (e >> 1) * 8 + gr;
+            x = (j >= sLo[row] && j < sHi[row]) ? x : -INFINITY;
+          }
+          s[rb][nt][e] = x;
+        }
+        mx[0] = fmaxf(mx[0], fmaxf(s[rb][nt][0], s[rb][nt][1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[rb][nt][2], s[rb][nt][3]));
+      }
+      float al[2], use[2];
+#pragma unroll
+      for (int x = 0; x < 2; ++x) {
+        mx[x] = quad_max(mx[x]);
+        // While a row has seen nothing its max is -inf; subtract 0 then, so exp2 gives 0, not NaN.
+        use[x] = mx[x] == -INFINITY ? 0.f : mx[x];
+        al[x] = exp2f(mr[rb][x] - use[x]);
+        mr[rb][x] = mx[x];
+      }
+      float sum[2] = {0.f, 0.f};
+#pragma unroll
+      for (int nt = 0; nt < kBlockN / 8; ++nt) {
+        s[rb][nt][0] = exp2f(s[rb][nt][0] - use[0]), s[rb][nt][1] = exp2f(s[rb][nt][1] - use[0]);
+        s[rb][nt][2] = exp2f(s[rb][nt][2] - use[1]), s[rb][nt][3] = exp2f(s[rb][nt][3] - use[1]);
+        sum[0] += s[rb][nt][0] + s[rb][nt][1], sum[1] += s[rb][nt][2] + s[rb][nt][3];
+      }
+      // per-lane partial sums; the quad sums at the end
+      lr[rb][0] = lr[rb][0] * al[0] + sum[0], lr[rb][1] = lr[rb][1] * al[1] + sum[1];
+#pragma unroll
+      for (int dn = 0; dn < D / 8; ++dn)
+        o[rb][dn][0] *= al[0], o[rb][dn][1] *= al[0], o[rb][dn][2] *= al[1], o[rb][dn][3] *= al[1];
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        pa[rb][kk][0] = pack2<T>(s[rb][2 * kk][0], s[rb][2 * kk][1]);
+        pa[rb][kk][1] = pack2<T>(s[rb][2 * kk][2], s[rb][2 * kk][3]);
+        pa[rb][kk][2] = pack2<T>(s[rb][2 * kk + 1][0], s[rb][2 * kk + 1][1]);
+        pa[rb][kk][3] = pack2<T>(s[rb][2 * kk + 1][2], s[rb][2 * kk + 1][3]);
+      }
+    }
+
+    // O += P V: P's C fragments are the A fragments; V (keys, D) is read transposed, once for both blocks.
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      const uint32_t pa[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
-                              pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t bv[4];
         ldsm_x4_trans(bv, cV + swz<D>(kk * 16 + (lane & 15), dp * 16 + (lane >> 4) * 8));
-        mma16816<T>(o[2 * dp], pa, bv[0], bv[1]);
-        mma16816<T>(o[2 * dp + 1], pa, bv[2], bv[3]);
+#pragma unroll
+        for (int rb = 0; rb < RB; ++rb) {
+          mma16816<T>(o[rb][2 * dp], pa[rb][kk], bv[0], bv[1]);
+          mma16816<T>(o[rb][2 * dp + 1], pa[rb][kk], bv[2], bv[3]);
+        }
       }
     }
   }
 
-  l_a = quad_sum(l_a), l_b = quad_sum(l_b);
-  const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
   const int64_t row0 = static_cast<int64_t>(bh) * Tq;
-  if (ra < Tq) {
-    uint32_t* dst = reinterpret_cast<uint32_t*>(out + (row0 + ra) * D + 2 * tq);
 #pragma unroll
-    for (int dn = 0; dn < D / 8; ++dn) dst[dn * 4] = pack2<T>(o[dn][0] * inv_a, o[dn][1] * inv_a);
-    if (tq == 0) lse[row0 + ra] = l_a > 0.f ? m_a * kLn2 + logf(l_a) : -INFINITY;
-  }
-  if (rb < Tq) {
-    uint32_t* dst = reinterpret_cast<uint32_t*>(out + (row0 + rb) * D + 2 * tq);
+  for (int rb = 0; rb < RB; ++rb)
 #pragma unroll
-    for (int dn = 0; dn < D / 8; ++dn) dst[dn * 4] = pack2<T>(o[dn][2] * inv_b, o[dn][3] * inv_b);
-    if (tq == 0) lse[row0 + rb] = l_b > 0.f ? m_b * kLn2 + logf(l_b) : -INFINITY;
-  }
+    for (int x = 0; x < 2; ++x) {
+      const int r = i0 + warp * 16 * RB + rb * 16 + x * 8 + gr;
+      const float l = quad_sum(lr[rb][x]);  // every lane of the warp takes part in the shuffles
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      if (r < Tq) {
+        uint32_t* dst = reinterpret_cast<uint32_t*>(out + (row0 + r) * D + 2 * tq);
+#pragma unroll
+        for (int dn = 0; dn < D / 8; ++dn) dst[dn * 4] = pack2<T>(o[rb][dn][2 * x] * inv, o[rb][dn][2 * x + 1] * inv);
+        if (tq == 0) lse[row0 + r] = l > 0.f ? mr[rb][x] * kLn2 + logf(l) : -INFINITY;
+      }
+    }
 }
 
 // ---- host: launch --------------------------------------------------------------------------------------
@@ -242,9 +279,9 @@ void launch_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Pla
                     const Tensor& out, const Tensor& lse, cudaStream_t stream) {
   const int B = static_cast<int>(q.size(0)), Hq = static_cast<int>(q.size(1)), Hkv = static_cast<int>(k.size(1));
   const int Tq = static_cast<int>(q.size(2)), Tk = static_cast<int>(k.size(2));
-  constexpr int bytes = (kBlockM + 4 * kBlockN) * D * static_cast<int>(sizeof(T));
+  constexpr int bytes = (kFwdM + 4 * kBlockN) * D * static_cast<int>(sizeof(T)) + 2 * kFwdM * 4;
   allow_dynamic_smem(flash_forward_kernel<T, D>, bytes);
-  const dim3 grid(B * Hq, (Tq + kBlockM - 1) / kBlockM);
+  const dim3 grid(B * Hq, (Tq + kFwdM - 1) / kFwdM);
   flash_forward_kernel<T, D><<<grid, kThreads, bytes, stream>>>(
       static_cast<const T*>(q.raw_data()), strides_of(q), static_cast<const T*>(k.raw_data()), strides_of(k),
       static_cast<const T*>(v.raw_data()), strides_of(v), Hq, Hq / Hkv, Tq, Tk, pl,
@@ -260,7 +297,7 @@ void flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, 
            "cuda flash attention: out and lse must be contiguous, lse f32");
   if (q.size(0) * q.size(1) * q.size(2) == 0) return;
   const cudaStream_t stream = context(q.device().index).stream;
-  const Plan plan = make_plan(rows, q.size(2), k.size(2), kBlockM, q.device());
+  const Plan plan = make_plan(rows, q.size(2), k.size(2), kFwdM, q.device());
   const bool is_bf16 = q.dtype() == DType::BF16;
   if (q.size(3) == 64) {
     if (is_bf16) launch_forward<bf16, 64>(q, k, v, plan.view, scale, out, lse, stream);

@@ -32,6 +32,7 @@ void BM_vae_decode(benchmark::State& state) {
   std::vector<vt::Tensor> bits;
   for (const auto& s : sched.scales) bits.push_back(vt::gt(vt::rand({1, s.h, s.w, 32}, vt::DType::F32, &g), 0.5));
   vt::NoGradGuard no_grad;
+  benchmark::DoNotOptimize(model().decode_bits(bits));  // warm-up, as the torch script does
   for (auto _ : state) benchmark::DoNotOptimize(model().decode_bits(bits));
   state.counters["scales"] = double(sched.num_scales());
 }
@@ -42,6 +43,7 @@ void BM_vae_encode(benchmark::State& state) {
   vt::Generator g(2);
   const vt::Tensor image = vt::clamp(vt::randn({1, 3, side, side}, vt::DType::F32, &g) * 0.5, -1.0, 1.0);
   vt::NoGradGuard no_grad;
+  benchmark::DoNotOptimize(model().encode_bits(image));  // warm-up
   for (auto _ : state) benchmark::DoNotOptimize(model().encode_bits(image));
 }
 

@@ -34,6 +34,8 @@ namespace {
 
 // Below this many elements a copy loop runs on one thread.
 constexpr int64_t kGrain = 1 << 15;
+// Forward im2col works on blocks of output rows of about this many col elements (2 MB of f32).
+constexpr int64_t kColChunk = 1 << 19;
 
 struct ConvGeom {
   int64_t N, C, H, W, O, kh, kw, Ho, Wo;
@@ -72,10 +74,12 @@ inline void valid_range(int64_t j, int64_t stride, int64_t pad, int64_t W, int64
   hi = std::max(hi, lo);
 }
 
-// x: (C, H, W) -> col: (C*kh*kw, Ho*Wo); padded taps read as 0.
+// x: (C, H, W) -> col: (C*kh*kw, P') for the output rows [oh0, oh1), P' = (oh1 - oh0) * Wo (all
+// rows by default); padded taps read as 0.
 template <class T>
-void im2col(const T* x, const ConvGeom& g, const Conv2dOptions& o, T* col) {
-  const int64_t K = g.K(), P = g.P();
+void im2col(const T* x, const ConvGeom& g, const Conv2dOptions& o, T* col, int64_t oh0 = 0, int64_t oh1 = -1) {
+  if (oh1 < 0) oh1 = g.Ho;
+  const int64_t K = g.K(), P = (oh1 - oh0) * g.Wo;
 #pragma omp parallel for schedule(static) if (K * P > kGrain)
   for (int64_t k = 0; k < K; ++k) {
     const int64_t c = k / (g.kh * g.kw), i = (k / g.kw) % g.kh, j = k % g.kw;
@@ -83,8 +87,8 @@ void im2col(const T* x, const ConvGeom& g, const Conv2dOptions& o, T* col) {
     valid_range(j, o.stride_w, o.pad.left, g.W, g.Wo, lo, hi);
     const T* xc = x + c * g.H * g.W;
     T* row = col + k * P;
-    for (int64_t oh = 0; oh < g.Ho; ++oh) {
-      T* r = row + oh * g.Wo;
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      T* r = row + (oh - oh0) * g.Wo;
       const int64_t ih = oh * o.stride_h - o.pad.top + i;
       if (ih < 0 || ih >= g.H) {
         std::fill(r, r + g.Wo, T(0));
@@ -140,20 +144,30 @@ void forward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& b_, const Con
   const T* w = w_.data<T>();  // w: (O, K)
   T* out = out_.data<T>();    // out: (N, O, P)
   const bool pointwise = is_pointwise(g, o);
-  auto image = [&](int64_t n, T* col) {  // col: (K, P) scratch
+  // The columns of a block of output rows at a time, so that col (K, rows * Wo) stays about
+  // kColChunk elements (cache-sized and reused) instead of one (K, P) buffer per call: at 256x256
+  // with 128 channels a whole-image col is 300 MB that is written, read once and freed.
+  const int64_t rows_per = std::clamp<int64_t>(kColChunk / std::max<int64_t>(K * g.Wo, 1), 1, g.Ho);
+  auto image = [&](int64_t n, T* col) {  // col: (K, rows_per * Wo) scratch
     const T* xn = x + n * g.C * g.H * g.W;
-    if (!pointwise) im2col(xn, g, o, col);
-    gemm(g.O, P, K, w, K, 1, pointwise ? xn : col, P, 1, T(0), out + n * g.O * P, P);
+    T* outn = out + n * g.O * P;  // (O, P)
+    if (pointwise) return gemm(g.O, P, K, w, K, 1, xn, P, 1, T(0), outn, P);
+    for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows_per) {
+      const int64_t oh1 = std::min(g.Ho, oh0 + rows_per), Pc = (oh1 - oh0) * g.Wo;
+      im2col(xn, g, o, col, oh0, oh1);
+      gemm(g.O, Pc, K, w, K, 1, col, Pc, 1, T(0), outn + oh0 * g.Wo, P);  // columns [oh0 Wo, oh1 Wo) of out
+    }
   };
+  const size_t col_size = pointwise ? 0 : size_t(K * rows_per * g.Wo);
   if (by_image(g.N)) {
 #pragma omp parallel
     {
-      Buffer<T> col(pointwise ? nullptr : new T[size_t(K * P)]);
+      Buffer<T> col(pointwise ? nullptr : new T[col_size]);
 #pragma omp for schedule(static)
       for (int64_t n = 0; n < g.N; ++n) image(n, col.get());
     }
   } else {
-    Buffer<T> col(pointwise ? nullptr : new T[size_t(K * P)]);
+    Buffer<T> col(pointwise ? nullptr : new T[col_size]);
     for (int64_t n = 0; n < g.N; ++n) image(n, col.get());
   }
   if (b_.defined()) {

@@ -24,48 +24,14 @@
 #include <functional>
 #include <vector>
 
+#include "gpu_bench.h"
 #include "vt/cuda.h"
 #include "vt/nn/attention.h"
 #include "vt/ops.h"
 
 using namespace vt;
+using namespace vt::bench;
 
-#define CHECK_CUDA(x)                                                                     \
-  do {                                                                                    \
-    cudaError_t err_ = (x);                                                               \
-    if (err_ != cudaSuccess) {                                                            \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(err_)); \
-      std::exit(1);                                                                       \
-    }                                                                                     \
-  } while (0)
-
-// Median milliseconds of `iters` runs of f, each timed with events on vt's stream.
-static double time_ms(const std::function<void()>& f, int iters) {
-  cudaStream_t s = vt::cuda::stream();
-  for (int i = 0; i < 3; ++i) f();
-  std::vector<cudaEvent_t> ev(2 * iters);
-  for (auto& e : ev) CHECK_CUDA(cudaEventCreate(&e));
-  for (int i = 0; i < iters; ++i) {
-    CHECK_CUDA(cudaEventRecord(ev[2 * i], s));
-    f();
-    CHECK_CUDA(cudaEventRecord(ev[2 * i + 1], s));
-  }
-  CHECK_CUDA(cudaEventSynchronize(ev.back()));
-  std::vector<double> ms(iters);
-  for (int i = 0; i < iters; ++i) {
-    float t = 0;
-    CHECK_CUDA(cudaEventElapsedTime(&t, ev[2 * i], ev[2 * i + 1]));
-    ms[i] = t;
-  }
-  for (auto& e : ev) CHECK_CUDA(cudaEventDestroy(e));
-  std::sort(ms.begin(), ms.end());
-  return ms[iters / 2];
-}
-
-static void report(const char* key, double value, const char* unit, double ms) {
-  std::printf("vt %-15s %10.1f %-8s %9.3f ms\n", key, value, unit, ms);
-  std::fflush(stdout);
-}
 
 static void bench_gemm(const char* key, int64_t M, int64_t K, int64_t N) {
   Tensor a = randn({M, K}, {DType::BF16, Device::cuda()});

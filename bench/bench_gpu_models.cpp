@@ -49,48 +49,16 @@
 #include "infinity/scale_schedule.h"
 #include "qwen2/qwen2.h"
 #include "vt/autograd.h"
+#include "gpu_bench.h"
 #include "vt/cuda.h"
 #include "vt/ops.h"
 #include "vt/random.h"
 
 using namespace vt;
+using namespace vt::bench;
 
 namespace {
 
-void report(const char* key, double value, const char* unit, double ms) {
-  std::printf("vt %-22s %12.2f %-9s %10.3f ms\n", key, value, unit, ms);
-  std::fflush(stdout);
-}
-
-void note(const std::string& s) {
-  std::printf("# %s\n", s.c_str());
-  std::fflush(stdout);
-}
-
-// Milliseconds of f(), synchronized on both sides.
-template <class F>
-double wall_ms(F&& f) {
-  vt::cuda::synchronize();
-  const auto t0 = std::chrono::steady_clock::now();
-  f();
-  vt::cuda::synchronize();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-template <class F>
-double median_ms(F&& f, int warm, int iters) {
-  for (int i = 0; i < warm; ++i) f();
-  std::vector<double> ms;
-  for (int i = 0; i < iters; ++i) ms.push_back(wall_ms(f));
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
-double free_device_gb() {
-  size_t free_b = 0, total_b = 0;
-  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return -1;
-  return double(free_b) / 1e9;
-}
 
 struct Options {
   std::string only;  // "", "qwen2", "vae"

@@ -8,23 +8,13 @@ The keys, shapes and byte counts are those of bench/bench_cuda_ops.cpp; each op 
 events around every run (3 warm-ups, median of 20), on random inputs.
 """
 import argparse
+import os
 import sys
 
 import torch
 
-
-def time_ms(fn, iters=20):
-    for _ in range(3):
-        fn()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-    for s, e in zip(starts, ends):
-        s.record()
-        fn()
-        e.record()
-    torch.cuda.synchronize()
-    ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
-    return ms[iters // 2]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_bench import time_ms  # noqa: E402
 
 
 def measure():

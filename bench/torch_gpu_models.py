@@ -35,32 +35,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_bench import emit, median_ms, print_table, read_vt, sync, wall_ms  # noqa: E402
 import torch_bsq_vae as ref  # noqa: E402  (the reference BSQ-VAE network; no side effects on import)
-
-
-def sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def wall_ms(fn, dev):
-    sync(dev)
-    t0 = time.perf_counter()
-    fn()
-    sync(dev)
-    return 1e3 * (time.perf_counter() - t0)
-
-
-def median_ms(fn, dev, warm=2, iters=5):
-    for _ in range(warm):
-        fn()
-    ms = sorted(wall_ms(fn, dev) for _ in range(iters))
-    return ms[len(ms) // 2]
-
-
-def emit(out, key, value, unit, ms):
-    out[key] = (value, unit, ms)
-    print(f"torch {key:<22} {value:12.2f} {unit:<9} {ms:10.3f} ms", flush=True)
 
 
 # ---- Qwen2-7B ------------------------------------------------------------------------------------
@@ -196,34 +172,10 @@ def bench_vae(args, dev, out):
 
 # ---- the joined table ----------------------------------------------------------------------------
 
-# For these units a larger number is better; for the rest (ms, GB, x_weights) a smaller one.
-HIGHER_IS_BETTER = {"tok/s"}
 
 
 def join(path, out):
-    vt = {}
-    for line in open(path):
-        f = line.split()
-        if len(f) >= 5 and f[0] == "vt":
-            try:
-                vt[f[1]] = (float(f[2]), f[3], float(f[4]))
-            except ValueError:
-                pass
-    print(f"\nbenchmark {'key':<22} {'vt':>12} {'torch':>12} {'unit':<9} {'vt/torch':>8} {'vt speed':>8}")
-    for k in list(vt) + [k for k in out if k not in vt]:
-        v = vt.get(k)
-        t = out.get(k)
-        unit = (v or t)[1]
-        ratio = f"{v[0] / t[0]:.2f}" if v and t and t[0] else "-"
-        if v and t and v[0] and t[0] and unit in HIGHER_IS_BETTER | {"ms"}:
-            speed = v[0] / t[0] if unit in HIGHER_IS_BETTER else t[0] / v[0]
-            speed = f"{speed:.2f}x"
-        else:
-            speed = "-"
-        vs = f"{v[0]:12.2f}" if v else f"{'-':>12}"
-        ts = f"{t[0]:12.2f}" if t else f"{'-':>12}"
-        print(f"benchmark {k:<22} {vs} {ts} {unit:<9} {ratio:>8} {speed:>8}")
-    print("(vt speed: > 1 means vt is faster; the qwen2 rows: vt M-RoPE positions, HF 1-D)")
+    print_table(read_vt(path), out, "(vt speed: > 1 means vt is faster; the qwen2 rows: vt M-RoPE positions, HF 1-D)")
 
 
 def main():

@@ -14,23 +14,14 @@ Rows (shapes and byte counts as in bench_cuda_nn.cpp):
   conv3x3_fb    F.conv2d 3x3 128 -> 128, (1, 128, 256, 256) bf16, pad 1, bias, fwd + bwd (cuDNN)
 """
 import argparse
+import os
+import sys
 
 import torch
 import torch.nn.functional as F
 
-
-def time_ms(fn, iters=20):
-    for _ in range(3):
-        fn()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-    for s, e in zip(starts, ends):
-        s.record()
-        fn()
-        e.record()
-    torch.cuda.synchronize()
-    ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
-    return ms[iters // 2]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_bench import time_ms  # noqa: E402
 
 
 def measure():

@@ -194,10 +194,23 @@ thread_local PackBuffer tls_pack;
 
 // ---- the packed path on one thread's block of C ------------------------------------------------
 
-template <class T, class PA, class PB>
+// B given in memory at strides (rsB, csB): packs the (kc, nc) block at (k0, n0).
+template <class T, class PB>
+struct StridedB {
+  const typename PB::S* B;
+  int64_t rsB, csB;
+  detail::Transpose16<T> transpose16;
+  void operator()(int64_t k0, int64_t kc, int64_t n0, int64_t nc, int nr, T* dst) const {
+    pack_b<T, PB>(kc, nc, B + k0 * rsB + n0 * csB, rsB, csB, nr, transpose16, dst);
+  }
+};
+
+// packb(k0, kc, n0, nc, nr, dst) writes B's (kc, nc) block at row k0, column n0 (n0 counted from
+// this block's first column) as ceil(nc / nr) panels (kc, nr), k-major, columns past nc zero.
+template <class T, class PA, class PackB>
 void gemm_block(const KernelSet<T>& ks, int64_t M, int64_t N, int64_t K, T alpha,
-                const typename PA::S* A, int64_t rsA, int64_t csA, const typename PB::S* B,
-                int64_t rsB, int64_t csB, T beta, T* C, int64_t rsC, int64_t csC) {
+                const typename PA::S* A, int64_t rsA, int64_t csA, const PackB& packb, T beta, T* C,
+                int64_t rsC, int64_t csC) {
   const int mr = ks.mr, nr = ks.nr;
   // Equal blocks no larger than the tuned ones (K = 896 runs as 3 x 299, not 384 + 384 + 128),
   // holding whole micro-panels: MC and NC round up to multiples of MR and NR.
@@ -216,7 +229,7 @@ void gemm_block(const KernelSet<T>& ks, int64_t M, int64_t N, int64_t K, T alpha
       pack_a<T, PA>(mc, kc, A + ic * rsA + pc * csA, rsA, csA, mr, ks.transpose16, ap);
       for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = std::min(NC, N - jc);
-        pack_b<T, PB>(kc, nc, B + pc * rsB + jc * csB, rsB, csB, nr, ks.transpose16, bp);
+        packb(pc, kc, jc, nc, nr, bp);
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int m = int(std::min<int64_t>(mr, mc - ir));
           const T* a = ap + ir * kc;
@@ -355,6 +368,34 @@ void gemm_direct(int64_t M, int64_t N, int64_t K, T alpha, const typename PA::S*
   for (int64_t t = 0; t < items; ++t) run(t);
 }
 
+// The packed path over `threads` blocks of C cut along micro-tile edges (choose_split); each block
+// packs its own rows of A and, through `packb`, its own columns of B.
+template <class T, class PA, class PackB>
+void gemm_packed(const KernelSet<T>& ks, int64_t M, int64_t N, int64_t K, T alpha, const typename PA::S* A,
+                 int64_t rsA, int64_t csA, const PackB& packb, T beta, T* C, int64_t rsC, int64_t csC,
+                 int threads) {
+  if (threads <= 1) return gemm_block<T, PA>(ks, M, N, K, alpha, A, rsA, csA, packb, beta, C, rsC, csC);
+  const Split split = choose_split(threads, M, N, K, ks.mr, ks.nr, ks.mc);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    // A runtime that gave fewer threads than asked leaves the extra blocks to thread 0.
+    const int got = omp_get_num_threads();
+    for (int b = t; b < split.tm * split.tn; b += got) {
+      int64_t m0, m1, n0, n1;
+      part_range(M, ks.mr, split.tm, b / split.tn, m0, m1);
+      part_range(N, ks.nr, split.tn, b % split.tn, n0, n1);
+      if (m1 <= m0 || n1 <= n0) continue;
+      // The block's packer sees columns from its own first column n0.
+      auto block_b = [&packb, n0](int64_t k0, int64_t kc, int64_t j, int64_t nc, int nr, T* dst) {
+        packb(k0, kc, n0 + j, nc, nr, dst);
+      };
+      gemm_block<T, PA>(ks, m1 - m0, n1 - n0, K, alpha, A + m0 * rsA, rsA, csA, block_b, beta,
+                        C + m0 * rsC + n0 * csC, rsC, csC);
+    }
+  }
+}
+
 // ---- entry ------------------------------------------------------------------------------------
 
 template <class T, class PA, class PB>
@@ -377,23 +418,8 @@ void gemm_any(const KernelSet<T>& ks, int64_t M, int64_t N, int64_t K, T alpha,
                                   threads);
   }
   if (macs < 96.0 * 96 * 96) threads = 1;
-  if (threads == 1)
-    return gemm_block<T, PA, PB>(ks, M, N, K, alpha, A, rsA, csA, B, rsB, csB, beta, C, rsC, csC);
-  const Split split = choose_split(threads, M, N, K, ks.mr, ks.nr, ks.mc);
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
-    // A runtime that gave fewer threads than asked leaves the extra blocks to thread 0.
-    const int got = omp_get_num_threads();
-    for (int b = t; b < split.tm * split.tn; b += got) {
-      int64_t m0, m1, n0, n1;
-      part_range(M, ks.mr, split.tm, b / split.tn, m0, m1);
-      part_range(N, ks.nr, split.tn, b % split.tn, n0, n1);
-      if (m1 > m0 && n1 > n0)
-        gemm_block<T, PA, PB>(ks, m1 - m0, n1 - n0, K, alpha, A + m0 * rsA, rsA, csA,
-                              B + n0 * csB, rsB, csB, beta, C + m0 * rsC + n0 * csC, rsC, csC);
-    }
-  }
+  gemm_packed<T, PA>(ks, M, N, K, alpha, A, rsA, csA, StridedB<T, PB>{B, rsB, csB, ks.transpose16}, beta, C, rsC,
+                     csC, threads);
 }
 
 }  // namespace
@@ -403,6 +429,20 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int6
               int64_t csC) {
   gemm_any<float, Same<float>, Same<float>>(detail::active_kernel_f32(), M, N, K, alpha, A, rsA,
                                             csA, B, rsB, csB, beta, C, rsC, csC);
+}
+
+void gemm_f32_pack_b(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t rsA, int64_t csA,
+                     const PackBFn& pack_b, float beta, float* C, int64_t rsC) {
+  VT_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm: negative size M=", M, " N=", N, " K=", K);
+  if (M == 0 || N == 0) return;
+  const KernelSet<float>& ks = detail::active_kernel_f32();
+  if (K == 0 || alpha == 0.f) return scale_c(M, N, beta, C, rsC, int64_t{1});
+  const double macs = double(M) * double(N) * double(K);
+  const int threads = omp_in_parallel() || macs < 96.0 * 96 * 96 ? 1 : omp_get_max_threads();
+  auto packb = [&pack_b](int64_t k0, int64_t kc, int64_t n0, int64_t nc, int nr, float* dst) {
+    pack_b(k0, kc, n0, nc, nr, dst);
+  };
+  gemm_packed<float, Same<float>>(ks, M, N, K, alpha, A, rsA, csA, packb, beta, C, rsC, int64_t{1}, threads);
 }
 
 void gemm_f64(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsA,

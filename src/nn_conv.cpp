@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 
 #include "vt/backend.h"
 #include "vt/cpu/gemm.h"
@@ -103,6 +104,45 @@ void im2col(const T* x, const ConvGeom& g, const Conv2dOptions& o, T* col, int64
   }
 }
 
+// The GEMM's B panels straight from the image: the (kc, nc) block of col at (k0, n0), as
+// ceil(nc / nr) panels of (kc, nr) k-major, columns past nc zero (cpu::gemm_f32_pack_b). A panel
+// within one output row at stride 1 is a run of the input row with zeros where it leaves [0, W).
+void pack_im2col(const float* x, const ConvGeom& g, const Conv2dOptions& o, int64_t k0, int64_t kc, int64_t n0,
+                 int64_t nc, int nr, float* dst) {
+  for (int64_t j = 0; j < nc; j += nr, dst += nr * kc) {
+    const int n = int(std::min<int64_t>(nr, nc - j));
+    const int64_t p0 = n0 + j, oh0 = p0 / g.Wo, ow0 = p0 % g.Wo;
+    const bool one_row = o.stride_w == 1 && ow0 + n <= g.Wo;
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t kk = k0 + k, c = kk / (g.kh * g.kw), i = (kk / g.kw) % g.kh, jj = kk % g.kw;
+      const float* xc = x + c * g.H * g.W;
+      float* d = dst + k * nr;
+      if (one_row) {
+        const int64_t ih = oh0 * o.stride_h - o.pad.top + i, iw0 = ow0 - o.pad.left + jj;
+        int lo = 0, hi = 0;  // d[q] for q in [lo, hi) reads the image, the rest is padding
+        if (ih >= 0 && ih < g.H) {
+          lo = int(std::clamp<int64_t>(-iw0, 0, n));
+          hi = int(std::clamp<int64_t>(g.W - iw0, lo, n));
+        }
+        const float* xr = xc + ih * g.W + iw0;
+        for (int q = 0; q < lo; ++q) d[q] = 0.f;
+        for (int q = lo; q < hi; ++q) d[q] = xr[q];
+        for (int q = hi; q < nr; ++q) d[q] = 0.f;
+        continue;
+      }
+      for (int q = 0; q < nr; ++q) {
+        float v = 0.f;
+        if (q < n) {
+          const int64_t p = p0 + q, oh = p / g.Wo, ow = p % g.Wo;
+          const int64_t ih = oh * o.stride_h - o.pad.top + i, iw = ow * o.stride_w - o.pad.left + jj;
+          if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) v = xc[ih * g.W + iw];
+        }
+        d[q] = v;
+      }
+    }
+  }
+}
+
 // The transpose of im2col: dx (C, H, W) = sum of dcol's taps. One thread per channel plane, taps in
 // a fixed order, so the sum does not depend on the thread count.
 template <class T>
@@ -152,22 +192,28 @@ void forward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& b_, const Con
     const T* xn = x + n * g.C * g.H * g.W;
     T* outn = out + n * g.O * P;  // (O, P)
     if (pointwise) return gemm(g.O, P, K, w, K, 1, xn, P, 1, T(0), outn, P);
+    if constexpr (std::is_same_v<T, float>) {  // f32: the GEMM packs im2col columns from the image
+      cpu::gemm_f32_pack_b(g.O, P, K, 1.f, w, K, 1, [&](int64_t k0, int64_t kc, int64_t n0, int64_t nc, int nr,
+                                                       float* dst) { pack_im2col(xn, g, o, k0, kc, n0, nc, nr, dst); },
+                           0.f, outn, P);
+      return;
+    }
     for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows_per) {
       const int64_t oh1 = std::min(g.Ho, oh0 + rows_per), Pc = (oh1 - oh0) * g.Wo;
       im2col(xn, g, o, col, oh0, oh1);
       gemm(g.O, Pc, K, w, K, 1, col, Pc, 1, T(0), outn + oh0 * g.Wo, P);  // columns [oh0 Wo, oh1 Wo) of out
     }
   };
-  const size_t col_size = pointwise ? 0 : size_t(K * rows_per * g.Wo);
+  const size_t col_size = pointwise || std::is_same_v<T, float> ? 0 : size_t(K * rows_per * g.Wo);
   if (by_image(g.N)) {
 #pragma omp parallel
     {
-      Buffer<T> col(pointwise ? nullptr : new T[col_size]);
+      Buffer<T> col(col_size ? new T[col_size] : nullptr);
 #pragma omp for schedule(static)
       for (int64_t n = 0; n < g.N; ++n) image(n, col.get());
     }
   } else {
-    Buffer<T> col(pointwise ? nullptr : new T[col_size]);
+    Buffer<T> col(col_size ? new T[col_size] : nullptr);
     for (int64_t n = 0; n < g.N; ++n) image(n, col.get());
   }
   if (b_.defined()) {

@@ -16,6 +16,7 @@
 // Calls from inside an OpenMP parallel region run on the calling thread.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace vt::cpu {
 
@@ -26,6 +27,15 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int6
 void gemm_f64(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsA,
               int64_t csA, const double* B, int64_t rsB, int64_t csB, double beta, double* C,
               int64_t rsC, int64_t csC);
+
+// The same product with B supplied by its packing: pack_b(k0, kc, n0, nc, nr, dst) writes the
+// (kc, nc) block of B at row k0, column n0 as ceil(nc / nr) panels of (kc, nr) floats, k-major
+// (dst[panel * kc * nr + k * nr + q] = B(k0 + k, n0 + panel * nr + q)), columns past nc zero. It
+// is called from the GEMM's threads, with blocks that fit the cache, so B never exists in memory
+// as a matrix: conv2d packs its im2col columns straight from the image this way. C is row-major.
+using PackBFn = std::function<void(int64_t k0, int64_t kc, int64_t n0, int64_t nc, int nr, float* dst)>;
+void gemm_f32_pack_b(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t rsA, int64_t csA,
+                     const PackBFn& pack_b, float beta, float* C, int64_t rsC);
 
 // A and B hold bfloat16 bits; accumulation and C are f32.
 void gemm_bf16_f32acc(int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A, int64_t rsA,

@@ -37,5 +37,20 @@ for b in bench_nn_functional bench_nn_conv bench_nn_attention; do
     echo
   fi
 done
+# The model rows: vt program, then its baseline (torch reference written from the spec, or
+# transformers / Hugging Face tokenizers), same machine, same thread count.
+pair() {  # pair VT_BENCH BASELINE_SCRIPT [ARGS...]
+  local b=$1 py=$2
+  shift 2
+  [ -x "$build/$b" ] || return 0
+  echo "== $b"
+  "$build/$b" 2>/dev/null | grep -vE "^(Run|\*\*\*|CPU|  L|Load)"
+  python3 "bench/$py" "$@" 2>/dev/null | grep -v Warning || echo "(baseline $py failed: python3/torch/transformers missing?)"
+  echo
+}
+pair bench_tokenizer hf_tokenizer.py
+pair bench_bsq_vae torch_bsq_vae.py
+pair bench_infinity torch_infinity.py
+pair bench_qwen2 torch_qwen2.py --decode 32
 echo "== size of the tensor library"
 wc -l include/vt/*.h include/vt/*/*.h src/*.cpp src/*.h src/*.inc 2>/dev/null | tail -1 | sed 's/total/lines in include\/vt and src/'

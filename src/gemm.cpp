@@ -351,7 +351,13 @@ template <class T, class PA, class PB>
 void gemm_direct(int64_t M, int64_t N, int64_t K, T alpha, const typename PA::S* A, int64_t rsA,
                  int64_t csA, const typename PB::S* B, int64_t rsB, int64_t csB, T beta, T* C,
                  int64_t rsC, int64_t csC, int threads) {
-  const int rows = int(std::min<int64_t>(kDirectRows, M)), cols = kDirectTile / rows;
+  const int rows = int(std::min<int64_t>(kDirectRows, M));
+  int cols = kDirectTile / rows;
+  // A GEMV (M = 1, the decode step of an LLM) is one row of blocks: narrow the blocks until every
+  // thread has a couple, or a 896-wide projection would run on one thread at half the bandwidth.
+  // Each C element is summed the same way in any block, so results do not change.
+  if (threads > 1 && M <= kDirectRows)
+    cols = int(std::clamp<int64_t>(((N + 2 * threads - 1) / (2 * threads) + 15) & ~int64_t{15}, 16, cols));
   const int64_t row_blocks = (M + rows - 1) / rows;
   const int64_t col_blocks = (N + cols - 1) / cols, items = row_blocks * col_blocks;
   auto run = [&](int64_t t) {
@@ -413,7 +419,7 @@ void gemm_any(const KernelSet<T>& ks, int64_t M, int64_t N, int64_t K, T alpha,
   int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const bool thin = M < 8 || N < 8 || K < 8 || macs < 32.0 * 32 * 32;
   if (thin) {
-    if (macs < double(1 << 21)) threads = 1;
+    if (macs < double(1 << 18)) threads = 1;  // ~1 MB of f32 operands: below, a region costs more
     return gemm_direct<T, PA, PB>(M, N, K, alpha, A, rsA, csA, B, rsB, csB, beta, C, rsC, csC,
                                   threads);
   }

@@ -13,6 +13,8 @@
 // Peak RSS is reset with /proc/self/clear_refs ("5"), as in bench_nn_functional.cpp; the measured
 // step is the first, so its buffers are fresh pages.
 #include <benchmark/benchmark.h>
+
+#include "cpu_bench.h"
 #include <omp.h>
 
 #include <fstream>
@@ -22,29 +24,18 @@
 #include "vt/random.h"
 
 using namespace vt;
+using namespace vt::bench;
 
 namespace {
 
 constexpr int kThreads = 2;
 
-int64_t proc_status_kb(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::string(key).size() + 1)) * 1024;
-  return -1;
-}
-bool reset_peak_rss() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
-  return f.good();
-}
 template <class F>
 double peak_mb(F&& step) {
   if (!reset_peak_rss()) return step(), -1.0;
-  int64_t before = proc_status_kb("VmRSS:");
+  int64_t before = proc_status_bytes("VmRSS:");
   step();
-  return double(proc_status_kb("VmHWM:") - before) / 1e6;
+  return double(proc_status_bytes("VmHWM:") - before) / 1e6;
 }
 
 // Infinity's scale schedule at 512^2 (1, 2^2, 4^2, ..., 32^2): 2521 tokens (infinity_bsq.md §5).

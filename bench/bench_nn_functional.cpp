@@ -14,6 +14,8 @@
 // the step touched (later steps reuse the gradient's block from the allocator's cache, which is
 // also why the timed steps are faster than first_step_ms).
 #include <benchmark/benchmark.h>
+
+#include "cpu_bench.h"
 #include <omp.h>
 
 #include <chrono>
@@ -26,24 +28,12 @@
 #include "vt/random.h"
 
 using namespace vt;
+using namespace vt::bench;
 
 namespace {
 
 constexpr int kThreads = 2;
 
-// VmRSS or VmHWM of this process, in bytes.
-int64_t proc_status_kb(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::string(key).size() + 1)) * 1024;
-  return -1;
-}
-bool reset_peak_rss() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
-  return f.good();
-}
 
 void BM_rms_norm(benchmark::State& state) {
   omp_set_num_threads(kThreads);
@@ -99,11 +89,11 @@ void BM_cross_entropy(benchmark::State& state) {
   // Its time (first_step_ms) includes the page faults of the fresh gradient, as every PyTorch step does.
   double peak_ratio = -1;
   bool peak_ok = reset_peak_rss();
-  int64_t before = proc_status_kb("VmRSS:");
+  int64_t before = proc_status_bytes("VmRSS:");
   auto t0 = std::chrono::steady_clock::now();
   step();
   double first_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  if (peak_ok) peak_ratio = double(proc_status_kb("VmHWM:") - before) / double(z.nbytes());
+  if (peak_ok) peak_ratio = double(proc_status_bytes("VmHWM:") - before) / double(z.nbytes());
   for (auto _ : state) step();
   state.counters["peak_over_logits"] = peak_ratio;
   state.counters["first_step_ms"] = first_ms;

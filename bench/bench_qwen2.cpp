@@ -14,6 +14,8 @@
 // what the activations, KV caches and temporaries of inference add. Run one dtype per process
 // (--benchmark_filter) for a peak that belongs to that dtype alone.
 #include <benchmark/benchmark.h>
+
+#include "cpu_bench.h"
 #include <omp.h>
 
 #include <algorithm>
@@ -27,6 +29,7 @@
 #include "vt/random.h"
 
 using namespace vt;
+using namespace vt::bench;
 
 namespace {
 
@@ -38,13 +41,6 @@ int64_t decode_tokens() {
   return env ? std::atoll(env) : 128;
 }
 
-int64_t proc_status_kb(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::string(key).size() + 1)) * 1024;
-  return -1;
-}
 
 qwen2::Qwen2Config qwen2_0_5b() {
   qwen2::Qwen2Config c;
@@ -83,7 +79,7 @@ Bench& bench_for(DType dtype) {
     }
   }
   b.weights_mb = bytes / 1e6;
-  std::ofstream("/proc/self/clear_refs") << "5";  // the peak from here on: weights + inference
+  reset_peak_rss();  // the peak from here on: weights + inference
   return b;
 }
 
@@ -104,7 +100,7 @@ void prefill(benchmark::State& state, DType dtype) {
   }
   state.counters["tok_s"] = benchmark::Counter(double(kPrompt * state.iterations()), benchmark::Counter::kIsRate);
   state.counters["weights_mb"] = b.weights_mb;
-  state.counters["peak_rss_mb"] = proc_status_kb("VmHWM:") / 1e6;
+  state.counters["peak_rss_mb"] = proc_status_bytes("VmHWM:") / 1e6;
 }
 
 void decode(benchmark::State& state, DType dtype) {
@@ -127,7 +123,7 @@ void decode(benchmark::State& state, DType dtype) {
   }
   state.counters["tok_s"] = benchmark::Counter(double(n * state.iterations()), benchmark::Counter::kIsRate);
   state.counters["weights_mb"] = b.weights_mb;
-  state.counters["peak_rss_mb"] = proc_status_kb("VmHWM:") / 1e6;
+  state.counters["peak_rss_mb"] = proc_status_bytes("VmHWM:") / 1e6;
 }
 
 }  // namespace

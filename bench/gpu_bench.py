@@ -1,6 +1,7 @@
 """What the PyTorch GPU baseline scripts share (torch_gpu_baseline.py, torch_gpu_nn.py,
 torch_gpu_models.py, torch_gpu_infinity.py): timing with CUDA events or synchronised wall clocks, the "torch <key> <value> <unit> <ms> ms" lines, and the table that
 joins them with a vt program's "vt ..." lines (bench/gpu_bench.h writes those)."""
+import os
 import time
 
 import torch
@@ -22,6 +23,22 @@ def time_ms(fn, iters=20):
     torch.cuda.synchronize()
     ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
     return ms[iters // 2]
+
+
+def pick_device(name, what):
+    """The torch device for --device NAME, printing it; None (after saying so) when CUDA is asked
+    for and absent. On the CPU (the scripts' smoke mode) torch gets at most 2 threads."""
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            print(f"no CUDA device visible: {what} skipped")
+            return None
+        dev = torch.device("cuda", torch.cuda.current_device())
+        print(f"device: {torch.cuda.get_device_name(dev)}, torch {torch.__version__}", flush=True)
+    else:
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        print(f"device: {dev}, torch {torch.__version__}", flush=True)
+    return dev
 
 
 def sync(dev):

@@ -48,7 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import infinity_reference as R  # noqa: E402
-from gpu_bench import emit, median_ms, print_table, read_vt, sync, wall_ms  # noqa: E402
+from gpu_bench import emit, median_ms, pick_device, print_table, read_vt, sync, wall_ms  # noqa: E402
 import torch_bsq_vae as vae_ref  # noqa: E402  (the reference BSQ-VAE decoder; no side effects on import)
 
 # The 1:1 template of Infinity (infinity_bsq.md §5): 0.25M takes the first 10 grids; the RoPE grid is
@@ -321,16 +321,9 @@ def main():
     args = ap.parse_args()
     if args.runs < 1 or args.text_len < 1:
         ap.error("--runs and --text-len must be positive")
-    dev = torch.device(args.device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            print("no CUDA device visible: torch GPU Infinity baseline skipped")
-            return 0
-        dev = torch.device("cuda", torch.cuda.current_device())
-        print(f"device: {torch.cuda.get_device_name(dev)}, torch {torch.__version__}", flush=True)
-    else:
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
-        print(f"device: {dev}, torch {torch.__version__}", flush=True)
+    dev = pick_device(args.device, "torch GPU Infinity baseline")
+    if dev is None:
+        return 0
     out = {}
     rc = 0
     try:

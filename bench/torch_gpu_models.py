@@ -35,7 +35,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpu_bench import emit, median_ms, print_table, read_vt, sync, wall_ms  # noqa: E402
+from gpu_bench import emit, median_ms, pick_device, print_table, read_vt, sync, wall_ms  # noqa: E402
 import torch_bsq_vae as ref  # noqa: E402  (the reference BSQ-VAE network; no side effects on import)
 
 
@@ -192,16 +192,9 @@ def main():
         args.prompt = 16 if args.small else 2048
     if args.decode is None:
         args.decode = 4 if args.small else 128
-    dev = torch.device(args.device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            print("no CUDA device visible: torch GPU model baselines skipped")
-            return 0
-        dev = torch.device("cuda", torch.cuda.current_device())
-        print(f"device: {torch.cuda.get_device_name(dev)}, torch {torch.__version__}", flush=True)
-    else:
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
-        print(f"device: {dev}, torch {torch.__version__}", flush=True)
+    dev = pick_device(args.device, "torch GPU model baselines")
+    if dev is None:
+        return 0
     out = {}
     rc = 0
     # The VAE first: it is short, so a run cut off by a timeout still reports it.

@@ -43,8 +43,12 @@ std::vector<infinity::ScaleHW> parse_scales(const std::string& text, const std::
 
 std::string scales_to_string(const std::vector<infinity::ScaleHW>& scales) {
   std::string s;
-  for (size_t k = 0; k < scales.size(); ++k)
-    s += (k ? "," : "") + std::to_string(scales[k].h) + "x" + std::to_string(scales[k].w);
+  for (size_t k = 0; k < scales.size(); ++k) {
+    if (k) s += ',';
+    s += std::to_string(scales[k].h);
+    s += 'x';
+    s += std::to_string(scales[k].w);
+  }
   return s;
 }
 
@@ -71,8 +75,8 @@ void save_bits(const std::string& path, const std::vector<Tensor>& bits) {
 
 BitsFile load_bits(const std::string& path) {
   const std::string what = "bits file " + path;
-  io::CheckpointReader reader(path);
-  const auto& meta = reader.metadata();
+  const std::shared_ptr<io::SafetensorsFile> file = io::SafetensorsFile::open(path);  // parsed once
+  const auto& meta = file->metadata();
   auto field = [&](const char* key) {
     auto it = meta.find(key);
     VT_CHECK(it != meta.end(), what, ": metadata has no '", key, "' (not written by vargpt vae --encode?)");
@@ -84,7 +88,9 @@ BitsFile load_bits(const std::string& path) {
   BitsFile out;
   out.codebook_dim = parse_int(field("codebook_dim"), what + " codebook_dim");
   out.scales = parse_scales(field("scales"), what + " scales");
-  const std::map<std::string, Tensor> tensors = io::load_safetensors(path);
+  std::map<std::string, Tensor> tensors;
+  for (const io::TensorEntry& e : file->entries())
+    tensors[e.name] = io::tensor_from_entry(e, file->data(e), file, /*zero_copy=*/false, path);
   VT_CHECK(tensors.size() == out.scales.size(), what, ": holds ", tensors.size(), " tensors for ",
            out.scales.size(), " scales");
   for (size_t k = 0; k < out.scales.size(); ++k) {

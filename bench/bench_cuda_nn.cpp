@@ -3,8 +3,11 @@
 //
 //   memcpy_d2d      cudaMemcpyAsync of 512 MiB (read + write)                  GB/s, the ceiling
 //   rms_norm_fb     rms_norm (16384, 4096) bf16, forward + backward            GB/s over 5 tensor passes
-//                   (fwd reads x writes y; bwd reads dy, x writes dx; weight/rstd traffic ignored)
+//                   (fwd reads x writes y; bwd reads dy, x writes dx; weight/rstd traffic ignored);
+//                   x.grad and w.grad are cleared before each step (as torch's p.grad = None), so
+//                   the step measures the op, not the autograd engine's accumulation into old grads
 //   rms_norm_f      the forward alone (reads x, writes y)                                       GB/s
+//   rms_norm_*_block  the same with VT_RMS_NORM_BLOCK=1 (cuda/nn_rms_norm.cu's block-row layout)
 //   adamw_100m      fused AdamW step, 100M bf16 params with bf16 grads, f32 master/m/v
 //                   (per element: param r+w 4 B, grad 2 B, master/m/v r+w 24 B = 30 B)       GB/s
 //   linear_bias     nn::linear bf16 (8192, 4096) @ (4096, 4096)^T + bias (cuBLASLt bias epilogue)  TFLOP/s
@@ -21,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "vt/autograd.h"
@@ -65,14 +69,20 @@ int main() {
     Tensor x = randn({R, C}, {DType::BF16, gpu}).requires_grad_();
     Tensor w = add(mul(randn({C}, {DType::BF16, gpu}), 0.1), 1.0).requires_grad_();
     Tensor dy = randn({R, C}, {DType::BF16, gpu});
-    const double ms = time_ms([&] {
-      Tensor y = nn::rms_norm(x, w, 1e-6);
-      y.backward(dy);
-    }, 20);
-    report("rms_norm_fb", 5.0 * R * C * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
-    NoGradGuard no_grad;
-    const double fms = time_ms([&] { (void)nn::rms_norm(x, w, 1e-6); }, 20);
-    report("rms_norm_f", 2.0 * R * C * 2 / (fms * 1e-3) / 1e9, "GB/s", fms);
+    for (const char* layout : {"", "_block"}) {
+      if (*layout) setenv("VT_RMS_NORM_BLOCK", "1", 1);
+      const double ms = time_ms([&] {
+        x.zero_grad();
+        w.zero_grad();
+        Tensor y = nn::rms_norm(x, w, 1e-6);
+        y.backward(dy);
+      }, 20);
+      report((std::string("rms_norm_fb") + layout).c_str(), 5.0 * R * C * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
+      NoGradGuard no_grad;
+      const double fms = time_ms([&] { (void)nn::rms_norm(x, w, 1e-6); }, 20);
+      report((std::string("rms_norm_f") + layout).c_str(), 2.0 * R * C * 2 / (fms * 1e-3) / 1e9, "GB/s", fms);
+      unsetenv("VT_RMS_NORM_BLOCK");
+    }
   }
   {
     const int64_t n = 100'000'000;

@@ -3,12 +3,16 @@
 // Data structures: each cudaMalloc'd segment is a doubly linked list of blocks in address order
 // (prev/next). Free blocks sit in one of two ordered sets (small, large) keyed by (stream, size,
 // address), so a best fit is one lower_bound. A block leaves its set when handed out and returns
-// on free, after merging with free neighbours. All of it under one mutex per device.
+// on free, after merging with free neighbours. A block freed while other streams may still use it
+// (record_stream) waits in `pending_` until an event recorded on each of them has completed; it
+// counts as allocated until then, so no neighbour merges with it. All of it under one mutex per
+// device.
 #include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 #include <vector>
 
 #include "allocator.h"
@@ -35,6 +39,8 @@ struct Block {
   bool allocated = false;
   Block* prev = nullptr;  // neighbours in the same segment
   Block* next = nullptr;
+  std::vector<cudaStream_t> used_on;  // other streams that use it (record_stream)
+  int waiting = 0;                    // events still pending after its free
 };
 
 struct BlockLess {
@@ -58,6 +64,7 @@ class DeviceAllocator {
 
   Block* allocate(size_t nbytes, cudaStream_t stream) {
     std::lock_guard<std::mutex> lock(mu_);
+    finish_pending(false);
     const size_t size = round_size(nbytes);
     const bool small = size <= kSmallRequest;
     auto& pool = small ? small_ : large_;
@@ -93,6 +100,7 @@ class DeviceAllocator {
     }
     b->allocated = true;
     b->requested = nbytes;
+    live_[b->ptr] = b;
     stats_.allocated += b->size;
     stats_.requested += nbytes;
     stats_.peak_allocated = std::max(stats_.peak_allocated, stats_.allocated);
@@ -100,8 +108,53 @@ class DeviceAllocator {
     return b;
   }
 
+  // Runs from a storage's deleter, so it never throws: a failing event call falls back to waiting
+  // for the stream on the host.
   void free(Block* b) {
     std::lock_guard<std::mutex> lock(mu_);
+    live_.erase(b->ptr);
+    finish_pending(false);
+    if (!b->used_on.empty()) {
+      int prev = -1;  // make the block's device current for its events, without throwing
+      if (cudaGetDevice(&prev) != cudaSuccess || (prev != device_ && cudaSetDevice(device_) != cudaSuccess))
+        (void)cudaGetLastError();
+      for (cudaStream_t s : b->used_on) {
+        cudaEvent_t e = take_event();
+        if (e && cudaEventRecord(e, s) == cudaSuccess) {
+          pending_.push_back({e, b});
+          ++b->waiting;
+        } else {
+          (void)cudaGetLastError();
+          (void)cudaStreamSynchronize(s);
+          if (e) events_.push_back(e);
+        }
+      }
+      b->used_on.clear();
+      if (prev >= 0 && prev != device_) (void)cudaSetDevice(prev);
+      if (b->waiting > 0) return;  // released by finish_pending once every event has completed
+    }
+    release(b);
+  }
+
+  // Marks the live block at `ptr` as used by work on `stream` (no-op for its own stream, or for a
+  // pointer this allocator did not hand out).
+  void record_stream(void* ptr, cudaStream_t stream) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(static_cast<char*>(ptr));
+    if (it == live_.end()) return;
+    Block* b = it->second;
+    if (stream != b->stream && std::find(b->used_on.begin(), b->used_on.end(), stream) == b->used_on.end())
+      b->used_on.push_back(stream);
+  }
+
+ private:
+  struct Pending {
+    cudaEvent_t event;
+    Block* block;
+  };
+
+  // A block whose last user is done: back to its pool, merged with free neighbours.
+  void release(Block* b) {
     b->allocated = false;
     stats_.allocated -= b->size;
     stats_.requested -= b->requested;
@@ -131,9 +184,42 @@ class DeviceAllocator {
     pool.insert(b);
   }
 
+  cudaEvent_t take_event() {
+    if (!events_.empty()) {
+      cudaEvent_t e = events_.back();
+      events_.pop_back();
+      return e;
+    }
+    cudaEvent_t e = nullptr;
+    if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    return e;
+  }
+
+  // Releases the blocks whose streams have passed their events; `wait` blocks on each instead.
+  void finish_pending(bool wait) {
+    for (size_t i = 0; i < pending_.size();) {
+      const Pending p = pending_[i];
+      const cudaError_t st = wait ? cudaEventSynchronize(p.event) : cudaEventQuery(p.event);
+      if (st == cudaErrorNotReady) {
+        ++i;
+        continue;
+      }
+      if (st != cudaSuccess) (void)cudaGetLastError();  // a failed stream: its work is over either way
+      events_.push_back(p.event);
+      pending_[i] = pending_.back();
+      pending_.pop_back();
+      if (--p.block->waiting == 0) release(p.block);
+    }
+  }
+
+ public:
   // Returns every segment that is one whole free block to the driver.
   void empty_cache() {
     std::lock_guard<std::mutex> lock(mu_);
+    finish_pending(true);
     release_free_segments();
   }
 
@@ -155,7 +241,8 @@ class DeviceAllocator {
     cudaError_t e = cudaMalloc(&p, seg);
     if (e == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();
-      release_free_segments();  // give the cache back and try once more
+      finish_pending(true);  // wait out blocks other streams still use, give the cache back, retry
+      release_free_segments();
       e = cudaMalloc(&p, seg);
     }
     if (e != cudaSuccess) {
@@ -199,6 +286,9 @@ class DeviceAllocator {
   int device_;
   std::mutex mu_;
   std::set<Block*, BlockLess> small_, large_;
+  std::unordered_map<char*, Block*> live_;  // handed-out blocks by address (record_stream)
+  std::vector<Pending> pending_;            // freed blocks waiting on other streams
+  std::vector<cudaEvent_t> events_;         // reusable events for pending_
   MemoryStats stats_;
 };
 
@@ -212,11 +302,10 @@ DeviceAllocator& allocator(int device) {
   return *all[device];
 }
 
-// Returns the block to its allocator when the last owner goes.
-std::shared_ptr<void> own_block(int device, size_t nbytes) {
-  DeviceContext& ctx = context(device);
+// A block from `stream`'s cache, returned to its allocator when the last owner goes.
+std::shared_ptr<void> own_block(int device, size_t nbytes, cudaStream_t stream) {
   DeviceAllocator& a = allocator(device);
-  Block* b = a.allocate(nbytes, ctx.stream);
+  Block* b = a.allocate(nbytes, stream);
   return std::shared_ptr<void>(b->ptr, [&a, b](void*) { a.free(b); });
 }
 
@@ -240,7 +329,7 @@ Staging& staging(int device) {
     for (int i = 0; i < 2; ++i) {
       VT_CUDA_CHECK(cudaMallocHost(&s->buf[i], kStageBytes));
       VT_CUDA_CHECK(cudaEventCreateWithFlags(&s->done[i], cudaEventDisableTiming));
-      VT_CUDA_CHECK(cudaEventRecord(s->done[i], context(device).stream));
+      VT_CUDA_CHECK(cudaEventRecord(s->done[i], context(device).stream()));
     }
     all[device] = s;
   }
@@ -251,19 +340,32 @@ Staging& staging(int device) {
 
 std::shared_ptr<Storage> allocate_storage(size_t nbytes, int device) {
   auto s = std::make_shared<Storage>();
-  s->owner = own_block(device, nbytes);
+  s->owner = own_block(device, nbytes, current_stream(device));
   s->data = s->owner.get();
   s->nbytes = nbytes;
   s->device = Device::cuda(device);
   return s;
 }
 
-std::shared_ptr<void> allocate_workspace(size_t nbytes, int device) { return own_block(device, nbytes); }
+std::shared_ptr<void> allocate_workspace(size_t nbytes, int device) {
+  return own_block(device, nbytes, current_stream(device));
+}
+
+void* gemm_workspace(int device, cudaStream_t stream) {
+  static std::mutex mu;
+  static std::vector<std::unordered_map<cudaStream_t, std::shared_ptr<void>>> all;  // kept until exit
+  std::lock_guard<std::mutex> lock(mu);
+  if (all.empty()) all.resize(std::max(device_count(), 1));
+  VT_CHECK(device >= 0 && device < static_cast<int>(all.size()), "cuda: no device ", device);
+  std::shared_ptr<void>& ws = all[device][stream];
+  if (!ws) ws = own_block(device, kGemmWorkspaceBytes, stream);
+  return ws.get();
+}
 
 void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device) {
   if (nbytes == 0) return;
   DeviceGuard g(device);
-  cudaStream_t stream = context(device).stream;
+  cudaStream_t stream = context(device).stream();
   Staging& s = staging(device);
   std::lock_guard<std::mutex> lock(s.mu);
   // Buffer i is refilled only after the copy that last read it completed (its event).
@@ -280,7 +382,7 @@ void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device) 
 void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device) {
   if (nbytes == 0) return;
   DeviceGuard g(device);
-  cudaStream_t stream = context(device).stream;
+  cudaStream_t stream = context(device).stream();
   Staging& s = staging(device);
   std::lock_guard<std::mutex> lock(s.mu);
   // Chunk k lands in buf[k % 2]; chunk k + 1 is in flight while chunk k is copied out on the host.
@@ -300,6 +402,13 @@ void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device) 
   }
 }
 
+// ---- public statistics and record_stream (vt/cuda.h) ------------------------------------------------
+void record_stream(const Tensor& t, const Stream& s) {
+  if (!t.defined() || !t.is_cuda() || !t.storage() || t.storage()->nbytes == 0) return;
+  VT_CHECK(s.device() == t.device().index, "record_stream: the tensor is on cuda:", t.device().index,
+           " but the stream on cuda:", s.device());
+  allocator(s.device()).record_stream(t.storage()->data, s.handle());
+}
 // ---- public statistics (vt/cuda.h) -------------------------------------------------------------
 MemoryStats memory_stats(int device) { return allocator(device).stats(); }
 void reset_peak_stats(int device) { allocator(device).reset_peak(); }

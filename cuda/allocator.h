@@ -9,6 +9,8 @@
 //     with free neighbours of its segment;
 //   - blocks are cached per stream: a block freed while kernels on its stream may still use it is
 //     only handed to later work on that same stream, which stream order runs after the old work;
+//     a block that record_stream() marked as used on other streams returns to the cache only once
+//     events recorded on those streams at its free have completed;
 //   - on cudaMalloc failure the cache is emptied and the call retried once before raising.
 // Storages own a handle whose deleter returns the block to the cache.
 //
@@ -24,7 +26,7 @@
 
 namespace vt::cuda {
 
-// A Storage of `nbytes` on `device`, from the cache of the device's stream.
+// A Storage of `nbytes` on `device`, from the cache of the calling thread's current stream.
 std::shared_ptr<Storage> allocate_storage(size_t nbytes, int device);
 
 // Raw block access for backend workspaces (cuBLAS, CUB temp storage): the pointer stays valid

@@ -102,7 +102,7 @@ static void copy_device(const Tensor& src, const Tensor& dst) {
     if (src.is_contiguous() && dst.is_contiguous() && src.shape() == dst.shape()) {
       if (src.raw_data() != dst.raw_data())
         VT_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), dst.nbytes(), cudaMemcpyDeviceToDevice,
-                                      context(dst.device().index).stream));
+                                      context(dst.device().index).stream()));
       return;
     }
     return copy_bits(src, dst);
@@ -162,7 +162,7 @@ void CudaBackend::fill(const Tensor& dst, double value) {
   bool same_bytes = true;
   for (size_t i = 1; i < es; ++i) same_bytes &= b[i] == b[0];
   if (same_bytes && dst.is_contiguous()) {
-    VT_CUDA_CHECK(cudaMemsetAsync(dst.raw_data(), b[0], dst.nbytes(), context(dst.device().index).stream));
+    VT_CUDA_CHECK(cudaMemsetAsync(dst.raw_data(), b[0], dst.nbytes(), context(dst.device().index).stream()));
     return;
   }
   switch (es) {

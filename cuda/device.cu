@@ -1,9 +1,11 @@
-// device.cu: device discovery, the per-device stream and context, and the public device functions
-// of include/vt/cuda.h (is_available, device_count, synchronize, stream).
+// device.cu: device discovery, the per-device context and default stream, and the public device
+// functions of include/vt/cuda.h (is_available, device_count, synchronize, stream). Streams, events
+// and the current stream are in stream.cu.
 //
-// One stream per device, created with default flags (blocking): it orders with the legacy default
-// stream, so a kernel launched without a stream argument elsewhere still runs in program order with
-// vt's own work. Contexts are created lazily under a mutex and intentionally leaked.
+// The default stream of a device is created with default flags (blocking): it orders with the
+// legacy default stream, so a kernel launched without a stream argument elsewhere still runs in
+// program order with vt's own work. Contexts are created lazily under a mutex and intentionally
+// leaked.
 #include <mutex>
 #include <vector>
 
@@ -41,7 +43,7 @@ DeviceContext& context(int device) {
     auto* c = new DeviceContext();
     c->device = device;
     DeviceGuard g(device);
-    VT_CUDA_CHECK(cudaStreamCreate(&c->stream));
+    VT_CUDA_CHECK(cudaStreamCreate(&c->default_stream));
     cudaDeviceProp prop{};
     VT_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     c->sm_count = prop.multiProcessorCount;
@@ -65,10 +67,9 @@ DeviceGuard::~DeviceGuard() {
 void synchronize(int device) {
   if (device < 0) VT_CUDA_CHECK(cudaGetDevice(&device));
   DeviceGuard g(device);
-  VT_CUDA_CHECK(cudaStreamSynchronize(context(device).stream));
-  VT_CUDA_CHECK(cudaDeviceSynchronize());
+  VT_CUDA_CHECK(cudaDeviceSynchronize());  // every stream of the device
 }
 
-CUstream_st* stream(int device) { return context(device).stream; }
+CUstream_st* stream(int device) { return context(device).stream(); }
 
 }  // namespace vt::cuda

@@ -1,30 +1,45 @@
-// device.h: per-device state of the CUDA backend: the one stream all vt work on a device is ordered
-// on, the multiprocessor count (launch sizing), a device-side error slot for index validation, and
-// a guard that makes a tensor's device current for the duration of an op.
+// device.h: per-device state of the CUDA backend: the device's default stream and the calling
+// thread's current stream (what every kernel launch uses), the multiprocessor count (launch sizing),
+// a device-side error slot for index validation, a per-stream GEMM workspace, and a guard that makes
+// a tensor's device current for the duration of an op.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 
 #include "check.h"
 #include "vt/shape.h"
 
 namespace vt::cuda {
 
+// The stream vt work on `device` issued from this thread is queued on: the one set by a live
+// StreamGuard (vt/cuda.h), else the device's default stream.
+cudaStream_t current_stream(int device);
+
 struct DeviceContext {
   int device = 0;
-  cudaStream_t stream = nullptr;
+  cudaStream_t default_stream = nullptr;  // created blocking: ordered with the legacy stream 0
   int sm_count = 0;
   size_t l2_bytes = 0;
   // Index validation: kernels that find a bad index record it here (see IndexError in index.cu);
   // the host reads it back after the kernel. Device memory, plus a pinned host mirror.
   int64_t* error_slot = nullptr;
   int64_t* error_host = nullptr;
+  std::mutex error_mu;  // held from a checked kernel's slot reset to its read-back (index.cu)
+
+  cudaStream_t stream() const { return current_stream(device); }
 };
 
 // Created on first use (stream, properties, error slot); never destroyed (the driver frees all at
 // exit, and tensors released during static destruction must still find their device).
 DeviceContext& context(int device);
+
+// cuBLAS and cuBLASLt scratch: one buffer of kGemmWorkspaceBytes per (device, stream), shared by
+// both libraries (work on one stream runs in order, so they never use it at the same time; two
+// streams never share one). Allocated on first use and kept for the life of the process.
+constexpr size_t kGemmWorkspaceBytes = 32 << 20;
+void* gemm_workspace(int device, cudaStream_t stream);
 
 // Makes `device` current while alive; restores the previous device afterwards.
 class DeviceGuard {

@@ -389,7 +389,7 @@ void flash_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
   VT_CHECK(out.is_contiguous() && lse.is_contiguous() && dq.is_contiguous() && dk.is_contiguous() &&
                dv.is_contiguous() && lse.dtype() == DType::F32,
            "cuda flash attention backward: out, lse, dq, dk, dv must be contiguous, lse f32");
-  const cudaStream_t stream = context(q.device().index).stream;
+  const cudaStream_t stream = context(q.device().index).stream();
   if (q.numel() == 0 || k.numel() == 0) {  // no query or no key: every gradient is 0
     for (const Tensor* t : {&dq, &dk, &dv})
       if (t->nbytes() > 0) VT_CUDA_CHECK(cudaMemsetAsync(t->raw_data(), 0, t->nbytes(), stream));

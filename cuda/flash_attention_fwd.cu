@@ -296,7 +296,7 @@ void flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, 
   VT_CHECK(out.is_contiguous() && lse.is_contiguous() && lse.dtype() == DType::F32,
            "cuda flash attention: out and lse must be contiguous, lse f32");
   if (q.size(0) * q.size(1) * q.size(2) == 0) return;
-  const cudaStream_t stream = context(q.device().index).stream;
+  const cudaStream_t stream = context(q.device().index).stream();
   const Plan plan = make_plan(rows, q.size(2), k.size(2), kFwdM, q.device());
   const bool is_bf16 = q.dtype() == DType::BF16;
   if (q.size(3) == 64) {

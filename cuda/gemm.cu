@@ -11,7 +11,7 @@
 // Precision: f32 in f32 with CUBLAS_COMPUTE_32F (no TF32, as PyTorch's default for matmul), f64 in
 // f64, bf16 and f16 operands with f32 accumulation (CUBLAS_COMPUTE_32F) and one rounding to the
 // 16-bit output. cuBLAS picks its kernels by heuristics (cublasGemmEx calls cuBLASLt underneath,
-// as torch.matmul does), with a 32 MiB workspace per device so the split-K and stream-K kernels
+// as torch.matmul does), with a 32 MiB workspace per stream so the split-K and stream-K kernels
 // are available.
 #include <mutex>
 #include <vector>
@@ -24,29 +24,39 @@ namespace vt::cuda {
 
 namespace {
 
-constexpr size_t kWorkspaceBytes = 32 << 20;
-
+// One cuBLAS handle per device, shared by every stream: a call takes the handle's lock, binds it to
+// the calling thread's current stream and that stream's workspace (device.h), and enqueues.
 struct Blas {
+  std::mutex mu;
   cublasHandle_t handle = nullptr;
-  std::shared_ptr<void> workspace;
 };
 
-cublasHandle_t blas_handle(int device) {
+struct BlasCall {
+  std::unique_lock<std::mutex> lock;
+  cublasHandle_t handle;
+};
+
+BlasCall blas_handle(int device) {
   static std::mutex mu;
   static std::vector<Blas*> all;  // leaked: handles outlive static destruction safely
-  std::lock_guard<std::mutex> lock(mu);
-  if (all.empty()) all.assign(std::max(device_count(), 1), nullptr);
-  if (!all[device]) {
-    auto* b = new Blas();
-    DeviceContext& ctx = context(device);
-    VT_CUBLAS_CHECK(cublasCreate(&b->handle));
-    VT_CUBLAS_CHECK(cublasSetStream(b->handle, ctx.stream));
-    b->workspace = allocate_workspace(kWorkspaceBytes, device);
-    VT_CUBLAS_CHECK(cublasSetWorkspace(b->handle, b->workspace.get(), kWorkspaceBytes));
-    VT_CUBLAS_CHECK(cublasSetMathMode(b->handle, CUBLAS_DEFAULT_MATH));
-    all[device] = b;
+  Blas* b;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (all.empty()) all.assign(std::max(device_count(), 1), nullptr);
+    if (!all[device]) {
+      auto* nb = new Blas();
+      DeviceGuard g(device);
+      VT_CUBLAS_CHECK(cublasCreate(&nb->handle));
+      VT_CUBLAS_CHECK(cublasSetMathMode(nb->handle, CUBLAS_DEFAULT_MATH));
+      all[device] = nb;
+    }
+    b = all[device];
   }
-  return all[device]->handle;
+  BlasCall call{std::unique_lock<std::mutex>(b->mu), b->handle};
+  const cudaStream_t stream = current_stream(device);
+  VT_CUBLAS_CHECK(cublasSetStream(b->handle, stream));
+  VT_CUBLAS_CHECK(cublasSetWorkspace(b->handle, gemm_workspace(device, stream), kGemmWorkspaceBytes));
+  return call;
 }
 
 // How cuBLAS reads one operand: op, leading dimension, batch stride.
@@ -137,7 +147,8 @@ void CudaBackend::bmm(const Tensor& a_in, const Tensor& b_in, const Tensor& out_
   const double one_d = 1.0, zero_d = 0.0;
   const void* alpha = t == DType::F64 ? static_cast<const void*>(&one_d) : &one_f;
   const void* beta = t == DType::F64 ? static_cast<const void*>(&zero_d) : &zero_f;
-  cublasHandle_t h = blas_handle(out.device().index);
+  const BlasCall blas = blas_handle(out.device().index);
+  cublasHandle_t h = blas.handle;
   // C^T (N, M) = op(b^T) (N, K) @ op(a^T) (K, M); cuBLAS "A" = b, "B" = a.
   if (B == 1) {
     VT_CUBLAS_CHECK(cublasGemmEx(h, ob.op, oa.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), alpha,

@@ -30,11 +30,9 @@ namespace vt::cuda {
 
 namespace {
 
-constexpr size_t kLtWorkspaceBytes = 32 << 20;
-
+// A cuBLASLt handle is thread-safe and stream-free; the workspace is the stream's (device.h).
 struct LtHandle {
   cublasLtHandle_t handle = nullptr;
-  std::shared_ptr<void> workspace;
 };
 
 LtHandle& lt_handle(int device) {
@@ -45,7 +43,6 @@ LtHandle& lt_handle(int device) {
   if (!all[device]) {
     auto* h = new LtHandle();
     VT_CUBLAS_CHECK(cublasLtCreate(&h->handle));
-    h->workspace = allocate_workspace(kLtWorkspaceBytes, device);
     all[device] = h;
   }
   return *all[device];
@@ -90,6 +87,7 @@ void linear_bias_forward(const Tensor& x, const Tensor& weight, const Tensor& bi
     default: VT_FAIL("cuda linear: unsupported dtype ", dtype_name(t));
   }
   LtHandle& h = lt_handle(out.device().index);
+  const cudaStream_t stream = current_stream(out.device().index);
   LtDescriptors desc;
   VT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
@@ -106,7 +104,7 @@ void linear_bias_forward(const Tensor& x, const Tensor& weight, const Tensor& bi
   VT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&desc.b, dt, K, M, K));
   VT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&desc.d, dt, N, M, N));
   VT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&desc.pref));
-  const size_t ws = kLtWorkspaceBytes;
+  const size_t ws = kGemmWorkspaceBytes;
   VT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(desc.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                                        sizeof(ws)));
   cublasLtMatmulHeuristicResult_t heuristic{};
@@ -117,8 +115,8 @@ void linear_bias_forward(const Tensor& x, const Tensor& weight, const Tensor& bi
            N, ")^T with a ", gelu_tanh ? "GELU+bias" : "bias", " epilogue");
   const float one = 1.f, zero = 0.f;
   VT_CUBLAS_CHECK(cublasLtMatmul(h.handle, desc.op, &one, weight.raw_data(), desc.a, x.raw_data(), desc.b, &zero,
-                                 out.raw_data(), desc.d, out.raw_data(), desc.d, &heuristic.algo, h.workspace.get(),
-                                 kLtWorkspaceBytes, context(out.device().index).stream));
+                                 out.raw_data(), desc.d, out.raw_data(), desc.d, &heuristic.algo,
+                                 gemm_workspace(out.device().index, stream), kGemmWorkspaceBytes, stream));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 // colliding indices always add in the same order, as on the CPU. Values accumulate in the compute
 // type and round on each store (bf16 += bf16 rounds per add, like the CPU).
 #include <cstring>
+#include <mutex>
 
 #include "backend.h"
 #include "loop.cuh"
@@ -139,14 +140,18 @@ IndexPlan make_index_plan(const Shape& shape, int dim, int64_t dim_size, const T
   return p;
 }
 
-void reset_slot(DeviceContext& ctx) {
-  VT_CUDA_CHECK(cudaMemsetAsync(ctx.error_slot, kNoErrorByte, sizeof(int64_t), ctx.stream));
+// Clears the slot for one checked kernel; the returned lock keeps other host threads (and their
+// streams) off the slot until check_slot has read it back.
+std::unique_lock<std::mutex> reset_slot(DeviceContext& ctx) {
+  std::unique_lock<std::mutex> lock(ctx.error_mu);
+  VT_CUDA_CHECK(cudaMemsetAsync(ctx.error_slot, kNoErrorByte, sizeof(int64_t), ctx.stream()));
+  return lock;
 }
 
 // Reads the slot back; raises naming the first bad index (read from the index tensor).
 void check_slot(DeviceContext& ctx, const Tensor& index_flat_src, int64_t dim_size, const char* op) {
-  VT_CUDA_CHECK(cudaMemcpyAsync(ctx.error_host, ctx.error_slot, sizeof(int64_t), cudaMemcpyDeviceToHost, ctx.stream));
-  VT_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+  VT_CUDA_CHECK(cudaMemcpyAsync(ctx.error_host, ctx.error_slot, sizeof(int64_t), cudaMemcpyDeviceToHost, ctx.stream()));
+  VT_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
   const int64_t pos = ctx.error_host[0];
   if (pos == kNoError) return;
   Tensor idx = index_flat_src.to(Device::cpu()).contiguous();
@@ -185,12 +190,12 @@ void CudaBackend::index_select(const Tensor& x, int dim, const Tensor& index, co
   DeviceContext& ctx = context(out.device().index);
   const IndexPlan p = make_index_plan(out.shape(), dim, x.shape()[dim], x, out, nullptr);
   const int64_t istride = index.dim() ? index.strides()[0] : 0;
-  reset_slot(ctx);
+  const auto slot = reset_slot(ctx);
   visit_bits(x.element_size(), [&](auto e) {
     using E = typename decltype(e)::type;
     visit_index(index, "index_select", [&](auto i) {
       using I = typename decltype(i)::type;
-      index_select_kernel<E, I><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      index_select_kernel<E, I><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream()>>>(
           static_cast<const E*>(x.raw_data()), static_cast<E*>(out.raw_data()),
           static_cast<const I*>(index.raw_data()), istride, p, n, ctx.error_slot);
       VT_CUDA_CHECK_LAUNCH();
@@ -208,12 +213,12 @@ void CudaBackend::gather(const Tensor& x, int dim, const Tensor& index, const Te
   DeviceGuard g(out.device());
   DeviceContext& ctx = context(out.device().index);
   const IndexPlan p = make_index_plan(index.shape(), dim, x.shape()[dim], x, out, &index);
-  reset_slot(ctx);
+  const auto slot = reset_slot(ctx);
   visit_bits(x.element_size(), [&](auto e) {
     using E = typename decltype(e)::type;
     visit_index(index, "gather", [&](auto i) {
       using I = typename decltype(i)::type;
-      gather_kernel<E, I><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      gather_kernel<E, I><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream()>>>(
           static_cast<const E*>(x.raw_data()), static_cast<E*>(out.raw_data()),
           static_cast<const I*>(index.raw_data()), p, n, ctx.error_slot);
       VT_CUDA_CHECK_LAUNCH();
@@ -232,12 +237,12 @@ void CudaBackend::scatter_add(const Tensor& out, int dim, const Tensor& index, c
   DeviceContext& ctx = context(out.device().index);
   const int64_t L = index.shape()[dim], lines = n / L;
   const IndexPlan p = make_index_plan(index.shape(), dim, out.shape()[dim], src, out, &index);
-  reset_slot(ctx);
+  const auto slot = reset_slot(ctx);
   visit_dtype(out.dtype(), [&](auto t) {
     using T = typename decltype(t)::type;
     visit_index(index, "scatter_add", [&](auto i) {
       using I = typename decltype(i)::type;
-      scatter_add_kernel<T, I><<<grid_for(lines, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+      scatter_add_kernel<T, I><<<grid_for(lines, kThreads, ctx), kThreads, 0, ctx.stream()>>>(
           static_cast<T*>(out.raw_data()), static_cast<const T*>(src.raw_data()),
           static_cast<const I*>(index.raw_data()), p, lines, ctx.error_slot);
       VT_CUDA_CHECK_LAUNCH();

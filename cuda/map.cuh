@@ -145,7 +145,7 @@ void launch_map(const Tensor& out, F f, const std::array<const Tensor*, sizeof..
        ...);
       if (aligned) {
         const unsigned grid = grid_for((n + V - 1) / V, kMapThreads, ctx);
-        map_dense_kernel<V, Out, F, In...><<<grid, kMapThreads, 0, ctx.stream>>>(
+        map_dense_kernel<V, Out, F, In...><<<grid, kMapThreads, 0, ctx.stream()>>>(
             n, o, f, DenseIn<In>{reinterpret_cast<const In*>(ptr[Is + 1]), plan.strides[Is + 1][0] == 0, 0}...);
         VT_CUDA_CHECK_LAUNCH();
         return;
@@ -164,7 +164,7 @@ void launch_map(const Tensor& out, F f, const std::array<const Tensor*, sizeof..
        ...);
       if (ok) {
         const unsigned grid = grid_for((n + V - 1) / V, kMapThreads, ctx);
-        map_dense_kernel<V, Out, F, In...><<<grid, kMapThreads, 0, ctx.stream>>>(
+        map_dense_kernel<V, Out, F, In...><<<grid, kMapThreads, 0, ctx.stream()>>>(
             n, o, f,
             DenseIn<In>{reinterpret_cast<const In*>(ptr[Is + 1]), plan.strides[Is + 1][1] == 0,
                         plan.strides[Is + 1][0] == 0 && plan.strides[Is + 1][1] == 1 ? C : 0}...);
@@ -176,7 +176,7 @@ void launch_map(const Tensor& out, F f, const std::array<const Tensor*, sizeof..
       int64_t count = 1;
       for (int d = 0; d < piece.ndim; ++d) count *= piece.shape[d];
       if (count == 0) return;
-      map_strided_kernel<uint32_t, Out, F, In...><<<grid_for(count, kMapThreads, ctx), kMapThreads, 0, ctx.stream>>>(
+      map_strided_kernel<uint32_t, Out, F, In...><<<grid_for(count, kMapThreads, ctx), kMapThreads, 0, ctx.stream()>>>(
           piece, static_cast<uint32_t>(count), reinterpret_cast<Out*>(pp[0]), f,
           reinterpret_cast<const In*>(pp[Is + 1])...);
       VT_CUDA_CHECK_LAUNCH();

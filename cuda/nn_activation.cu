@@ -149,12 +149,12 @@ void softmax_forward_cuda(const Tensor& x, const Tensor& y, int64_t outer, int64
     const T* xp = static_cast<const T*>(x.raw_data());
     T* yp = static_cast<T*>(y.raw_data());
     if (inner != 1) {
-      softmax_columns_kernel<T><<<blocks_for(outer * inner, kThreads), kThreads, 0, ctx.stream>>>(xp, yp, outer, C,
+      softmax_columns_kernel<T><<<blocks_for(outer * inner, kThreads), kThreads, 0, ctx.stream()>>>(xp, yp, outer, C,
                                                                                                   inner, log);
     } else if (C <= kWarpRowMax) {
-      softmax_rows_kernel<T, 32><<<blocks_for(outer, kThreads / 32), kThreads, 0, ctx.stream>>>(xp, yp, outer, C, log);
+      softmax_rows_kernel<T, 32><<<blocks_for(outer, kThreads / 32), kThreads, 0, ctx.stream()>>>(xp, yp, outer, C, log);
     } else {
-      softmax_rows_kernel<T, kThreads><<<blocks_for(outer, 1), kThreads, 0, ctx.stream>>>(xp, yp, outer, C, log);
+      softmax_rows_kernel<T, kThreads><<<blocks_for(outer, 1), kThreads, 0, ctx.stream()>>>(xp, yp, outer, C, log);
     }
     VT_CUDA_CHECK_LAUNCH();
   });
@@ -170,13 +170,13 @@ void softmax_backward_cuda(const Tensor& y, const Tensor& dy, const Tensor& dx, 
     const T *yp = static_cast<const T*>(y.raw_data()), *gp = static_cast<const T*>(dy.raw_data());
     T* dp = static_cast<T*>(dx.raw_data());
     if (inner != 1) {
-      softmax_backward_columns_kernel<T><<<blocks_for(outer * inner, kThreads), kThreads, 0, ctx.stream>>>(
+      softmax_backward_columns_kernel<T><<<blocks_for(outer * inner, kThreads), kThreads, 0, ctx.stream()>>>(
           yp, gp, dp, outer, C, inner, log);
     } else if (C <= kWarpRowMax) {
-      softmax_backward_rows_kernel<T, 32><<<blocks_for(outer, kThreads / 32), kThreads, 0, ctx.stream>>>(yp, gp, dp,
+      softmax_backward_rows_kernel<T, 32><<<blocks_for(outer, kThreads / 32), kThreads, 0, ctx.stream()>>>(yp, gp, dp,
                                                                                                          outer, C, log);
     } else {
-      softmax_backward_rows_kernel<T, kThreads><<<blocks_for(outer, 1), kThreads, 0, ctx.stream>>>(yp, gp, dp, outer,
+      softmax_backward_rows_kernel<T, kThreads><<<blocks_for(outer, 1), kThreads, 0, ctx.stream()>>>(yp, gp, dp, outer,
                                                                                                   C, log);
     }
     VT_CUDA_CHECK_LAUNCH();
@@ -302,7 +302,7 @@ void swiglu_backward_cuda(const Tensor& gate, const Tensor& up, const Tensor& dy
   if (n == 0) return;
   visit_float(gate.dtype(), "swiglu_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    swiglu_backward_kernel<T><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+    swiglu_backward_kernel<T><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream()>>>(
         static_cast<const T*>(gate.raw_data()), static_cast<const T*>(up.raw_data()),
         static_cast<const T*>(dy.raw_data()), static_cast<T*>(dgate.raw_data()), static_cast<T*>(dup.raw_data()), n);
     VT_CUDA_CHECK_LAUNCH();

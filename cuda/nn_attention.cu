@@ -470,7 +470,7 @@ void attention_forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, c
     const size_t bytes = base + kt * per_key;
     allow_smem(attention_forward_kernel<T>, bytes, q.device().index, dm);
     const int64_t blocks = dm.B * dm.Hq * ((dm.Tq + kWarps - 1) / kWarps);
-    attention_forward_kernel<T><<<grid_blocks(blocks), kThreads, bytes, ctx.stream>>>(
+    attention_forward_kernel<T><<<grid_blocks(blocks), kThreads, bytes, ctx.stream()>>>(
         static_cast<const T*>(q.raw_data()), str_of(q), static_cast<const T*>(k.raw_data()), str_of(k),
         static_cast<const T*>(v.raw_data()), str_of(v), dm, mask_of<A>(dr, rows, q.device()), static_cast<A>(scale), kt,
         static_cast<T*>(out.raw_data()), static_cast<A*>(lse.raw_data()));
@@ -514,7 +514,7 @@ void attention_backward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, 
     A* dl = static_cast<A*>(delta.raw_data());
     const int64_t rows_total = dm.B * dm.Hq * dm.Tq;
     if (rows_total > 0) {
-      attention_delta_kernel<T><<<nnk::blocks_for(rows_total, kWarps), kThreads, 0, ctx.stream>>>(
+      attention_delta_kernel<T><<<nnk::blocks_for(rows_total, kWarps), kThreads, 0, ctx.stream()>>>(
           dop, str_of(dout), static_cast<const T*>(out.raw_data()), dm, dl);
       VT_CUDA_CHECK_LAUNCH();
     }
@@ -527,7 +527,7 @@ void attention_backward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, 
       const size_t bytes = base + kt * per_key;
       allow_smem(attention_dq_kernel<T>, bytes, device, dm);
       const int64_t blocks = dm.B * dm.Hq * ((dm.Tq + kWarps - 1) / kWarps);
-      attention_dq_kernel<T><<<grid_blocks(blocks), kThreads, bytes, ctx.stream>>>(
+      attention_dq_kernel<T><<<grid_blocks(blocks), kThreads, bytes, ctx.stream()>>>(
           qp, str_of(q), kp, str_of(k), vp, str_of(v), dop, str_of(dout), lp, dl, dm, mk, sc, kt,
           static_cast<T*>(dq.raw_data()));
       VT_CUDA_CHECK_LAUNCH();
@@ -538,7 +538,7 @@ void attention_backward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, 
       const size_t bytes = kv_base + nr * kv_per_row;
       allow_smem(attention_dkdv_kernel<T>, bytes, device, dm);
       const int64_t blocks = dm.B * dm.Hkv * ((dm.Tk + kWarps - 1) / kWarps);
-      attention_dkdv_kernel<T><<<grid_blocks(blocks), kThreads, bytes, ctx.stream>>>(
+      attention_dkdv_kernel<T><<<grid_blocks(blocks), kThreads, bytes, ctx.stream()>>>(
           qp, str_of(q), kp, str_of(k), vp, str_of(v), dop, str_of(dout), lp, dl, dm, mk, dr.tlo, dr.thi, sc, nr,
           static_cast<T*>(dk.raw_data()), static_cast<T*>(dv.raw_data()));
       VT_CUDA_CHECK_LAUNCH();

@@ -162,7 +162,7 @@ void forward(const Tensor& x, const Tensor& w, const nn::Conv2dOptions& o, const
       cn = xn.view({nb, g.C, P});
     } else {
       cn = col.narrow(0, 0, nb);
-      im2col_kernel<T><<<grid(nb * K * P, ctx), kThreads, 0, ctx.stream>>>(xn.data<T>(), g, nb, cn.data<T>());
+      im2col_kernel<T><<<grid(nb * K * P, ctx), kThreads, 0, ctx.stream()>>>(xn.data<T>(), g, nb, cn.data<T>());
       VT_CUDA_CHECK_LAUNCH();
     }
     be.bmm(w3.expand({nb, g.O, K}), cn, out.narrow(0, n0, nb).view({nb, g.O, P}));
@@ -200,12 +200,12 @@ void backward(const Tensor& x, const Tensor& w, const Tensor& gout, const nn::Co
         cn = xn.view({nb, g.C, P});
       } else {
         cn = col.narrow(0, 0, nb);
-        im2col_kernel<T><<<grid(nb * K * P, ctx), kThreads, 0, ctx.stream>>>(xn.data<T>(), g, nb, cn.data<T>());
+        im2col_kernel<T><<<grid(nb * K * P, ctx), kThreads, 0, ctx.stream()>>>(xn.data<T>(), g, nb, cn.data<T>());
         VT_CUDA_CHECK_LAUNCH();
       }
       const Tensor parts = dw_img.narrow(0, 0, nb);
       be.bmm(gn, cn.transpose(1, 2), parts);
-      sum_images_kernel<T><<<grid(OK, ctx), kThreads, 0, ctx.stream>>>(parts.data<T>(), nb, OK, n0 == 0,
+      sum_images_kernel<T><<<grid(OK, ctx), kThreads, 0, ctx.stream()>>>(parts.data<T>(), nb, OK, n0 == 0,
                                                                            dw.data<T>());
       VT_CUDA_CHECK_LAUNCH();
     }
@@ -216,7 +216,7 @@ void backward(const Tensor& x, const Tensor& w, const Tensor& gout, const nn::Co
       } else {
         const Tensor dn = dcol.narrow(0, 0, nb);
         be.bmm(wT.expand({nb, K, g.O}), gn, dn);
-        col2im_kernel<T><<<grid(nb * g.C * g.H * g.W, ctx), kThreads, 0, ctx.stream>>>(dn.data<T>(), g, nb,
+        col2im_kernel<T><<<grid(nb * g.C * g.H * g.W, ctx), kThreads, 0, ctx.stream()>>>(dn.data<T>(), g, nb,
                                                                                            dxn.data<T>());
         VT_CUDA_CHECK_LAUNCH();
       }
@@ -231,7 +231,7 @@ void add_bias(const Tensor& out, const Tensor& b) {  // out (N, O, Ho, Wo) += b 
   const int64_t O = out.size(1), P = out.size(2) * out.size(3), total = out.numel();
   if (total == 0) return;
   DeviceContext& ctx = context(out.device().index);
-  add_bias_kernel<T><<<grid(total, ctx), kThreads, 0, ctx.stream>>>(out.data<T>(), b.data<T>(), O, P, total);
+  add_bias_kernel<T><<<grid(total, ctx), kThreads, 0, ctx.stream()>>>(out.data<T>(), b.data<T>(), O, P, total);
   VT_CUDA_CHECK_LAUNCH();
 }
 
@@ -240,7 +240,7 @@ void bias_grad(const Tensor& gout, const Tensor& db) {  // db (O) = sum of gout 
   const int64_t N = gout.size(0), O = gout.size(1), P = gout.size(2) * gout.size(3);
   if (O == 0) return;
   DeviceContext& ctx = context(gout.device().index);
-  bias_grad_kernel<T><<<static_cast<unsigned>(O), kThreads, 0, ctx.stream>>>(gout.data<T>(), N, O, P, db.data<T>());
+  bias_grad_kernel<T><<<static_cast<unsigned>(O), kThreads, 0, ctx.stream()>>>(gout.data<T>(), N, O, P, db.data<T>());
   VT_CUDA_CHECK_LAUNCH();
 }
 

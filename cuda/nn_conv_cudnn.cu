@@ -46,14 +46,13 @@ std::mutex& cudnn_mutex() {  // guards the handles and the plan cache; held for 
   return mu;
 }
 
-// One handle per device, bound to the device's stream; created with the device current.
+// One handle per device, created with the device current, bound at each call (under
+// cudnn_mutex) to the calling thread's current stream.
 cudnnHandle_t cudnn_handle(int device) {
   static std::vector<cudnnHandle_t> all;  // leaked: handles outlive static destruction safely
   if (all.empty()) all.assign(std::max(device_count(), 1), nullptr);
-  if (!all[device]) {
-    VT_CUDNN_CHECK(cudnnCreate(&all[device]));
-    VT_CUDNN_CHECK(cudnnSetStream(all[device], context(device).stream));
-  }
+  if (!all[device]) VT_CUDNN_CHECK(cudnnCreate(&all[device]));
+  VT_CUDNN_CHECK(cudnnSetStream(all[device], current_stream(device)));
   return all[device];
 }
 

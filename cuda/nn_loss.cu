@@ -111,7 +111,7 @@ void cross_entropy_forward_cuda(const Tensor& logits, const Tensor& target, int6
   visit_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc<T>;
-    cross_entropy_forward_kernel<T><<<static_cast<unsigned>(N), kThreads, 0, ctx.stream>>>(
+    cross_entropy_forward_kernel<T><<<static_cast<unsigned>(N), kThreads, 0, ctx.stream()>>>(
         static_cast<const T*>(logits.raw_data()), static_cast<const int64_t*>(target.raw_data()), C, ignore_index,
         A(label_smoothing), static_cast<A*>(row_loss.raw_data()), static_cast<A*>(lse.raw_data()),
         static_cast<unsigned long long*>(flag.raw_data()));
@@ -135,7 +135,7 @@ void cross_entropy_backward_cuda(const Tensor& logits, const Tensor& target, con
   visit_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc<T>;
-    cross_entropy_backward_kernel<T><<<static_cast<unsigned>(N), kThreads, 0, ctx.stream>>>(
+    cross_entropy_backward_kernel<T><<<static_cast<unsigned>(N), kThreads, 0, ctx.stream()>>>(
         static_cast<const T*>(logits.raw_data()), static_cast<const int64_t*>(target.raw_data()),
         static_cast<const A*>(lse.raw_data()), static_cast<const A*>(row_grad.raw_data()), C, ignore_index,
         A(label_smoothing), static_cast<T*>(dlogits.raw_data()));
@@ -202,7 +202,7 @@ void bitwise_forward_cuda(const Tensor& logits, const Tensor& bits, double label
   visit_float(logits.dtype(), "bitwise_cross_entropy", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc<T>;
-    bitwise_forward_kernel<T><<<blocks_for(tokens, kThreads / 32), kThreads, 0, ctx.stream>>>(
+    bitwise_forward_kernel<T><<<blocks_for(tokens, kThreads / 32), kThreads, 0, ctx.stream()>>>(
         static_cast<const T*>(logits.raw_data()), static_cast<const int64_t*>(bits.raw_data()), tokens, d,
         A(label_smoothing), static_cast<A*>(token_loss.raw_data()), static_cast<unsigned long long*>(flag.raw_data()));
     VT_CUDA_CHECK_LAUNCH();
@@ -224,7 +224,7 @@ void bitwise_backward_cuda(const Tensor& logits, const Tensor& bits, const Tenso
   visit_float(logits.dtype(), "bitwise_cross_entropy_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc<T>;
-    bitwise_backward_kernel<T><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+    bitwise_backward_kernel<T><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream()>>>(
         static_cast<const T*>(logits.raw_data()), static_cast<const int64_t*>(bits.raw_data()),
         static_cast<const A*>(token_grad.raw_data()), n, logits.size(1), A(label_smoothing),
         static_cast<T*>(dlogits.raw_data()));

@@ -109,7 +109,7 @@ void rope_apply_cuda(const Tensor& x, const Tensor& cos, const Tensor& sin, Rope
   const int64_t n = R * (D / 2);
   auto run = [&](auto tag) {
     using A = decltype(tag);
-    rope_apply_kernel<A><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+    rope_apply_kernel<A><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream()>>>(
         static_cast<const A*>(x.raw_data()), static_cast<const A*>(cos.raw_data()),
         static_cast<const A*>(sin.raw_data()), t, half_layout, transpose, rt, static_cast<A*>(out.raw_data()), R, D);
     VT_CUDA_CHECK_LAUNCH();
@@ -250,9 +250,9 @@ void interpolate_run(const Tensor& src, const InterpPlan& p, const Tensor& dst, 
   const int64_t* ints = static_cast<const int64_t*>(dt.ints.raw_data());
   const A* wts = static_cast<const A*>(dt.weights.raw_data());
   if (backward)
-    interpolate_backward_kernel<A><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream>>>(s, dt.ax, ints, wts, d, n);
+    interpolate_backward_kernel<A><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream()>>>(s, dt.ax, ints, wts, d, n);
   else
-    interpolate_forward_kernel<A><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream>>>(s, dt.ax, ints, wts, d, n);
+    interpolate_forward_kernel<A><<<grid_for(n, kThreads, ctx), kThreads, 0, ctx.stream()>>>(s, dt.ax, ints, wts, d, n);
   VT_CUDA_CHECK_LAUNCH();
 }
 

@@ -79,7 +79,7 @@ void launch(const AdamWScalars& s, const Tensor& param, const Tensor& grad, cons
   DeviceContext& ctx = context(param.device().index);
   const bool vec = aligned_to(param.raw_data(), sizeof(P) * kVec) && aligned_to(grad.raw_data(), sizeof(G) * kVec) &&
                    aligned16(master.raw_data()) && aligned16(exp_avg.raw_data()) && aligned16(exp_avg_sq.raw_data());
-  adamw_kernel<P, G><<<grid_for((n + kVec - 1) / kVec, kThreads, ctx), kThreads, 0, ctx.stream>>>(
+  adamw_kernel<P, G><<<grid_for((n + kVec - 1) / kVec, kThreads, ctx), kThreads, 0, ctx.stream()>>>(
       s, static_cast<P*>(param.raw_data()), static_cast<const G*>(grad.raw_data()),
       static_cast<float*>(master.raw_data()), static_cast<float*>(exp_avg.raw_data()),
       static_cast<float*>(exp_avg_sq.raw_data()), n, vec);

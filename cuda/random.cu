@@ -61,7 +61,7 @@ void CudaBackend::random(RandomDist dist, const Tensor& out, double p0, double p
   DeviceContext& ctx = context(out.device().index);
   visit_dtype(out.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    random_kernel<T><<<grid_for(n, 256, ctx), 256, 0, ctx.stream>>>(static_cast<T*>(out.raw_data()), n, dist, p0,
+    random_kernel<T><<<grid_for(n, 256, ctx), 256, 0, ctx.stream()>>>(static_cast<T*>(out.raw_data()), n, dist, p0,
                                                                      p1, seed, call_offset);
     VT_CUDA_CHECK_LAUNCH();
   });

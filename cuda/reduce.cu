@@ -86,12 +86,12 @@ void CudaBackend::cumsum(const Tensor& x, int dim, const Tensor& out) {
     using T = typename decltype(tag)::type;
     const T* xp = static_cast<const T*>(x.raw_data());
     if (out.dtype() == DType::I64 && x.dtype() != DType::I64) {
-      cumsum_kernel<T, int64_t><<<grid, 128, 0, ctx.stream>>>(xp, static_cast<int64_t*>(out.raw_data()), lx, lo, L,
+      cumsum_kernel<T, int64_t><<<grid, 128, 0, ctx.stream()>>>(xp, static_cast<int64_t*>(out.raw_data()), lx, lo, L,
                                                               sx, so);
     } else {
       VT_CHECK(out.dtype() == x.dtype(), "cuda cumsum: output dtype ", dtype_name(out.dtype()), " for input ",
                dtype_name(x.dtype()));
-      cumsum_kernel<T, T><<<grid, 128, 0, ctx.stream>>>(xp, static_cast<T*>(out.raw_data()), lx, lo, L, sx, so);
+      cumsum_kernel<T, T><<<grid, 128, 0, ctx.stream()>>>(xp, static_cast<T*>(out.raw_data()), lx, lo, L, sx, so);
     }
     VT_CUDA_CHECK_LAUNCH();
   });

@@ -223,7 +223,7 @@ void reduce_typed(const Tensor& x, uint32_t mask, const Tensor& out) {
   char* op = static_cast<char*>(out.raw_data());
   const size_t oes = out.element_size();
   if (p.N == 0) {
-    reduce_empty_kernel<T, OP><<<grid_for(p.M, kMaxThreads, ctx), kMaxThreads, 0, ctx.stream>>>(op, oes, p);
+    reduce_empty_kernel<T, OP><<<grid_for(p.M, kMaxThreads, ctx), kMaxThreads, 0, ctx.stream()>>>(op, oes, p);
     VT_CUDA_CHECK_LAUNCH();
     return;
   }
@@ -252,15 +252,15 @@ void reduce_typed(const Tensor& x, uint32_t mask, const Tensor& out) {
     int threads = 32;
     while (threads < kMaxThreads && threads < per_block) threads *= 2;
     const dim3 grid(static_cast<unsigned>(std::min<int64_t>(p.M, 1 << 30)), static_cast<unsigned>(p.S));
-    if (vec) reduce_row_kernel<T, OP, true><<<grid, threads, 0, ctx.stream>>>(xp, op, oes, part, p);
-    else reduce_row_kernel<T, OP, false><<<grid, threads, 0, ctx.stream>>>(xp, op, oes, part, p);
+    if (vec) reduce_row_kernel<T, OP, true><<<grid, threads, 0, ctx.stream()>>>(xp, op, oes, part, p);
+    else reduce_row_kernel<T, OP, false><<<grid, threads, 0, ctx.stream()>>>(xp, op, oes, part, p);
   } else {
     const dim3 grid(static_cast<unsigned>(std::min<int64_t>(units, 1 << 30)), static_cast<unsigned>(p.S));
-    reduce_col_kernel<T, OP><<<grid, kMaxThreads, 0, ctx.stream>>>(xp, op, oes, part, p);
+    reduce_col_kernel<T, OP><<<grid, kMaxThreads, 0, ctx.stream()>>>(xp, op, oes, part, p);
   }
   VT_CUDA_CHECK_LAUNCH();
   if (p.S > 1) {
-    reduce_finish_kernel<T, OP><<<grid_for(p.M, kMaxThreads, ctx), kMaxThreads, 0, ctx.stream>>>(part, op, oes, p);
+    reduce_finish_kernel<T, OP><<<grid_for(p.M, kMaxThreads, ctx), kMaxThreads, 0, ctx.stream()>>>(part, op, oes, p);
     VT_CUDA_CHECK_LAUNCH();
   }
 }

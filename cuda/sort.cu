@@ -131,13 +131,13 @@ void sort_typed(const Tensor& x, bool descending, const Tensor& values, const Te
       nullptr, temp_bytes, static_cast<const K*>(keys_in.get()), static_cast<K*>(keys_out.get()),
       static_cast<const int64_t*>(pos_in.get()), static_cast<int64_t*>(pos_out.get()), static_cast<int>(chunk_items),
       static_cast<int>(chunk_rows), static_cast<const int*>(offsets.get()), static_cast<const int*>(offsets.get()) + 1,
-      begin_bit, end_bit, ctx.stream));
+      begin_bit, end_bit, ctx.stream()));
   auto temp = allocate_workspace(std::max<size_t>(temp_bytes, 1), dev);
   const T* xp = static_cast<const T*>(x.raw_data());
   for (int64_t r0 = 0; r0 < M; r0 += chunk_rows) {
     const int64_t nrows = std::min(chunk_rows, M - r0), items = nrows * L;
     const unsigned grid = grid_for(items, kThreads, ctx);
-    make_keys_kernel<T, K><<<grid, kThreads, 0, ctx.stream>>>(xp, rows, sxl, r0, nrows, L, descending,
+    make_keys_kernel<T, K><<<grid, kThreads, 0, ctx.stream()>>>(xp, rows, sxl, r0, nrows, L, descending,
                                                               static_cast<K*>(keys_in.get()),
                                                               static_cast<int64_t*>(pos_in.get()),
                                                               static_cast<int*>(offsets.get()));
@@ -147,8 +147,8 @@ void sort_typed(const Tensor& x, bool descending, const Tensor& values, const Te
         temp.get(), bytes, static_cast<const K*>(keys_in.get()), static_cast<K*>(keys_out.get()),
         static_cast<const int64_t*>(pos_in.get()), static_cast<int64_t*>(pos_out.get()), static_cast<int>(items),
         static_cast<int>(nrows), static_cast<const int*>(offsets.get()), static_cast<const int*>(offsets.get()) + 1,
-        begin_bit, end_bit, ctx.stream));
-    write_sorted_kernel<T><<<grid, kThreads, 0, ctx.stream>>>(xp, rows, sxl, svl, sil, r0, nrows, L,
+        begin_bit, end_bit, ctx.stream()));
+    write_sorted_kernel<T><<<grid, kThreads, 0, ctx.stream()>>>(xp, rows, sxl, svl, sil, r0, nrows, L,
                                                               static_cast<const int64_t*>(pos_out.get()),
                                                               static_cast<T*>(values.raw_data()),
                                                               static_cast<int64_t*>(indices.raw_data()));

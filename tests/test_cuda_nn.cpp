@@ -6,6 +6,7 @@
 // A case whose op has no CUDA kernel (conv2d, ...) is a gap, listed in a MESSAGE, not a failure;
 // every other case must pass. Every case passes with a message when no GPU is visible (CI has none).
 #ifdef VT_WITH_CUDA
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <set>
@@ -166,6 +167,39 @@ TEST_CASE("cuda nn: linear with the cuBLASLt bias / GELU epilogue matches the CP
     INFO(dtype_name(t) << " linear_gelu_tanh error " << err);
     CHECK(err < tol);
   }
+}
+
+TEST_CASE("cuda nn: rms_norm's block-row layout (VT_RMS_NORM_BLOCK=1) matches the CPU and repeats bit for bit") {
+  VT_SKIP_WITHOUT_GPU();
+  struct EnvGuard {  // the layout is chosen per call from the environment
+    EnvGuard() { setenv("VT_RMS_NORM_BLOCK", "1", 1); }
+    ~EnvGuard() { unsetenv("VT_RMS_NORM_BLOCK"); }
+  } env;
+  run_fixture_on_cuda("nn_functional", test::op_table_nn_functional());
+  struct Shape3 {
+    int64_t rows, D;
+    DType x, w;
+    double tol;
+  };
+  // 1, 2 and 4 vectors per thread, a partly used last slot (3584 = 448 vectors of 8), many rows per
+  // block, f32 and f64; a bf16 x with an f32 weight (f32 out) stays on the warp layout.
+  for (const Shape3& c : {Shape3{5000, 1536, DType::BF16, DType::BF16, 2e-2}, Shape3{300, 3584, DType::BF16, DType::BF16, 2e-2},
+                          Shape3{37, 4096, DType::BF16, DType::F32, 2e-2}, Shape3{64, 8192, DType::BF16, DType::BF16, 2e-2},
+                          Shape3{100, 4096, DType::F32, DType::F32, 1e-4}, Shape3{20, 2048, DType::F64, DType::F64, 1e-10},
+                          Shape3{9, 1000, DType::BF16, DType::BF16, 2e-2}}) {
+    CAPTURE(c.rows);
+    CAPTURE(c.D);
+    Tensor x = randn_on({c.rows, c.D}, c.x, 31), w = randn_on({c.D}, c.w, 32);
+    auto f = [](const std::vector<Tensor>& v) { return nn::rms_norm(v[0], v[1], 1e-6); };
+    const auto gpu = fwd_bwd(f, {x, w}, kGpu);
+    check_close(gpu, fwd_bwd(f, {x, w}, kCpu), c.tol, c.tol);
+    const auto again = fwd_bwd(f, {x, w}, kGpu);
+    for (size_t i = 0; i < gpu.size(); ++i) CHECK(bytes_of(gpu[i]) == bytes_of(again[i]));
+  }
+  // Without a weight, and with a leading batch dim.
+  Tensor x3 = randn_on({3, 50, 2048}, DType::BF16, 33);
+  auto f = [](const std::vector<Tensor>& v) { return nn::rms_norm(v[0], Tensor(), 1e-6); };
+  check_close(fwd_bwd(f, {x3}, kGpu), fwd_bwd(f, {x3}, kCpu), 2e-2, 2e-2);
 }
 
 TEST_CASE("cuda nn: parameter gradients are the same run to run") {

@@ -12,6 +12,7 @@
 //   attn_block     SDPA fwd+bwd, Infinity 512px block-causal (10 scales, 2521 tokens padded to
 //                  2560), B=4 H=16 D=128                                  TFLOP/s (14·B·H·D per visible pair)
 //   attn_block_fwd the same, forward only                                 TFLOP/s (4·B·H·D per visible pair)
+//   attn_*_atomic  fwd+bwd with VT_FLASH_BWD=atomic (dQ by atomics in the dK dV kernel, no dQ kernel)
 // Inputs are random (never zeros: see METHOD.md). Each op runs 3 warm-ups, then N timed runs, each
 // between two CUDA events on vt's stream; the median is reported. Output lines start with "vt " so
 // scripts/gpu_check.sh and bench/torch_gpu_baseline.py can join them with PyTorch's numbers.
@@ -32,6 +33,15 @@
 using namespace vt;
 using namespace vt::bench;
 
+
+// f() with cuda/flash_attention_bwd.cu's atomic-dQ backward selected.
+template <class F>
+static double with_atomic_dq(F&& f) {
+  setenv("VT_FLASH_BWD", "atomic", 1);
+  const double ms = f();
+  unsetenv("VT_FLASH_BWD");
+  return ms;
+}
 
 static void bench_gemm(const char* key, int64_t M, int64_t K, int64_t N) {
   Tensor a = randn({M, K}, {DType::BF16, Device::cuda()});
@@ -100,6 +110,13 @@ int main() {
       nn::scaled_dot_product_attention(q, k, v, nn::AttentionMask::causal()).backward(g);
     }, 5);
     report("attn_causal", 14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+    ms = with_atomic_dq([&] {
+      return time_ms([&] {
+        q.zero_grad(), k.zero_grad(), v.zero_grad();
+        nn::scaled_dot_product_attention(q, k, v, nn::AttentionMask::causal()).backward(g);
+      }, 5);
+    });
+    report("attn_causal_atomic", 14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
     Tensor qd = q.detach(), kd = k.detach(), vd = v.detach(), o;
     ms = time_ms([&] { o = nn::scaled_dot_product_attention(qd, kd, vd, nn::AttentionMask::causal()); }, 10);
     report("attn_causal_fwd", 4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
@@ -123,6 +140,13 @@ int main() {
       nn::scaled_dot_product_attention(q, k, v, mask).backward(g);
     }, 5);
     report("attn_block", 14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+    ms = with_atomic_dq([&] {
+      return time_ms([&] {
+        q.zero_grad(), k.zero_grad(), v.zero_grad();
+        nn::scaled_dot_product_attention(q, k, v, mask).backward(g);
+      }, 5);
+    });
+    report("attn_block_atomic", 14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
     Tensor qd = q.detach(), kd = k.detach(), vd = v.detach(), o;
     ms = time_ms([&] { o = nn::scaled_dot_product_attention(qd, kd, vd, mask); }, 10);
     report("attn_block_fwd", 4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);

@@ -19,9 +19,16 @@
 // No atomics: every gradient element is summed by one thread in a fixed order (GQA heads in
 // order inside the dK dV CTA), so two runs give the same bits. The price is the recomputation of
 // S and dP in the dQ kernel (7 instead of 5 matrix products per tile pair).
+//   VT_FLASH_BWD=atomic  the FlashAttention-2 alternative: the dK dV kernel also adds each tile
+//           pair's dQ share into an f32 buffer with atomics, and a small kernel scales and rounds
+//           it; 5 products per tile pair, no dQ kernel, dQ's last bits vary run to run. Written
+//           without a GPU at hand: test_cuda_flash_attention checks it against the CPU, and
+//           bench_cuda_ops times it beside the default, before it may become the default.
 // Precision: P and dS are rounded to q's dtype before their products, as in FA2; everything else
 // is f32.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "backend.h"
 #include "device.h"
@@ -54,14 +61,32 @@ __global__ void __launch_bounds__(256) flash_delta_kernel(const T* __restrict__ 
   if (lane == 0) delta[row] = s;
 }
 
-// ---- dK, dV -----------------------------------------------------------------------------------------------
-// Grid (B * Hkv, key tiles). Shared: sK, sV (64, D); sQ, sdO (2, kBwdM<D>, D); sL, sDl (2, kBwdM<D>) f32.
-template <class T, int D>
+// ---- dS^T staging for the fused dQ (kFusedDq) ----------------------------------------------------------------
+// dS^T of one tile pair as a (kBlockN keys, Q queries) b16 tile in shared memory, row-major in 16-byte
+// chunks, swizzled so that the 8 rows an ldmatrix reads (and the 8 rows a warp's fragment stores
+// write) fall in 8 different bank groups: Q = 64 has 8 chunks a row (chunk ^ row % 8, as swz); Q = 32
+// has 4 (64-byte rows, two to a 128-byte line: chunk ^ (row / 2) % 4).
+template <int Q>
+__device__ __forceinline__ int swz_ds(int r, int c) {
+  static_assert(Q == 32 || Q == 64, "dS tile width");
+  if constexpr (Q == 64) return swz<64>(r, c);
+  else return r * 32 + ((((c >> 3) ^ ((r >> 1) & 3))) << 3) + (c & 7);
+}
+
+// ---- dK, dV (and, with kFusedDq, dQ) ------------------------------------------------------------------------
+// Grid (B * Hkv, key tiles). Shared: sK, sV (64, D); sQ, sdO (2, kBwdM<D>, D); sL, sDl (2, kBwdM<D>) f32;
+// with kFusedDq also sdS (64, kBwdM<D>).
+// kFusedDq (VT_FLASH_BWD=atomic): each tile pair also adds its dQ share, dS K over the CTA's 64 keys,
+// into an f32 (B, Hq, Tq, D) buffer with atomics (FlashAttention-2's scheme): 5 matrix products per
+// tile pair instead of 7 and no dQ kernel, but the order of the additions, hence dQ's last bits,
+// varies run to run. dS^T goes through shared memory (sdS) because the product needs it with the
+// queries as rows; warp w then owns 16 queries x (D / (4 / (kBwdM / 16))) columns of the share.
+template <class T, int D, bool kFusedDq>
 __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(
     const T* __restrict__ q, Strides sq, const T* __restrict__ k, Strides sk, const T* __restrict__ v, Strides sv,
     const T* __restrict__ dout, Strides sd, const float* __restrict__ lse, const float* __restrict__ delta, int Hq,
     int Hkv, int group, int Tq, int Tk, PlanView pl, float scale, float scale_log2, T* __restrict__ dk,
-    T* __restrict__ dv) {
+    T* __restrict__ dv, float* __restrict__ dq_acc) {
   extern __shared__ __align__(128) unsigned char smem[];
   T* sK = reinterpret_cast<T*>(smem);
   T* sV = sK + kBlockN * D;
@@ -69,6 +94,7 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(
   T* sdO = sQ + 2 * kBwdM<D> * D;
   float* sL = reinterpret_cast<float*>(sdO + 2 * kBwdM<D> * D);
   float* sDl = sL + 2 * kBwdM<D>;
+  T* sdS = reinterpret_cast<T*>(sDl + 2 * kBwdM<D>);  // kFusedDq only
 
   const int n = blockIdx.y;  // causal: the low key tiles, seen by the most queries, start first
   const int bg = blockIdx.x, b = bg / Hkv, g = bg % Hkv;
@@ -178,12 +204,57 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(
       const uint32_t da[4] = {pack2<T>(dp[2 * kk][0], dp[2 * kk][1]), pack2<T>(dp[2 * kk][2], dp[2 * kk][3]),
                               pack2<T>(dp[2 * kk + 1][0], dp[2 * kk + 1][1]),
                               pack2<T>(dp[2 * kk + 1][2], dp[2 * kk + 1][3])};
+      if constexpr (kFusedDq) {  // the same rounded dS^T: rows key (warp * 16 + gr, + 8), queries kk * 16 + ...
+        uint32_t* r0 = reinterpret_cast<uint32_t*>(sdS + swz_ds<kBwdM<D>>(warp * 16 + gr, kk * 16 + 2 * tq));
+        uint32_t* r1 = reinterpret_cast<uint32_t*>(sdS + swz_ds<kBwdM<D>>(warp * 16 + gr + 8, kk * 16 + 2 * tq));
+        uint32_t* r2 = reinterpret_cast<uint32_t*>(sdS + swz_ds<kBwdM<D>>(warp * 16 + gr, kk * 16 + 8 + 2 * tq));
+        uint32_t* r3 = reinterpret_cast<uint32_t*>(sdS + swz_ds<kBwdM<D>>(warp * 16 + gr + 8, kk * 16 + 8 + 2 * tq));
+        *r0 = da[0], *r1 = da[1], *r2 = da[2], *r3 = da[3];
+      }
 #pragma unroll
       for (int d = 0; d < D / 16; ++d) {
         uint32_t bq[4];
         ldsm_x4_trans(bq, cQ + swz<D>(kk * 16 + (lane & 15), d * 16 + (lane >> 4) * 8));
         mma16816<T>(dka[2 * d], da, bq[0], bq[1]);
         mma16816<T>(dka[2 * d + 1], da, bq[2], bq[3]);
+      }
+    }
+
+    if constexpr (kFusedDq) {
+      // dQ[i0 .., :] += dS (kBwdM queries, 64 keys) K (64 keys, D), warp w: query block w % RB, columns
+      // (w / RB) * DW ..; dS read transposed from sdS, K transposed from sK (as in the dQ kernel).
+      constexpr int RB = kBwdM<D> / 16, DW = D / (kWarps / RB);
+      const int rb = warp % RB, c0 = (warp / RB) * DW;
+      __syncthreads();  // every warp's dS^T is in sdS
+      float acc[DW / 8][4];
+#pragma unroll
+      for (int nt = 0; nt < DW / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        uint32_t a[4];
+        ldsm_x4_trans(a, sdS + swz_ds<kBwdM<D>>(kk * 16 + (lane & 7) + ((lane >> 4) << 3),
+                                                 rb * 16 + ((lane >> 3) & 1) * 8));
+#pragma unroll
+        for (int d = 0; d < DW / 16; ++d) {
+          uint32_t bk[4];
+          ldsm_x4_trans(bk, sK + swz<D>(kk * 16 + (lane & 15), c0 + d * 16 + (lane >> 4) * 8));
+          mma16816<T>(acc[2 * d], a, bk[0], bk[1]);
+          mma16816<T>(acc[2 * d + 1], a, bk[2], bk[3]);
+        }
+      }
+      const int h = g * group + it / nq;
+      const int ia = i0 + rb * 16 + gr, ib = ia + 8;
+      float* base = dq_acc + (static_cast<int64_t>(b) * Hq + h) * Tq * D + c0 + 2 * tq;
+#pragma unroll
+      for (int nt = 0; nt < DW / 8; ++nt) {
+        if (ia < Tq) {
+          atomicAdd(base + static_cast<int64_t>(ia) * D + nt * 8, acc[nt][0]);
+          atomicAdd(base + static_cast<int64_t>(ia) * D + nt * 8 + 1, acc[nt][1]);
+        }
+        if (ib < Tq) {
+          atomicAdd(base + static_cast<int64_t>(ib) * D + nt * 8, acc[nt][2]);
+          atomicAdd(base + static_cast<int64_t>(ib) * D + nt * 8 + 1, acc[nt][3]);
+        }
       }
     }
   }
@@ -332,6 +403,18 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(
   }
 }
 
+// dq = scale * dq_acc, rounded to T once (the fused path's f32 accumulator -> the gradient); pairs of
+// elements (n2 = n / 2, n is a multiple of D).
+template <class T>
+__global__ void flash_dq_convert_kernel(const float2* __restrict__ acc, float scale, int64_t n2, T* __restrict__ dq) {
+  uint32_t* out = reinterpret_cast<uint32_t*>(dq);
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n2;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float2 a = acc[i];
+    out[i] = pack2<T>(a.x * scale, a.y * scale);
+  }
+}
+
 // ---- host ----------------------------------------------------------------------------------------------------
 namespace {
 Strides strides_of(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
@@ -339,7 +422,7 @@ Strides strides_of(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride
 template <class T, int D>
 void launch_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                      const Tensor& dout, const nn::AttentionRows& rows, double scale, const Tensor& dq,
-                     const Tensor& dk, const Tensor& dv, cudaStream_t stream) {
+                     const Tensor& dk, const Tensor& dv, bool fused_dq, cudaStream_t stream) {
   const int B = static_cast<int>(q.size(0)), Hq = static_cast<int>(q.size(1)), Hkv = static_cast<int>(k.size(1));
   const int Tq = static_cast<int>(q.size(2)), Tk = static_cast<int>(k.size(2)), group = Hq / Hkv;
   const Device dev = q.device();
@@ -356,20 +439,37 @@ void launch_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Te
       dop, strides_of(dout), static_cast<const T*>(out.raw_data()), Hq, Tq, n_rows, dl);
   VT_CUDA_CHECK_LAUNCH();
 
-  const Plan plan = make_plan(rows, Tq, Tk, kBlockM, dev);
+  const Plan plan = fused_dq && kBwdM<D> != kBlockM ? Plan{} : make_plan(rows, Tq, Tk, kBlockM, dev);
   const Plan plan_kv = kBwdM<D> == kBlockM ? Plan{} : make_plan(rows, Tq, Tk, kBwdM<D>, dev);
   const PlanView& pkv = kBwdM<D> == kBlockM ? plan.view : plan_kv.view;
 
-  // dK, dV (B, Hkv, Tk, D)
-  {
-    constexpr int bytes = (2 * kBlockN + 4 * kBwdM<D>) * D * static_cast<int>(sizeof(T)) + 4 * kBwdM<D> * 4;
-    allow_dynamic_smem(flash_dkdv_kernel<T, D>, bytes);
-    const dim3 grid(B * Hkv, (Tk + kBlockN - 1) / kBlockN);
-    flash_dkdv_kernel<T, D><<<grid, kThreads, bytes, stream>>>(
+  T* dqp = static_cast<T*>(dq.raw_data());
+  T *dkp = static_cast<T*>(dk.raw_data()), *dvp = static_cast<T*>(dv.raw_data());
+  const dim3 kv_grid(B * Hkv, (Tk + kBlockN - 1) / kBlockN);
+  constexpr int kv_bytes = (2 * kBlockN + 4 * kBwdM<D>) * D * static_cast<int>(sizeof(T)) + 4 * kBwdM<D> * 4;
+  if (fused_dq) {
+    // dK, dV and dQ in one pass; dQ through an f32 accumulator, then scaled and rounded.
+    const int64_t n = static_cast<int64_t>(B) * Hq * Tq * D;
+    Tensor acc = empty({n}, {DType::F32, dev});
+    float* ap = static_cast<float*>(acc.raw_data());
+    VT_CUDA_CHECK(cudaMemsetAsync(ap, 0, n * sizeof(float), stream));
+    constexpr int bytes = kv_bytes + kBlockN * kBwdM<D> * static_cast<int>(sizeof(T));
+    allow_dynamic_smem(flash_dkdv_kernel<T, D, true>, bytes);
+    flash_dkdv_kernel<T, D, true><<<kv_grid, kThreads, bytes, stream>>>(
         qp, strides_of(q), kp, strides_of(k), vp, strides_of(v), dop, strides_of(dout), lp, dl, Hq, Hkv, group, Tq,
-        Tk, pkv, sc, sc2, static_cast<T*>(dk.raw_data()), static_cast<T*>(dv.raw_data()));
+        Tk, pkv, sc, sc2, dkp, dvp, ap);
     VT_CUDA_CHECK_LAUNCH();
+    flash_dq_convert_kernel<T><<<grid_for(n / 2, 256, context(dev.index)), 256, 0, stream>>>(
+        reinterpret_cast<const float2*>(ap), sc, n / 2, dqp);
+    VT_CUDA_CHECK_LAUNCH();
+    return;
   }
+  // dK, dV (B, Hkv, Tk, D)
+  allow_dynamic_smem(flash_dkdv_kernel<T, D, false>, kv_bytes);
+  flash_dkdv_kernel<T, D, false><<<kv_grid, kThreads, kv_bytes, stream>>>(
+      qp, strides_of(q), kp, strides_of(k), vp, strides_of(v), dop, strides_of(dout), lp, dl, Hq, Hkv, group, Tq, Tk,
+      pkv, sc, sc2, dkp, dvp, nullptr);
+  VT_CUDA_CHECK_LAUNCH();
   // dQ (B, Hq, Tq, D)
   {
     constexpr int bytes = (2 * kBlockM + 4 * kBlockN) * D * static_cast<int>(sizeof(T));
@@ -377,7 +477,7 @@ void launch_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Te
     const dim3 grid(B * Hq, (Tq + kBlockM - 1) / kBlockM);
     flash_dq_kernel<T, D><<<grid, kThreads, bytes, stream>>>(qp, strides_of(q), kp, strides_of(k), vp, strides_of(v),
                                                              dop, strides_of(dout), lp, dl, Hq, group, Tq, Tk,
-                                                             plan.view, sc, sc2, static_cast<T*>(dq.raw_data()));
+                                                             plan.view, sc, sc2, dqp);
     VT_CUDA_CHECK_LAUNCH();
   }
 }
@@ -396,12 +496,14 @@ void flash_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     return;
   }
   const bool is_bf16 = q.dtype() == DType::BF16;
+  const char* mode = std::getenv("VT_FLASH_BWD");
+  const bool fused = mode && std::strcmp(mode, "atomic") == 0;
   if (q.size(3) == 64) {
-    if (is_bf16) launch_backward<bf16, 64>(q, k, v, out, lse, dout, rows, scale, dq, dk, dv, stream);
-    else launch_backward<f16, 64>(q, k, v, out, lse, dout, rows, scale, dq, dk, dv, stream);
+    if (is_bf16) launch_backward<bf16, 64>(q, k, v, out, lse, dout, rows, scale, dq, dk, dv, fused, stream);
+    else launch_backward<f16, 64>(q, k, v, out, lse, dout, rows, scale, dq, dk, dv, fused, stream);
   } else {
-    if (is_bf16) launch_backward<bf16, 128>(q, k, v, out, lse, dout, rows, scale, dq, dk, dv, stream);
-    else launch_backward<f16, 128>(q, k, v, out, lse, dout, rows, scale, dq, dk, dv, stream);
+    if (is_bf16) launch_backward<bf16, 128>(q, k, v, out, lse, dout, rows, scale, dq, dk, dv, fused, stream);
+    else launch_backward<f16, 128>(q, k, v, out, lse, dout, rows, scale, dq, dk, dv, fused, stream);
   }
 }
 

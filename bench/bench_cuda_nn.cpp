@@ -8,6 +8,11 @@
 //                   the step measures the op, not the autograd engine's accumulation into old grads
 //   rms_norm_f      the forward alone (reads x, writes y)                                       GB/s
 //   rms_norm_*_block  the same with VT_RMS_NORM_BLOCK=1 (cuda/nn_rms_norm.cu's block-row layout)
+//   add_rms_norm_f  sum = x + r, y = rms_norm(sum) in one pass (reads x, r; writes sum, y)  GB/s
+//                   over 4 tensor passes; torch runs the two ops
+//   group_norm_fb   group_norm (1, 128, 512, 512) bf16, 32 groups (a VAE decoder plane), forward +
+//                   backward, grads cleared each step           GB/s over 5 tensor passes, as rms_norm
+//   group_norm_fb_split  the same with VT_GROUP_NORM_SPLIT=1 (cuda/nn_group_norm.cu)
 //   adamw_100m      fused AdamW step, 100M bf16 params with bf16 grads, f32 master/m/v
 //                   (per element: param r+w 4 B, grad 2 B, master/m/v r+w 24 B = 30 B)       GB/s
 //   linear_bias     nn::linear bf16 (8192, 4096) @ (4096, 4096)^T + bias (cuBLASLt bias epilogue)  TFLOP/s
@@ -81,7 +86,25 @@ int main() {
       NoGradGuard no_grad;
       const double fms = time_ms([&] { (void)nn::rms_norm(x, w, 1e-6); }, 20);
       report((std::string("rms_norm_f") + layout).c_str(), 2.0 * R * C * 2 / (fms * 1e-3) / 1e9, "GB/s", fms);
+      const double ams = time_ms([&] { (void)nn::add_rms_norm(x, dy, w, 1e-6); }, 20);
+      report((std::string("add_rms_norm_f") + layout).c_str(), 4.0 * R * C * 2 / (ams * 1e-3) / 1e9, "GB/s", ams);
       unsetenv("VT_RMS_NORM_BLOCK");
+    }
+  }
+  {
+    const int64_t C = 128, H = 512, W = 512;
+    Tensor x = randn({1, C, H, W}, {DType::BF16, gpu}).requires_grad_();
+    Tensor w = add(mul(randn({C}, {DType::BF16, gpu}), 0.1), 1.0).requires_grad_();
+    Tensor b = mul(randn({C}, {DType::BF16, gpu}), 0.1).requires_grad_();
+    Tensor dy = randn({1, C, H, W}, {DType::BF16, gpu});
+    for (const char* layout : {"", "_split"}) {
+      if (*layout) setenv("VT_GROUP_NORM_SPLIT", "1", 1);
+      const double ms = time_ms([&] {
+        x.zero_grad(), w.zero_grad(), b.zero_grad();
+        nn::group_norm(x, 32, w, b).backward(dy);
+      }, 20);
+      report((std::string("group_norm_fb") + layout).c_str(), 5.0 * C * H * W * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
+      unsetenv("VT_GROUP_NORM_SPLIT");
     }
   }
   {

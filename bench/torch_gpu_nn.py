@@ -7,6 +7,8 @@
 Rows (shapes and byte counts as in bench_cuda_nn.cpp):
   linear_bias   F.linear with bias, bf16 (8192, 4096) x (4096, 4096)^T
   rms_norm_fb   torch.nn.functional.rms_norm (bf16), and HF's Qwen2RMSNorm written out (rms_norm_hf)
+  add_rms_norm_f  x + r, then F.rms_norm (torch has no fused residual norm)
+  group_norm_fb F.group_norm (1, 128, 512, 512) bf16, 32 groups, fwd + bwd
   adamw_100m    torch.optim.AdamW(fused=True) on 100M f32 params with f32 grads (torch has no
                 master-weight mode; its 28 B/element are counted as its traffic)
   ce_fb         F.cross_entropy on (8192, 152064) bf16 logits, fwd + bwd; ce_fb_peak = peak memory
@@ -64,7 +66,24 @@ def measure():
     with torch.no_grad():
         ms = time_ms(lambda: F.rms_norm(x, (C,), w, 1e-6))
     out["rms_norm_f"] = (2.0 * R * C * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
+    with torch.no_grad():
+        ms = time_ms(lambda: F.rms_norm(x + dy, (C,), w, 1e-6))
+    out["add_rms_norm_f"] = (4.0 * R * C * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
     del x, w, dy
+
+    C, H, W = 128, 512, 512
+    x = torch.randn(1, C, H, W, device=dev, dtype=bf16, requires_grad=True)
+    w = (1 + 0.1 * torch.randn(C, device=dev, dtype=bf16)).requires_grad_()
+    b = (0.1 * torch.randn(C, device=dev, dtype=bf16)).requires_grad_()
+    dy = torch.randn(1, C, H, W, device=dev, dtype=bf16)
+
+    def gn():
+        x.grad = w.grad = b.grad = None
+        F.group_norm(x, 32, w, b).backward(dy)
+
+    ms = time_ms(gn)
+    out["group_norm_fb"] = (5.0 * C * H * W * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
+    del x, w, b, dy
 
     N = 100_000_000
     p = torch.nn.Parameter(0.02 * torch.randn(N, device=dev))
@@ -124,7 +143,8 @@ def main():
     print(f"\nbenchmark {'key':<14} {'vt':>10} {'torch':>10} {'unit':<9} {'vt/torch':>8} {'vt/memcpy':>9}")
     copy = vt.get("memcpy_d2d", (0,))[0]
     for k, (v, unit, ms) in vt.items():
-        t = out.get(k) or out.get(k.removesuffix("_block"))  # vt's alternative layouts vs the same torch row
+        # vt's alternative layouts (key_block, key_split) against the same torch row
+        t = out.get(k) or out.get(k.removesuffix("_block")) or out.get(k.removesuffix("_split"))
         ratio = f"{v / t[0]:.2f}" if t and t[0] else "-"
         vs_copy = f"{v / copy:.2f}" if unit == "GB/s" and copy else "-"
         print(f"benchmark {k:<14} {v:10.2f} {t[0] if t else float('nan'):10.2f} {unit:<9} {ratio:>8} {vs_copy:>9}")

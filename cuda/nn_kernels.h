@@ -1,8 +1,8 @@
 // nn_kernels.h: the fused nn and optimizer kernels of the CUDA backend, registered by name in the
 // kernel registry (include/vt/backend.h) under the same names as their CPU versions. Each .cu file
 // registers its kernels from one function, called once by ensure_registered() (backend.cu):
-//   nn_norm.cu         layer_norm / group_norm forward and backward (and, through
-//                      nn_rms_norm.cu, rms_norm)
+//   nn_norm.cu         layer_norm forward and backward (and, through nn_rms_norm.cu and
+//                      nn_group_norm.cu, rms_norm, add_rms_norm and group_norm)
 //   nn_activation.cu   softmax forward and backward, activations, swiglu
 //   nn_loss.cu         cross-entropy and bitwise cross-entropy forward and backward
 //   nn_rope_interp.cu  rope_apply, interpolate forward and backward
@@ -17,7 +17,8 @@
 namespace vt::cuda {
 
 void register_nn_norm_kernels();
-void register_rms_norm_kernels();  // called by register_nn_norm_kernels
+void register_rms_norm_kernels();    // called by register_nn_norm_kernels
+void register_group_norm_kernels();  // likewise
 void register_nn_activation_kernels();
 void register_nn_loss_kernels();
 void register_nn_rope_interp_kernels();

@@ -1,19 +1,18 @@
-// nn_norm.cu: LayerNorm and GroupNorm forward and backward on CUDA, registered under the CPU
-// kernels' names (src/nn_norm.cpp holds the ops, the math and the CPU versions). RMSNorm is in
-// nn_rms_norm.cu; the shared helpers in norm.cuh.
+// nn_norm.cu: LayerNorm forward and backward (and add_layer_norm's forward: the residual add fused in
+// front) on CUDA, registered under the CPU kernels' names
+// (src/nn_norm.cpp holds the ops, the math and the CPU versions), and the registration of all the
+// norms: RMSNorm is in nn_rms_norm.cu, GroupNorm in nn_group_norm.cu, shared helpers in norm.cuh.
 //
 // Rows (LayerNorm): one warp per row, 8 rows per 256-thread block; 128-bit loads when the row
 // length and the pointers allow, else one element per lane (still coalesced). The row is read
 // twice for the statistics (mean, then squared deviations, as on the CPU, for accuracy; the second
-// read hits L1/L2) and once more to write. GroupNorm: one block per (sample, group), whose Cg * HW
-// values are one contiguous run.
+// read hits L1/L2) and once more to write.
 // Precision: values are held in f32 (f64 for f64 input) and rounded once into the output; weight and
 // bias are first cast to that precision (the CPU's load_param); stats (mean, rstd) are saved in it.
 // Backward: dx per row as in the forward layout (dx overwrites). Parameter gradients (dweight,
 // dbias) are written (=), never accumulated with atomics: column_grads (norm.cuh) sums fixed chunks
 // of rows and then the chunks in order, so the result is bitwise the same run to run (the chunking
-// depends only on the row count). GroupNorm's per-(n, c) partials come out of its row kernel and are
-// summed over n the same way.
+// depends only on the row count).
 #include "norm.cuh"
 #include "vt/nn/norm.h"
 
@@ -22,23 +21,26 @@ namespace {
 
 using namespace norm;
 
-constexpr int kGroupThreads = 256;  // GroupNorm: one block per (n, g)
-
 // ==== LayerNorm ====================================================================================
 // x, y: (rows, D); w, b: (D) in A or null; mean, rstd: (rows).  y = (x - mean) * rstd * w + b
-template <class T, int V>
+// kAdd (add_layer_norm): the row is sum = round_to_T(x + res), written to `sum` in the first pass and
+// recomputed in the others.
+template <class T, int V, bool kAdd>
 __global__ void __launch_bounds__(kRowThreads) layer_norm_forward_kernel(
-    const T* __restrict__ x, const acc<T>* __restrict__ w, const acc<T>* __restrict__ b, double eps,
-    T* __restrict__ y, acc<T>* __restrict__ mean, acc<T>* __restrict__ rstd, int64_t rows, int64_t D) {
+    const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ sum, const acc<T>* __restrict__ w,
+    const acc<T>* __restrict__ b, double eps, T* __restrict__ y, acc<T>* __restrict__ mean, acc<T>* __restrict__ rstd,
+    int64_t rows, int64_t D) {
   using A = acc<T>;
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (r >= rows) return;
   const int lane = threadIdx.x & 31;
   const T* xr = x + r * D;
+  const T* rr = kAdd ? res + r * D : nullptr;
+  T* sr = kAdd ? sum + r * D : nullptr;
   A s = 0;
   for (int64_t j = lane * V; j < D; j += 32 * V) {
     A v[V];
-    load_v<V>(xr + j, v);
+    load_row_v<kAdd, V>(xr + j, rr + j, sr + j, v);
 #pragma unroll
     for (int k = 0; k < V; ++k) s += v[k];
   }
@@ -46,7 +48,7 @@ __global__ void __launch_bounds__(kRowThreads) layer_norm_forward_kernel(
   A ss = 0;
   for (int64_t j = lane * V; j < D; j += 32 * V) {
     A v[V];
-    load_v<V>(xr + j, v);
+    load_row_v<kAdd, V>(xr + j, rr + j, static_cast<T*>(nullptr), v);
 #pragma unroll
     for (int k = 0; k < V; ++k) ss += (v[k] - m) * (v[k] - m);
   }
@@ -54,7 +56,7 @@ __global__ void __launch_bounds__(kRowThreads) layer_norm_forward_kernel(
   if (lane == 0) mean[r] = m, rstd[r] = rs;
   for (int64_t j = lane * V; j < D; j += 32 * V) {
     A v[V];
-    load_v<V>(xr + j, v);
+    load_row_v<kAdd, V>(xr + j, rr + j, static_cast<T*>(nullptr), v);
 #pragma unroll
     for (int k = 0; k < V; ++k) v[k] = (v[k] - m) * rs * (w ? w[j + k] : A(1)) + (b ? b[j + k] : A(0));
     store_v<V>(y + r * D + j, v);
@@ -112,9 +114,11 @@ struct LayerNormDparams {
   }
 };
 
-void layer_norm_forward_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
-                             const Tensor& mean, const Tensor& rstd) {
-  check_cuda(x, "layer_norm");
+// layer_norm forward, or with kAdd (res, sum given) add_layer_norm's.
+template <bool kAdd>
+void layer_norm_forward_impl(const Tensor& x, const Tensor& res, const Tensor& sum, const Tensor& weight,
+                             const Tensor& bias, double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+  check_cuda(x, kAdd ? "add_layer_norm" : "layer_norm");
   DeviceGuard g(x.device());
   DeviceContext& ctx = context(x.device().index);
   const int64_t rows = mean.numel(), D = x.numel() / rows;
@@ -123,14 +127,26 @@ void layer_norm_forward_cuda(const Tensor& x, const Tensor& weight, const Tensor
   visit_float(x.dtype(), "layer_norm", [&](auto tx) {
     using T = typename decltype(tx)::type;
     using A = acc<T>;
-    with_vec(row_vec(D, sizeof(T), {&x, &y}), [&](auto v) {
-      layer_norm_forward_kernel<T, decltype(v)::value><<<blocks_for(rows, kRowsPerBlock), kRowThreads, 0,
-                                                         ctx.stream()>>>(
-          static_cast<const T*>(x.raw_data()), ptr_or_null<A>(w), ptr_or_null<A>(b), eps,
+    with_vec(row_vec(D, sizeof(T), {&x, &y, &res, &sum}), [&](auto v) {
+      layer_norm_forward_kernel<T, decltype(v)::value, kAdd><<<blocks_for(rows, kRowsPerBlock), kRowThreads, 0,
+                                                               ctx.stream()>>>(
+          static_cast<const T*>(x.raw_data()), kAdd ? static_cast<const T*>(res.raw_data()) : nullptr,
+          kAdd ? static_cast<T*>(sum.raw_data()) : nullptr, ptr_or_null<A>(w), ptr_or_null<A>(b), eps,
           static_cast<T*>(y.raw_data()), static_cast<A*>(mean.raw_data()), static_cast<A*>(rstd.raw_data()), rows, D);
       VT_CUDA_CHECK_LAUNCH();
     });
   });
+}
+
+void layer_norm_forward_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
+                             const Tensor& mean, const Tensor& rstd) {
+  layer_norm_forward_impl<false>(x, Tensor(), Tensor(), weight, bias, eps, y, mean, rstd);
+}
+
+void add_layer_norm_forward_cuda(const Tensor& x, const Tensor& residual, const Tensor& weight, const Tensor& bias,
+                                 double eps, const Tensor& sum, const Tensor& y, const Tensor& mean,
+                                 const Tensor& rstd) {
+  layer_norm_forward_impl<true>(x, residual, sum, weight, bias, eps, y, mean, rstd);
 }
 
 void layer_norm_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
@@ -155,124 +171,18 @@ void layer_norm_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& w
   });
 }
 
-// ==== GroupNorm ====================================================================================
-// x, y: (N, C, HW); block u = (n, g) owns the contiguous M = Cg * HW values of its group.
-template <class T>
-__global__ void __launch_bounds__(kGroupThreads) group_norm_forward_kernel(
-    const T* __restrict__ x, const acc<T>* __restrict__ w, const acc<T>* __restrict__ b, double eps,
-    T* __restrict__ y, acc<T>* __restrict__ mean, acc<T>* __restrict__ rstd, int64_t C, int64_t HW, int64_t G) {
-  using A = acc<T>;
-  __shared__ A scratch[32];
-  const int64_t u = blockIdx.x, Cg = C / G, M = Cg * HW;
-  const T* xb = x + u * M;
-  T* yb = y + u * M;
-  A s = 0;
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x) s += load(xb + i);
-  const A m = block_sum(s, scratch) / A(M);
-  A ss = 0;
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-    const A d = load(xb + i) - m;
-    ss += d * d;
-  }
-  const A rs = A(1) / m_sqrt(block_sum(ss, scratch) / A(M) + A(eps));
-  if (threadIdx.x == 0) mean[u] = m, rstd[u] = rs;
-  const int64_t c0 = u % G * Cg;
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-    const int64_t c = c0 + i / HW;
-    const A scale = rs * (w ? w[c] : A(1)), shift = (b ? b[c] : A(0)) - m * scale;
-    yb[i] = to_storage<T>(load(xb + i) * scale + shift);
-  }
-}
-
-// Per group: g = dy * w[c]; dx = rstd * (g - mean(g) - xhat * mean(g * xhat)). Also writes the
-// per-(n, c) partials pw = sum_hw dy * xhat and pb = sum_hw dy, (N, C) each.
-template <class T>
-__global__ void __launch_bounds__(kGroupThreads) group_norm_backward_kernel(
-    const T* __restrict__ dy, const T* __restrict__ x, const acc<T>* __restrict__ w, const acc<T>* __restrict__ mean,
-    const acc<T>* __restrict__ rstd, T* __restrict__ dx, acc<T>* __restrict__ pw, acc<T>* __restrict__ pb, int64_t C,
-    int64_t HW, int64_t G) {
-  using A = acc<T>;
-  __shared__ A scratch[32];
-  const int64_t u = blockIdx.x, Cg = C / G, M = Cg * HW, c0 = u % G * Cg, n = u / G;
-  const T *xb = x + u * M, *gb = dy + u * M;
-  const A m = mean[u], rs = rstd[u];
-  A sg = 0, sgx = 0;
-  for (int64_t cl = 0; cl < Cg; ++cl) {
-    A sw = 0, sb = 0;
-    for (int64_t i = cl * HW + threadIdx.x; i < (cl + 1) * HW; i += blockDim.x) {
-      const A gy = load(gb + i), xh = (load(xb + i) - m) * rs;
-      sw += gy * xh;
-      sb += gy;
-    }
-    sw = block_sum(sw, scratch);
-    sb = block_sum(sb, scratch);
-    if (threadIdx.x == 0) pw[n * C + c0 + cl] = sw, pb[n * C + c0 + cl] = sb;
-    const A wc = w ? w[c0 + cl] : A(1);
-    sg += sb * wc;
-    sgx += sw * wc;
-  }
-  sg /= A(M);
-  sgx /= A(M);
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-    const A wc = w ? w[c0 + i / HW] : A(1), xh = (load(xb + i) - m) * rs;
-    dx[u * M + i] = to_storage<T>(rs * (load(gb + i) * wc - sg - xh * sgx));
-  }
-}
-
-void group_norm_forward_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t groups, double eps,
-                             const Tensor& y, const Tensor& mean, const Tensor& rstd) {
-  check_cuda(x, "group_norm");
-  DeviceGuard g(x.device());
-  DeviceContext& ctx = context(x.device().index);
-  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2);
-  const DType st = stats_dtype(x.dtype());
-  const Tensor w = param_as(weight, st), b = param_as(bias, st);
-  visit_float(x.dtype(), "group_norm", [&](auto tx) {
-    using T = typename decltype(tx)::type;
-    using A = acc<T>;
-    group_norm_forward_kernel<T><<<static_cast<unsigned>(N * groups), kGroupThreads, 0, ctx.stream()>>>(
-        static_cast<const T*>(x.raw_data()), ptr_or_null<A>(w), ptr_or_null<A>(b), eps, static_cast<T*>(y.raw_data()),
-        static_cast<A*>(mean.raw_data()), static_cast<A*>(rstd.raw_data()), C, HW, groups);
-    VT_CUDA_CHECK_LAUNCH();
-  });
-}
-
-void group_norm_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                              const Tensor& rstd, int64_t groups, const Tensor& dx, const Tensor& dweight,
-                              const Tensor& dbias) {
-  check_cuda(x, "group_norm_backward");
-  DeviceGuard g(x.device());
-  DeviceContext& ctx = context(x.device().index);
-  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2);
-  const DType st = stats_dtype(x.dtype());
-  const Tensor w = param_as(weight, st);
-  Tensor pw = empty({N, C}, {st, x.device()}), pb = empty({N, C}, {st, x.device()});  // (N, C) partials
-  visit_float(x.dtype(), "group_norm_backward", [&](auto tx) {
-    using T = typename decltype(tx)::type;
-    using A = acc<T>;
-    group_norm_backward_kernel<T><<<static_cast<unsigned>(N * groups), kGroupThreads, 0, ctx.stream()>>>(
-        static_cast<const T*>(dy.raw_data()), static_cast<const T*>(x.raw_data()), ptr_or_null<A>(w),
-        static_cast<const A*>(mean.raw_data()), static_cast<const A*>(rstd.raw_data()), static_cast<T*>(dx.raw_data()),
-        static_cast<A*>(pw.raw_data()), static_cast<A*>(pb.raw_data()), C, HW, groups);
-    VT_CUDA_CHECK_LAUNCH();
-    store_param_grad<A>(pw, N, C, dweight, ctx);
-    store_param_grad<A>(pb, N, C, dbias, ctx);
-  });
-}
-
 }  // namespace
 
 void register_nn_norm_kernels() {
   using namespace vt::nn;
   register_rms_norm_kernels();
+  register_group_norm_kernels();
   kernels::register_kernel("layer_norm_forward", DeviceType::CUDA,
                            reinterpret_cast<void*>(static_cast<LayerNormForwardFn*>(&layer_norm_forward_cuda)));
+  kernels::register_kernel("add_layer_norm_forward", DeviceType::CUDA,
+                           reinterpret_cast<void*>(static_cast<AddLayerNormForwardFn*>(&add_layer_norm_forward_cuda)));
   kernels::register_kernel("layer_norm_backward", DeviceType::CUDA,
                            reinterpret_cast<void*>(static_cast<LayerNormBackwardFn*>(&layer_norm_backward_cuda)));
-  kernels::register_kernel("group_norm_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<GroupNormForwardFn*>(&group_norm_forward_cuda)));
-  kernels::register_kernel("group_norm_backward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<GroupNormBackwardFn*>(&group_norm_backward_cuda)));
 }
 
 }  // namespace vt::cuda

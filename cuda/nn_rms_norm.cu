@@ -1,6 +1,8 @@
 // nn_rms_norm.cu: RMSNorm forward and backward on CUDA (Qwen2's rule: the normalised value is
-// rounded to x's dtype before the weight multiply), registered under the CPU kernels' names
-// (src/nn_norm.cpp holds the op, the math and the CPU version; norm.cuh the shared helpers).
+// rounded to x's dtype before the weight multiply), and add_rms_norm's forward (the residual add
+// fused in front: sum = round(x + res) is written and normalised in the same pass), registered under
+// the CPU kernels' names (src/nn_norm.cpp holds the ops, the math and the CPU versions; norm.cuh
+// the shared helpers).
 //
 // Two layouts of the same math:
 //   warp rows (default)  one warp per row, 8 rows per 256-thread block, the row streamed twice
@@ -37,22 +39,25 @@ using namespace norm;
 // ==== warp rows ======================================================================================
 // x: (rows, D) of T; w: (D) in A or null; y: (rows, D) of Y; rstd: (rows) in A
 // y = w * round_to_T(x * rstd),  rstd = 1 / sqrt(mean(x^2) + eps)
-template <class T, class Y, int V>
-__global__ void __launch_bounds__(kRowThreads) rms_norm_forward_warp_kernel(const T* __restrict__ x,
-                                                                        const acc<T>* __restrict__ w, double eps,
-                                                                        Y* __restrict__ y, acc<T>* __restrict__ rstd,
-                                                                        int64_t rows, int64_t D) {
+// kAdd: the row is sum = round_to_T(x + res), written to `sum` in the first pass and recomputed in
+// the second (x and res are in L1/L2 by then).
+template <class T, class Y, int V, bool kAdd>
+__global__ void __launch_bounds__(kRowThreads) rms_norm_forward_warp_kernel(
+    const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ sum, const acc<T>* __restrict__ w, double eps,
+    Y* __restrict__ y, acc<T>* __restrict__ rstd, int64_t rows, int64_t D) {
   using A = acc<T>;
   using AY = acc<Y>;
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (r >= rows) return;  // whole warps leave together
   const int lane = threadIdx.x & 31;
   const T* xr = x + r * D;
+  const T* rr = kAdd ? res + r * D : nullptr;
+  T* sr = kAdd ? sum + r * D : nullptr;
   Y* yr = y + r * D;
   A ss = 0;
   for (int64_t j = lane * V; j < D; j += 32 * V) {
     A v[V];
-    load_v<V>(xr + j, v);
+    load_row_v<kAdd, V>(xr + j, rr + j, sr + j, v);
 #pragma unroll
     for (int k = 0; k < V; ++k) ss += v[k] * v[k];
   }
@@ -62,7 +67,7 @@ __global__ void __launch_bounds__(kRowThreads) rms_norm_forward_warp_kernel(cons
   for (int64_t j = lane * V; j < D; j += 32 * V) {
     A v[V];
     AY o[V];
-    load_v<V>(xr + j, v);
+    load_row_v<kAdd, V>(xr + j, rr + j, static_cast<T*>(nullptr), v);
 #pragma unroll
     for (int k = 0; k < V; ++k) o[k] = (w ? AY(w[j + k]) : AY(1)) * AY(round_to<T>(v[k] * rs));
     store_v<V>(yr + j, o);
@@ -152,11 +157,12 @@ __device__ __forceinline__ A block_sum_alternating(A v, A (*scratch)[kBlockWarps
   return t;
 }
 
-// x: (rows, D); rows [blockIdx.x * per, ...) of them. y = w * round_to_T(x * rstd)
-template <class T, class Y, int V, int C>
+// x: (rows, D); rows [blockIdx.x * per, ...) of them. y = w * round_to_T(x * rstd); kAdd: the row is
+// sum = round_to_T(x + res), also written out.
+template <class T, class Y, int V, int C, bool kAdd>
 __global__ void __launch_bounds__(kBlockThreads) rms_norm_forward_block_kernel(
-    const T* __restrict__ x, const acc<T>* __restrict__ w, double eps, Y* __restrict__ y, acc<T>* __restrict__ rstd,
-    int64_t rows, int64_t D, int64_t per) {
+    const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ sum, const acc<T>* __restrict__ w, double eps,
+    Y* __restrict__ y, acc<T>* __restrict__ rstd, int64_t rows, int64_t D, int64_t per) {
   using A = acc<T>;
   using AY = acc<Y>;
   __shared__ A scratch[2][kBlockWarps];
@@ -170,10 +176,27 @@ __global__ void __launch_bounds__(kBlockThreads) rms_norm_forward_block_kernel(
       const int i = threadIdx.x + c * kBlockThreads;
       wv[c][k] = w && i < nvec ? AY(w[i * V + k]) : AY(1);
     }
-  RowSlice<T, V, C> cur, nxt;
-  if (r0 < r1) cur.fetch(x + r0 * D, nvec);
+  RowSlice<T, V, C> cur, nxt, rcur, rnxt;  // rcur, rnxt: res rows (kAdd)
+  if (r0 < r1) {
+    cur.fetch(x + r0 * D, nvec);
+    if constexpr (kAdd) rcur.fetch(res + r0 * D, nvec);
+  }
   for (int64_t r = r0; r < r1; ++r) {
-    if (r + 1 < r1) nxt.fetch(x + (r + 1) * D, nvec);
+    if (r + 1 < r1) {
+      nxt.fetch(x + (r + 1) * D, nvec);
+      if constexpr (kAdd) rnxt.fetch(res + (r + 1) * D, nvec);
+    }
+    if constexpr (kAdd) {  // cur becomes the rounded sum, which is also stored
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        const int i = threadIdx.x + c * kBlockThreads;
+        if (i >= nvec) continue;
+#pragma unroll
+        for (int k = 0; k < V; ++k) cur.v[c].v[k] = to_storage<T>(cur.at(c, k) + rcur.at(c, k));
+        reinterpret_cast<Vec<T, V>*>(sum + r * D)[i] = cur.v[c];
+      }
+      rcur = rnxt;
+    }
     A ss = 0;
 #pragma unroll
     for (int c = 0; c < C; ++c)
@@ -294,8 +317,11 @@ int64_t rows_per_block(K* kernel, int64_t rows, const DeviceContext& ctx, size_t
 }
 
 // ==== dispatch =========================================================================================
-void rms_norm_forward_cuda(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) {
-  check_cuda(x, "rms_norm");
+// rms_norm forward, or with kAdd (res, sum given) add_rms_norm's.
+template <bool kAdd>
+void forward_cuda(const Tensor& x, const Tensor& res, const Tensor& sum, const Tensor& weight, double eps,
+                  const Tensor& y, const Tensor& rstd) {
+  check_cuda(x, kAdd ? "add_rms_norm" : "rms_norm");
   DeviceGuard g(x.device());
   DeviceContext& ctx = context(x.device().index);
   const int64_t D = x.size(-1), rows = x.numel() / D;
@@ -307,28 +333,40 @@ void rms_norm_forward_cuda(const Tensor& x, const Tensor& weight, double eps, co
     visit_out<T>(y.dtype(), [&](auto ty) {
       using Y = typename decltype(ty)::type;
       const T* xp = static_cast<const T*>(x.raw_data());
+      const T* rp = kAdd ? static_cast<const T*>(res.raw_data()) : nullptr;
+      T* sp = kAdd ? static_cast<T*>(sum.raw_data()) : nullptr;
       Y* yp = static_cast<Y*>(y.raw_data());
-      A* rp = static_cast<A*>(rstd.raw_data());
-      with_vec(row_vec(D, std::max(sizeof(T), sizeof(Y)), {&x, &y}), [&](auto v) {
+      A* stp = static_cast<A*>(rstd.raw_data());
+      with_vec(row_vec(D, std::max(sizeof(T), sizeof(Y)), {&x, &y, &res, &sum}), [&](auto v) {
         constexpr int V = decltype(v)::value;
         if constexpr (kBlockRows<T, Y, V>) {
           if (const int C = block_slots(V, D)) {
             with_slots(C, [&](auto c) {
-              auto* kernel = rms_norm_forward_block_kernel<T, Y, V, decltype(c)::value>;
+              auto* kernel = rms_norm_forward_block_kernel<T, Y, V, decltype(c)::value, kAdd>;
               const int64_t per = rows_per_block(kernel, rows, ctx);
-              kernel<<<blocks_for(rows, per), kBlockThreads, 0, ctx.stream()>>>(xp, ptr_or_null<A>(w), eps, yp, rp,
-                                                                                 rows, D, per);
+              kernel<<<blocks_for(rows, per), kBlockThreads, 0, ctx.stream()>>>(xp, rp, sp, ptr_or_null<A>(w), eps,
+                                                                                 yp, stp, rows, D, per);
               VT_CUDA_CHECK_LAUNCH();
             });
             return;
           }
         }
-        rms_norm_forward_warp_kernel<T, Y, V><<<blocks_for(rows, kRowsPerBlock), kRowThreads, 0, ctx.stream()>>>(
-            xp, ptr_or_null<A>(w), eps, yp, rp, rows, D);
+        rms_norm_forward_warp_kernel<T, Y, V, kAdd><<<blocks_for(rows, kRowsPerBlock), kRowThreads, 0,
+                                                      ctx.stream()>>>(xp, rp, sp, ptr_or_null<A>(w), eps, yp, stp,
+                                                                      rows, D);
         VT_CUDA_CHECK_LAUNCH();
       });
     });
   });
+}
+
+void rms_norm_forward_cuda(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) {
+  forward_cuda<false>(x, Tensor(), Tensor(), weight, eps, y, rstd);
+}
+
+void add_rms_norm_forward_cuda(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps,
+                               const Tensor& sum, const Tensor& y, const Tensor& rstd) {
+  forward_cuda<true>(x, residual, sum, weight, eps, y, rstd);
 }
 
 void rms_norm_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
@@ -360,7 +398,8 @@ void rms_norm_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& wei
               Tensor parts;
               if (dweight.defined()) parts = empty({int64_t(blocks), D}, {stats_dtype(x.dtype()), x.device()});
               A* pp = parts.defined() ? static_cast<A*>(parts.raw_data()) : nullptr;
-              kernel<<<blocks, kBlockThreads, smem, ctx.stream()>>>(gp, xp, ptr_or_null<A>(w), rp, dxp, pp, rows, D, per);
+              kernel<<<blocks, kBlockThreads, smem, ctx.stream()>>>(gp, xp, ptr_or_null<A>(w), rp, dxp, pp, rows, D,
+                                                                    per);
               VT_CUDA_CHECK_LAUNCH();
               store_param_grad<A>(parts, blocks, D, dweight, ctx);
             });
@@ -385,6 +424,8 @@ void register_rms_norm_kernels() {
                            reinterpret_cast<void*>(static_cast<RmsNormForwardFn*>(&rms_norm_forward_cuda)));
   kernels::register_kernel("rms_norm_backward", DeviceType::CUDA,
                            reinterpret_cast<void*>(static_cast<RmsNormBackwardFn*>(&rms_norm_backward_cuda)));
+  kernels::register_kernel("add_rms_norm_forward", DeviceType::CUDA,
+                           reinterpret_cast<void*>(static_cast<AddRmsNormForwardFn*>(&add_rms_norm_forward_cuda)));
 }
 
 }  // namespace vt::cuda

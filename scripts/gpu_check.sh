@@ -14,9 +14,8 @@
 #                                     needs (nlohmann_json, doctest, google benchmark) into
 #                                     build-gpu-deps/, to carry to a GPU machine that lacks them
 #
-# Build choices for time: only the targets needed (libvt, test_cuda_ops, test_cuda_nn,
-# test_cuda_flash_attention, test_ops_core, bench_cuda_ops), one architecture (sm_90), -j16, Ninja
-# when present. CMake older than 3.26 does not know nvcc's C++20 flag, so the configure line names it.
+# Build choices for time: only the targets the chosen stages need (libvt, the CUDA tests, test_ops_core,
+# vargpt, the stages' benches), one architecture (sm_90), -j16, Ninja when present. CMake older than 3.26 does not know nvcc's C++20 flag, so the configure line names it.
 set -uo pipefail
 STAGES=" ${VT_GPU_STAGES:-tests ops nn models infinity} "
 want() { [[ $STAGES == *" $1 "* ]]; }
@@ -88,7 +87,8 @@ grep -E "vt: cuDNN" "$OUTDIR/configure.log"
 
 step "build"
 targets=(vt)
-want tests && targets+=(test_cuda_ops test_cuda_nn test_cuda_flash_attention test_ops_core vargpt)
+CUDA_TESTS=(test_cuda_ops test_cuda_nn test_cuda_flash_attention test_cuda_streams test_ops_core)
+want tests && targets+=("${CUDA_TESTS[@]}" vargpt)
 if ((bench)); then
   want ops && targets+=(bench_cuda_ops)
   want nn && targets+=(bench_cuda_nn)
@@ -103,35 +103,35 @@ fi
 
 step "tests"
 export OMP_NUM_THREADS=16
-cuda_rc=0 nn_rc=0 flash_rc=0 core_rc=0 chat_rc=0 vae_rc=0
+results=()  # "name: PASS" or "name: FAIL (...)", one per check, for the summary
+record() {  # record NAME RC [DETAIL]
+  if [[ $2 == 0 ]]; then results+=("$1: PASS${3:+ -- $3}"); else results+=("$1: FAIL (rc $2)${3:+ -- $3}"); fi
+  echo "${results[-1]}"
+}
+run_test() {  # run_test NAME TIMEOUT: a doctest binary, its log's tail, its counts
+  local log="$OUTDIR/$1.log" rc
+  timeout "$2" "$BUILD/$1" > "$log" 2>&1
+  rc=$?
+  grep -vE "^\s*$" "$log" | tail -25
+  record "$1" $rc "$(grep -E '^\[doctest\] (test cases|assertions)' "$log" | tr -s ' ' | tr '\n' ' ')"
+}
 if want tests; then
-  timeout 120 "$BUILD/test_cuda_ops" > "$OUTDIR/test_cuda_ops.log" 2>&1
-  cuda_rc=$?
-  grep -vE "^\s*$" "$OUTDIR/test_cuda_ops.log" | tail -40
-  timeout 120 "$BUILD/test_cuda_nn" > "$OUTDIR/test_cuda_nn.log" 2>&1
-  nn_rc=$?
-  grep -vE "^\s*$" "$OUTDIR/test_cuda_nn.log" | tail -40
-  echo "test_cuda_nn: $([[ $nn_rc == 0 ]] && echo PASS || echo "FAIL (rc $nn_rc)")"
-  timeout 150 "$BUILD/test_cuda_flash_attention" > "$OUTDIR/test_cuda_flash_attention.log" 2>&1
-  flash_rc=$?
-  grep -vE "^\s*$" "$OUTDIR/test_cuda_flash_attention.log" | tail -40
-  echo "test_cuda_flash_attention: $([[ $flash_rc == 0 ]] && echo PASS || echo "FAIL (rc $flash_rc)")"
-  timeout 60 "$BUILD/test_ops_core" > "$OUTDIR/test_ops_core.log" 2>&1
-  core_rc=$?
-  tail -3 "$OUTDIR/test_ops_core.log"
+  for t in "${CUDA_TESTS[@]}"; do run_test "$t" 150; done
   # The tiny Qwen2-VL chat fixture on the GPU: the greedy ids must still equal transformers'.
   timeout 60 "$BUILD/vargpt" chat --model "$ROOT/tests/fixtures/chat_tiny" --image "$ROOT/tests/fixtures/chat_tiny/image.png" \
     --prompt "What is in the picture?" --max-new-tokens 24 --print-ids --device cuda > "$OUTDIR/chat_cuda.log" 2>&1
-  chat_rc=$?
-  grep -q "$(cat "$ROOT/tests/fixtures/chat_tiny/expected_ids.txt")" "$OUTDIR/chat_cuda.log" || chat_rc=1
+  rc=$?
+  grep -q "$(cat "$ROOT/tests/fixtures/chat_tiny/expected_ids.txt")" "$OUTDIR/chat_cuda.log" || rc=1
   tail -3 "$OUTDIR/chat_cuda.log"
+  record "vargpt chat --device cuda (tiny Qwen2-VL, ids vs transformers)" $rc
   # The tokenizer command on the GPU (tiny fixture VAE): encode + decode run and report a PSNR.
-  vae_rc=0
+  rc=0
   { "$BUILD/vargpt" shapes make --out "$BUILD/vae_gpu" --size 64 --train 1 --test 0 --quiet &&
     timeout 60 "$BUILD/vargpt" vae --vae "$ROOT/tests/fixtures/bsq_vae.safetensors" --device cuda \
-      --roundtrip "$BUILD/vae_gpu/train/images/000000.png" --scales 1,2,4,8,16,32; } > "$OUTDIR/vae_cuda.log" 2>&1 || vae_rc=1
-  grep -q PSNR "$OUTDIR/vae_cuda.log" || vae_rc=1
+      --roundtrip "$BUILD/vae_gpu/train/images/000000.png" --scales 1,2,4,8,16,32; } > "$OUTDIR/vae_cuda.log" 2>&1 || rc=1
+  grep -q PSNR "$OUTDIR/vae_cuda.log" || rc=1
   tail -2 "$OUTDIR/vae_cuda.log"
+  record "vargpt vae --device cuda (round trip)" $rc
 fi
 
 step "benchmarks"
@@ -165,18 +165,17 @@ if want models && ((bench)) && (($(left) > 60)); then
   step "VAE rows again on the im2col conv path (VT_CONV_IM2COL=1), for comparison"
   VT_CONV_IM2COL=1 timeout 40 "$BUILD/bench_gpu_models" --only vae | grep "^vt " | sed 's/^vt /im2col /'
 fi
+if want models && ((bench)) && (($(left) > 60)); then
+  step "VAE rows again with the split-group GroupNorm (VT_GROUP_NORM_SPLIT=1), for comparison"
+  VT_GROUP_NORM_SPLIT=1 timeout 40 "$BUILD/bench_gpu_models" --only vae | grep "^vt " | sed 's/^vt /gn_split /'
+fi
 want infinity && run_pair bench_gpu_infinity 120 torch_gpu_infinity.py 120
 
 step "summary"
 {
-  echo "test_cuda_ops: $([[ $cuda_rc == 0 ]] && echo PASS || echo "FAIL (rc $cuda_rc)") -- $(grep -E '^\[doctest\] (test cases|assertions)' "$OUTDIR/test_cuda_ops.log" 2>/dev/null | tr '\n' ' ')"
-  echo "test_cuda_nn: $([[ $nn_rc == 0 ]] && echo PASS || echo "FAIL (rc $nn_rc)")"
-  echo "test_cuda_flash_attention: $([[ $flash_rc == 0 ]] && echo PASS || echo "FAIL (rc $flash_rc)")"
-  echo "test_ops_core: $([[ $core_rc == 0 ]] && echo PASS || echo "FAIL (rc $core_rc)")"
-  echo "vargpt chat --device cuda (tiny Qwen2-VL, ids vs transformers): $([[ $chat_rc == 0 ]] && echo PASS || echo "FAIL (rc $chat_rc)")"
-  echo "vargpt vae --device cuda (round trip): $([[ $vae_rc == 0 ]] && echo PASS || echo "FAIL")"
+  printf '%s\n' "${results[@]}"
   nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1
   grep -E "^benchmark " "$OUTDIR/torch.txt"
 } | tee "$OUTDIR/summary.txt"
 echo "total $((SECONDS - t0)) s; logs in $OUTDIR"
-[[ $cuda_rc == 0 && $nn_rc == 0 && $flash_rc == 0 && $core_rc == 0 && $chat_rc == 0 && $vae_rc == 0 ]]
+! printf '%s\n' "${results[@]}" | grep -q ": FAIL"

@@ -21,10 +21,22 @@ LayerNorm::LayerNorm(int64_t dim, double eps_, DType dtype) : eps(eps_) {
 
 Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, {x.size(-1)}, weight, bias, eps); }
 
+AddNorm LayerNorm::forward_add(const Tensor& x, const Tensor& residual) const {
+  if (x.dtype() == residual.dtype()) return add_layer_norm(x, residual, {x.size(-1)}, weight, bias, eps);
+  Tensor s = add(x, residual);
+  return {forward(s), s};
+}
+
 RMSNorm::RMSNorm(int64_t dim, double eps_, DType dtype) : eps(eps_) {
   weight = register_parameter("weight", ones({dim}, dtype));  // (C)
 }
 
 Tensor RMSNorm::forward(const Tensor& x) const { return rms_norm(x, weight, eps); }
+
+AddNorm RMSNorm::forward_add(const Tensor& x, const Tensor& residual) const {
+  if (x.dtype() == residual.dtype()) return add_rms_norm(x, residual, weight, eps);
+  Tensor s = add(x, residual);
+  return {rms_norm(s, weight, eps), s};
+}
 
 }  // namespace vt::nn

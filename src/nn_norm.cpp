@@ -69,30 +69,43 @@ static void store_param_grad(const std::vector<A>& parts, int64_t chunks, int64_
 static DType stats_dtype(DType x) { return x == DType::F64 ? DType::F64 : DType::F32; }
 
 // ==== RMSNorm =====================================================================================
-// x: (rows, D) of T; y: (rows, D) of Y; rstd: (rows)
+// One row: x (D) of T -> y (D) of Y, its rstd.
 // n = x * rstd (f32); n_c = round_to_T(n); y = w * n_c in Y (the Qwen2 cast rule)
 template <class T, class Y>
-static void rms_norm_forward_typed(const T* x, const std::vector<acc_t<T>>& w, double eps, Y* y, acc_t<T>* rstd,
-                                   int64_t rows, int64_t D) {
+static void rms_norm_row(const T* xr, const acc_t<T>* wp, double eps, Y* yr, acc_t<T>* rstd, int64_t D) {
   using A = acc_t<T>;
   using AY = acc_t<Y>;
-  const A* wp = w.empty() ? nullptr : w.data();
+  A ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t j = 0; j < D; ++j) ss += ld(xr[j]) * ld(xr[j]);
+  A rs = A(1) / std::sqrt(ss / A(D) + A(eps));
+  *rstd = rs;
+  if (wp) {
+#pragma omp simd
+    for (int64_t j = 0; j < D; ++j) yr[j] = st<Y>(AY(wp[j]) * AY(cpu::round_to<T>(ld(xr[j]) * rs)));
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < D; ++j) yr[j] = st<Y>(AY(cpu::round_to<T>(ld(xr[j]) * rs)));
+  }
+}
+
+// x: (rows, D) of T; y: (rows, D) of Y; rstd: (rows). With `res`, x + res is first rounded into
+// sum (rows, D) of T, and that is what is normalised (add_rms_norm).
+template <class T, class Y>
+static void rms_norm_forward_typed(const T* x, const T* res, T* sum, const std::vector<acc_t<T>>& w, double eps,
+                                   Y* y, acc_t<T>* rstd, int64_t rows, int64_t D) {
+  const acc_t<T>* wp = w.empty() ? nullptr : w.data();
   for_row_chunks(rows, rows * D, [&](int64_t, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * D;
-      Y* yr = y + r * D;
-      A ss = 0;
-#pragma omp simd reduction(+ : ss)
-      for (int64_t j = 0; j < D; ++j) ss += ld(xr[j]) * ld(xr[j]);
-      A rs = A(1) / std::sqrt(ss / A(D) + A(eps));
-      rstd[r] = rs;
-      if (wp) {
+      if (res) {
+        const T* rr = res + r * D;
+        T* sr = sum + r * D;
 #pragma omp simd
-        for (int64_t j = 0; j < D; ++j) yr[j] = st<Y>(AY(wp[j]) * AY(cpu::round_to<T>(ld(xr[j]) * rs)));
-      } else {
-#pragma omp simd
-        for (int64_t j = 0; j < D; ++j) yr[j] = st<Y>(AY(cpu::round_to<T>(ld(xr[j]) * rs)));
+        for (int64_t j = 0; j < D; ++j) sr[j] = st<T>(ld(xr[j]) + ld(rr[j]));
+        xr = sr;
       }
+      rms_norm_row<T, Y>(xr, wp, eps, y + r * D, rstd + r, D);
     }
   });
 }
@@ -140,7 +153,22 @@ static void rms_norm_forward_cpu(const Tensor& x, const Tensor& weight, double e
     auto w = load_param<acc_t<T>>(weight);
     cpu::dispatch_float(y.dtype(), "rms_norm", [&](auto ty) {
       using Y = decltype(ty);
-      rms_norm_forward_typed<T, Y>(x.data<T>(), w, eps, y.data<Y>(), rstd.data<acc_t<T>>(), rows, D);
+      rms_norm_forward_typed<T, Y>(x.data<T>(), nullptr, nullptr, w, eps, y.data<Y>(), rstd.data<acc_t<T>>(), rows,
+                                   D);
+    });
+  });
+}
+
+static void add_rms_norm_forward_cpu(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps,
+                                     const Tensor& sum, const Tensor& y, const Tensor& rstd) {
+  int64_t D = x.size(-1), rows = x.numel() / D;
+  cpu::dispatch_float(x.dtype(), "add_rms_norm", [&](auto tx) {
+    using T = decltype(tx);
+    auto w = load_param<acc_t<T>>(weight);
+    cpu::dispatch_float(y.dtype(), "add_rms_norm", [&](auto ty) {
+      using Y = decltype(ty);
+      rms_norm_forward_typed<T, Y>(x.data<T>(), residual.data<T>(), sum.data<T>(), w, eps, y.data<Y>(),
+                                   rstd.data<acc_t<T>>(), rows, D);
     });
   });
 }
@@ -161,6 +189,7 @@ static void rms_norm_backward_cpu(const Tensor& dy, const Tensor& x, const Tenso
 
 static kernels::Registrar reg_rms_fwd("rms_norm_forward", DeviceType::CPU, &rms_norm_forward_cpu);
 static kernels::Registrar reg_rms_bwd("rms_norm_backward", DeviceType::CPU, &rms_norm_backward_cpu);
+static kernels::Registrar reg_add_rms_fwd("add_rms_norm_forward", DeviceType::CPU, &add_rms_norm_forward_cpu);
 
 static void check_param(const Tensor& p, const Shape& want, const Tensor& x, const char* op, const char* what) {
   if (!p.defined()) return;
@@ -170,9 +199,44 @@ static void check_param(const Tensor& p, const Shape& want, const Tensor& x, con
   VT_CHECK(p.device() == x.device(), op, ": ", what, " on ", p.device().str(), ", input on ", x.device().str());
 }
 
+// The residual operand of add_rms_norm / add_layer_norm: x's shape, dtype and device.
+static void check_residual(const Tensor& x, const Tensor& residual, const char* op) {
+  VT_CHECK(residual.defined() && residual.shape() == x.shape(), op, ": residual ",
+           residual.defined() ? residual.shape().str() : std::string("(undefined)"), " does not match input ",
+           x.shape().str());
+  VT_CHECK(residual.dtype() == x.dtype(), op, ": residual is ", dtype_name(residual.dtype()), ", input is ",
+           dtype_name(x.dtype()), " (cast one first)");
+  VT_CHECK(residual.device() == x.device(), op, ": residual on ", residual.device().str(), ", input on ",
+           x.device().str());
+}
+
+// sum = x + residual as an autograd node (the gradient passes to both unchanged).
+static void record_residual_sum(Tensor& sum, const Tensor& x_in, const Tensor& residual) {
+  autograd::record("add", sum, {x_in, residual}, [](const Tensor& g) { return grads{g, g}; });
+}
+
+// Attaches rms_norm's backward to y = rms_norm(x_in, weight) given what the forward saved: x (x_in
+// contiguous and detached), w (weight, likewise) and rstd.
+static void record_rms_norm(Tensor& y, const Tensor& x_in, const Tensor& weight, const Tensor& x, const Tensor& w,
+                            const Tensor& rstd) {
+  bool want_dw = weight.defined() && weight.requires_grad();
+  DType yt = y.dtype();
+  autograd::record("rms_norm", y, {x_in, weight}, [x, w, rstd, want_dw, yt](const Tensor& g) {
+    Tensor dy = cast(g, yt).contiguous();
+    Tensor dx = empty(x.shape(), {x.dtype(), x.device()});
+    Tensor dw = want_dw ? empty(w.shape(), {w.dtype(), w.device()}) : Tensor();
+    kernels::get<RmsNormBackwardFn>("rms_norm_backward", x.device())(dy, x, w, rstd, dx, dw);
+    return grads{dx, dw};
+  });
+}
+
+static void check_rms_input(const Tensor& x, const char* op) {
+  VT_CHECK(x.dim() >= 1, op, ": input must have at least 1 dim, got a 0-d tensor");
+  VT_CHECK(is_floating(x.dtype()), op, ": needs a floating-point input, got ", dtype_name(x.dtype()));
+}
+
 Tensor rms_norm(const Tensor& x_in, const Tensor& weight, double eps) {
-  VT_CHECK(x_in.dim() >= 1, "rms_norm: input must have at least 1 dim, got a 0-d tensor");
-  VT_CHECK(is_floating(x_in.dtype()), "rms_norm: needs a floating-point input, got ", dtype_name(x_in.dtype()));
+  check_rms_input(x_in, "rms_norm");
   int64_t D = x_in.size(-1), rows = D ? x_in.numel() / D : 0;
   check_param(weight, Shape{D}, x_in, "rms_norm", "weight");
   Tensor x = x_in.contiguous().detach(), w = weight.defined() ? weight.contiguous().detach() : Tensor();
@@ -181,28 +245,48 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& weight, double eps) {
   Tensor rstd = empty({rows}, {stats_dtype(x.dtype()), x.device()});
   if (x.numel() == 0) return y;
   kernels::get<RmsNormForwardFn>("rms_norm_forward", x.device())(x, w, eps, y, rstd);
-  bool want_dw = weight.defined() && weight.requires_grad();
-  autograd::record("rms_norm", y, {x_in, weight}, [x, w, rstd, want_dw, yt](const Tensor& g) {
-    Tensor dy = cast(g, yt).contiguous();
-    Tensor dx = empty(x.shape(), {x.dtype(), x.device()});
-    Tensor dw = want_dw ? empty(w.shape(), {w.dtype(), w.device()}) : Tensor();
-    kernels::get<RmsNormBackwardFn>("rms_norm_backward", x.device())(dy, x, w, rstd, dx, dw);
-    return grads{dx, dw};
-  });
+  record_rms_norm(y, x_in, weight, x, w, rstd);
   return y;
 }
 
+AddNorm add_rms_norm(const Tensor& x_in, const Tensor& residual, const Tensor& weight, double eps) {
+  check_rms_input(x_in, "add_rms_norm");
+  check_residual(x_in, residual, "add_rms_norm");
+  int64_t D = x_in.size(-1), rows = D ? x_in.numel() / D : 0;
+  check_param(weight, Shape{D}, x_in, "add_rms_norm", "weight");
+  Tensor x = x_in.contiguous().detach(), r = residual.contiguous().detach();
+  Tensor w = weight.defined() ? weight.contiguous().detach() : Tensor();
+  DType yt = weight.defined() ? result_type(x_in, weight) : x.dtype();
+  Tensor sum = empty(x.shape(), {x.dtype(), x.device()});
+  Tensor y = empty(x.shape(), {yt, x.device()});
+  Tensor rstd = empty({rows}, {stats_dtype(x.dtype()), x.device()});
+  if (x.numel() > 0)
+    kernels::get<AddRmsNormForwardFn>("add_rms_norm_forward", x.device())(x, r, w, eps, sum, y, rstd);
+  record_residual_sum(sum, x_in, residual);
+  if (x.numel() > 0) record_rms_norm(y, sum, weight, sum.detach(), w, rstd);
+  return {y, sum};
+}
+
 // ==== LayerNorm ===================================================================================
-// x, y: (rows, D); mean, rstd: (rows).  y = (x - mean) * rstd * w + b
+// x, y: (rows, D); mean, rstd: (rows).  y = (x - mean) * rstd * w + b. With `res`, x + res is first
+// rounded into sum (rows, D), and that is what is normalised (add_layer_norm).
 template <class T>
-static void layer_norm_forward_typed(const T* x, const std::vector<acc_t<T>>& w, const std::vector<acc_t<T>>& b,
-                                     double eps, T* y, acc_t<T>* mean, acc_t<T>* rstd, int64_t rows, int64_t D) {
+static void layer_norm_forward_typed(const T* x, const T* res, T* sum, const std::vector<acc_t<T>>& w,
+                                     const std::vector<acc_t<T>>& b, double eps, T* y, acc_t<T>* mean,
+                                     acc_t<T>* rstd, int64_t rows, int64_t D) {
   using A = acc_t<T>;
   const A* wp = w.empty() ? nullptr : w.data();
   const A* bp = b.empty() ? nullptr : b.data();
   for_row_chunks(rows, rows * D, [&](int64_t, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * D;
+      if (res) {
+        const T* rr = res + r * D;
+        T* sr = sum + r * D;
+#pragma omp simd
+        for (int64_t j = 0; j < D; ++j) sr[j] = st<T>(ld(xr[j]) + ld(rr[j]));
+        xr = sr;
+      }
       T* yr = y + r * D;
       A s = 0, ss = 0;
 #pragma omp simd reduction(+ : s)
@@ -273,8 +357,20 @@ static void layer_norm_forward_cpu(const Tensor& x, const Tensor& weight, const 
   cpu::dispatch_float(x.dtype(), "layer_norm", [&](auto tx) {
     using T = decltype(tx);
     using A = acc_t<T>;
-    layer_norm_forward_typed<T>(x.data<T>(), load_param<A>(weight), load_param<A>(bias), eps, y.data<T>(),
-                                mean.data<A>(), rstd.data<A>(), rows, D);
+    layer_norm_forward_typed<T>(x.data<T>(), nullptr, nullptr, load_param<A>(weight), load_param<A>(bias), eps,
+                                y.data<T>(), mean.data<A>(), rstd.data<A>(), rows, D);
+  });
+}
+
+static void add_layer_norm_forward_cpu(const Tensor& x, const Tensor& residual, const Tensor& weight,
+                                       const Tensor& bias, double eps, const Tensor& sum, const Tensor& y,
+                                       const Tensor& mean, const Tensor& rstd) {
+  int64_t rows = mean.numel(), D = x.numel() / rows;
+  cpu::dispatch_float(x.dtype(), "add_layer_norm", [&](auto tx) {
+    using T = decltype(tx);
+    using A = acc_t<T>;
+    layer_norm_forward_typed<T>(x.data<T>(), residual.data<T>(), sum.data<T>(), load_param<A>(weight),
+                                load_param<A>(bias), eps, y.data<T>(), mean.data<A>(), rstd.data<A>(), rows, D);
   });
 }
 
@@ -291,25 +387,28 @@ static void layer_norm_backward_cpu(const Tensor& dy, const Tensor& x, const Ten
 
 static kernels::Registrar reg_ln_fwd("layer_norm_forward", DeviceType::CPU, &layer_norm_forward_cpu);
 static kernels::Registrar reg_ln_bwd("layer_norm_backward", DeviceType::CPU, &layer_norm_backward_cpu);
+static kernels::Registrar reg_add_ln_fwd("add_layer_norm_forward", DeviceType::CPU, &add_layer_norm_forward_cpu);
 
-Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
-                  double eps) {
-  VT_CHECK(is_floating(x_in.dtype()), "layer_norm: needs a floating-point input, got ", dtype_name(x_in.dtype()));
+// Rows of a layer_norm over normalized_shape, after checking x_in and the parameters.
+static int64_t layer_norm_rows(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight,
+                               const Tensor& bias, const char* op) {
+  VT_CHECK(is_floating(x_in.dtype()), op, ": needs a floating-point input, got ", dtype_name(x_in.dtype()));
   int k = normalized_shape.size();
   bool ends_with = k >= 1 && x_in.dim() >= k;
   for (int i = 0; ends_with && i < k; ++i) ends_with = x_in.size(x_in.dim() - k + i) == normalized_shape[i];
-  VT_CHECK(ends_with, "layer_norm: input ", x_in.shape().str(), " does not end with normalized_shape ",
+  VT_CHECK(ends_with, op, ": input ", x_in.shape().str(), " does not end with normalized_shape ",
            normalized_shape.str());
-  check_param(weight, normalized_shape, x_in, "layer_norm", "weight");
-  check_param(bias, normalized_shape, x_in, "layer_norm", "bias");
-  int64_t D = normalized_shape.numel(), rows = D ? x_in.numel() / D : 0;
-  Tensor x = x_in.contiguous().detach();
-  Tensor w = weight.defined() ? weight.contiguous().detach() : Tensor();
-  Tensor b = bias.defined() ? bias.contiguous().detach() : Tensor();
-  Tensor y = empty(x.shape(), {x.dtype(), x.device()});
-  Tensor mean = empty({rows}, {stats_dtype(x.dtype()), x.device()}), rstd = empty_like(mean);
-  if (x.numel() == 0) return y;
-  kernels::get<LayerNormForwardFn>("layer_norm_forward", x.device())(x, w, b, eps, y, mean, rstd);
+  check_param(weight, normalized_shape, x_in, op, "weight");
+  check_param(bias, normalized_shape, x_in, op, "bias");
+  int64_t D = normalized_shape.numel();
+  return D ? x_in.numel() / D : 0;
+}
+
+// Attaches layer_norm's backward to y = layer_norm(x_in, ..., weight, bias) given what the forward
+// saved: x (x_in contiguous and detached), w, b (likewise), mean and rstd.
+static void record_layer_norm(Tensor& y, const Tensor& x_in, const Tensor& weight, const Tensor& bias,
+                              const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& mean,
+                              const Tensor& rstd) {
   bool want_dw = weight.defined() && weight.requires_grad(), want_db = bias.defined() && bias.requires_grad();
   autograd::record("layer_norm", y, {x_in, weight, bias}, [x, w, b, mean, rstd, want_dw, want_db](const Tensor& g) {
     Tensor dy = cast(g, x.dtype()).contiguous();
@@ -319,7 +418,36 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
     kernels::get<LayerNormBackwardFn>("layer_norm_backward", x.device())(dy, x, w, mean, rstd, dx, dw, db);
     return grads{dx, dw, db};
   });
+}
+
+Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  int64_t rows = layer_norm_rows(x_in, normalized_shape, weight, bias, "layer_norm");
+  Tensor x = x_in.contiguous().detach();
+  Tensor w = weight.defined() ? weight.contiguous().detach() : Tensor();
+  Tensor b = bias.defined() ? bias.contiguous().detach() : Tensor();
+  Tensor y = empty(x.shape(), {x.dtype(), x.device()});
+  Tensor mean = empty({rows}, {stats_dtype(x.dtype()), x.device()}), rstd = empty_like(mean);
+  if (x.numel() == 0) return y;
+  kernels::get<LayerNormForwardFn>("layer_norm_forward", x.device())(x, w, b, eps, y, mean, rstd);
+  record_layer_norm(y, x_in, weight, bias, x, w, b, mean, rstd);
   return y;
+}
+
+AddNorm add_layer_norm(const Tensor& x_in, const Tensor& residual, const Shape& normalized_shape,
+                       const Tensor& weight, const Tensor& bias, double eps) {
+  int64_t rows = layer_norm_rows(x_in, normalized_shape, weight, bias, "add_layer_norm");
+  check_residual(x_in, residual, "add_layer_norm");
+  Tensor x = x_in.contiguous().detach(), r = residual.contiguous().detach();
+  Tensor w = weight.defined() ? weight.contiguous().detach() : Tensor();
+  Tensor b = bias.defined() ? bias.contiguous().detach() : Tensor();
+  Tensor sum = empty(x.shape(), {x.dtype(), x.device()}), y = empty(x.shape(), {x.dtype(), x.device()});
+  Tensor mean = empty({rows}, {stats_dtype(x.dtype()), x.device()}), rstd = empty_like(mean);
+  if (x.numel() > 0)
+    kernels::get<AddLayerNormForwardFn>("add_layer_norm_forward", x.device())(x, r, w, b, eps, sum, y, mean, rstd);
+  record_residual_sum(sum, x_in, residual);
+  if (x.numel() > 0) record_layer_norm(y, sum, weight, bias, sum.detach(), w, b, mean, rstd);
+  return {y, sum};
 }
 
 // ==== GroupNorm ===================================================================================

@@ -169,6 +169,40 @@ TEST_CASE("cuda nn: linear with the cuBLASLt bias / GELU epilogue matches the CP
   }
 }
 
+// add_rms_norm (or add_layer_norm) on the GPU against add + the norm on the GPU (bit for bit: the
+// same rounding and summation order) and against the CPU, forward and every gradient.
+static void check_add_norm(int64_t rows, int64_t D, DType t, double tol, bool layer = false) {
+  CAPTURE(rows);
+  CAPTURE(D);
+  CAPTURE(layer);
+  const Tensor x = randn_on({rows, D}, t, 41), r = randn_on({rows, D}, t, 42), w = randn_on({D}, t, 43);
+  const Tensor b = randn_on({D}, t, 44);
+  auto fused = [layer](const std::vector<Tensor>& v) {
+    nn::AddNorm o = layer ? nn::add_layer_norm(v[0], v[1], {v[0].size(-1)}, v[2], v[3])
+                          : nn::add_rms_norm(v[0], v[1], v[2], 1e-6);
+    return add(o.normed, mul(o.sum, 0.5));
+  };
+  auto composite = [layer](const std::vector<Tensor>& v) {
+    Tensor s = add(v[0], v[1]);
+    Tensor n = layer ? nn::layer_norm(s, {s.size(-1)}, v[2], v[3]) : nn::rms_norm(s, v[2], 1e-6);
+    return add(n, mul(s, 0.5));
+  };
+  std::vector<Tensor> in{x, r, w};
+  if (layer) in.push_back(b);
+  const auto got = fwd_bwd(fused, in, kGpu), want = fwd_bwd(composite, in, kGpu);
+  for (size_t i = 0; i < got.size(); ++i) CHECK(bytes_of(got[i]) == bytes_of(want[i]));
+  check_close(got, fwd_bwd(fused, in, kCpu), tol, tol);
+}
+
+TEST_CASE("cuda nn: add_rms_norm and add_layer_norm equal add + the norm bit for bit, and the CPU") {
+  VT_SKIP_WITHOUT_GPU();
+  for (bool layer : {false, true}) {
+    check_add_norm(300, 3584, DType::BF16, 2e-2, layer);
+    check_add_norm(17, 1000, DType::F32, 1e-4, layer);
+    check_add_norm(9, 37, DType::F16, 2e-2, layer);  // scalar path
+  }
+}
+
 TEST_CASE("cuda nn: rms_norm's block-row layout (VT_RMS_NORM_BLOCK=1) matches the CPU and repeats bit for bit") {
   VT_SKIP_WITHOUT_GPU();
   struct EnvGuard {  // the layout is chosen per call from the environment
@@ -183,10 +217,11 @@ TEST_CASE("cuda nn: rms_norm's block-row layout (VT_RMS_NORM_BLOCK=1) matches th
   };
   // 1, 2 and 4 vectors per thread, a partly used last slot (3584 = 448 vectors of 8), many rows per
   // block, f32 and f64; a bf16 x with an f32 weight (f32 out) stays on the warp layout.
-  for (const Shape3& c : {Shape3{5000, 1536, DType::BF16, DType::BF16, 2e-2}, Shape3{300, 3584, DType::BF16, DType::BF16, 2e-2},
-                          Shape3{37, 4096, DType::BF16, DType::F32, 2e-2}, Shape3{64, 8192, DType::BF16, DType::BF16, 2e-2},
-                          Shape3{100, 4096, DType::F32, DType::F32, 1e-4}, Shape3{20, 2048, DType::F64, DType::F64, 1e-10},
-                          Shape3{9, 1000, DType::BF16, DType::BF16, 2e-2}}) {
+  const DType bf = DType::BF16, f32 = DType::F32, f64 = DType::F64;
+  for (const Shape3& c : {Shape3{5000, 1536, bf, bf, 2e-2}, Shape3{300, 3584, bf, bf, 2e-2},
+                          Shape3{37, 4096, bf, f32, 2e-2}, Shape3{64, 8192, bf, bf, 2e-2},
+                          Shape3{100, 4096, f32, f32, 1e-4}, Shape3{20, 2048, f64, f64, 1e-10},
+                          Shape3{9, 1000, bf, bf, 2e-2}}) {
     CAPTURE(c.rows);
     CAPTURE(c.D);
     Tensor x = randn_on({c.rows, c.D}, c.x, 31), w = randn_on({c.D}, c.w, 32);
@@ -196,10 +231,43 @@ TEST_CASE("cuda nn: rms_norm's block-row layout (VT_RMS_NORM_BLOCK=1) matches th
     const auto again = fwd_bwd(f, {x, w}, kGpu);
     for (size_t i = 0; i < gpu.size(); ++i) CHECK(bytes_of(gpu[i]) == bytes_of(again[i]));
   }
+  check_add_norm(300, 3584, DType::BF16, 2e-2);
+  check_add_norm(40, 4096, DType::F32, 1e-4);
   // Without a weight, and with a leading batch dim.
   Tensor x3 = randn_on({3, 50, 2048}, DType::BF16, 33);
   auto f = [](const std::vector<Tensor>& v) { return nn::rms_norm(v[0], Tensor(), 1e-6); };
   check_close(fwd_bwd(f, {x3}, kGpu), fwd_bwd(f, {x3}, kCpu), 2e-2, 2e-2);
+}
+
+TEST_CASE("cuda nn: group_norm's split-group layout (VT_GROUP_NORM_SPLIT=1) matches the CPU and repeats bit for bit") {
+  VT_SKIP_WITHOUT_GPU();
+  struct EnvGuard {
+    EnvGuard() { setenv("VT_GROUP_NORM_SPLIT", "1", 1); }
+    ~EnvGuard() { unsetenv("VT_GROUP_NORM_SPLIT"); }
+  } env;
+  run_fixture_on_cuda("nn_functional", test::op_table_nn_functional());
+  run_fixture_on_cuda("nn_conv", test::op_table_nn_conv());
+  struct Case {
+    Shape s;
+    int64_t groups;
+    DType t;
+    double tol;
+  };
+  // A VAE-decoder-like plane (many chunks per group, 16-byte vectors), an odd plane (scalar path),
+  // f32 with several samples, f64, and one channel per group.
+  for (const Case& c : {Case{{1, 128, 96, 96}, 32, DType::BF16, 3e-2}, Case{{2, 64, 9, 7}, 8, DType::BF16, 3e-2},
+                        Case{{3, 32, 33, 33}, 4, DType::F32, 1e-4}, Case{{2, 16, 40, 40}, 16, DType::F64, 1e-9},
+                        Case{{1, 8, 256, 256}, 2, DType::F32, 1e-4}}) {
+    CAPTURE(c.s.str());
+    const int64_t C = c.s[1];
+    Tensor x = randn_on(c.s, c.t, 51), w = randn_on({C}, c.t, 52), b = randn_on({C}, c.t, 53);
+    const int64_t G = c.groups;
+    auto f = [G](const std::vector<Tensor>& v) { return nn::group_norm(v[0], G, v[1], v[2]); };
+    const auto gpu = fwd_bwd(f, {x, w, b}, kGpu);
+    check_close(gpu, fwd_bwd(f, {x, w, b}, kCpu), c.tol, c.tol);
+    const auto again = fwd_bwd(f, {x, w, b}, kGpu);
+    for (size_t i = 0; i < gpu.size(); ++i) CHECK(bytes_of(gpu[i]) == bytes_of(again[i]));
+  }
 }
 
 TEST_CASE("cuda nn: parameter gradients are the same run to run") {

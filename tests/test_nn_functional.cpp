@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <functional>
 
 #include "op_table_nn_functional.h"
 #include "vt/gradcheck.h"
@@ -31,6 +32,7 @@ TEST_CASE("every op of the nn fixture has an entry in the nn op table") {
 TEST_CASE("every fused nn kernel is registered on the CPU") {
   for (const char* k : {"softmax_forward", "softmax_backward", "activation_forward", "activation_backward",
                         "swiglu_forward", "swiglu_backward", "rms_norm_forward", "rms_norm_backward",
+                        "add_rms_norm_forward", "add_layer_norm_forward",
                         "layer_norm_forward", "layer_norm_backward", "group_norm_forward", "group_norm_backward",
                         "cross_entropy_forward", "cross_entropy_backward", "bitwise_cross_entropy_forward",
                         "bitwise_cross_entropy_backward"})
@@ -75,11 +77,20 @@ TEST_CASE("gradcheck: linear, softmax, activations") {
 TEST_CASE("gradcheck: norms") {
   check_grad("rms_norm", [](const V& x) { return nn::rms_norm(x[0], x[1], 1e-6); }, {leaf({3, 7}, 20), leaf({7}, 21)});
   check_grad("rms_norm no weight", [](const V& x) { return nn::rms_norm(x[0], Tensor(), 1e-6); }, {leaf({2, 3, 4}, 22)});
+  // add_rms_norm's two outputs, both used: gradients of normed and of sum add up.
+  check_grad("add_rms_norm", [](const V& x) {
+    nn::AddNorm r = nn::add_rms_norm(x[0], x[1], x[2], 1e-6);
+    return add(r.normed, mul(r.sum, r.sum));
+  }, {leaf({3, 7}, 34), leaf({3, 7}, 35), leaf({7}, 36)});
   check_grad("layer_norm", [](const V& x) { return nn::layer_norm(x[0], {6}, x[1], x[2]); },
              {leaf({4, 6}, 23), leaf({6}, 24), leaf({6}, 25)});
   check_grad("layer_norm 2-D shape", [](const V& x) { return nn::layer_norm(x[0], {2, 3}, x[1], x[2]); },
              {leaf({2, 2, 3}, 26), leaf({2, 3}, 27), leaf({2, 3}, 28)});
   check_grad("layer_norm no affine", [](const V& x) { return nn::layer_norm(x[0], {5}); }, {leaf({3, 5}, 29)});
+  check_grad("add_layer_norm", [](const V& x) {
+    nn::AddNorm r = nn::add_layer_norm(x[0], x[1], {6}, x[2], x[3]);
+    return add(r.normed, mul(r.sum, r.sum));
+  }, {leaf({4, 6}, 37), leaf({4, 6}, 38), leaf({6}, 39), leaf({6}, 40)});
   check_grad("group_norm", [](const V& x) { return nn::group_norm(x[0], 2, x[1], x[2]); },
              {leaf({2, 4, 3}, 30), leaf({4}, 31), leaf({4}, 32)});
   check_grad("group_norm no affine", [](const V& x) { return nn::group_norm(x[0], 3); }, {leaf({2, 6, 2, 2}, 33)});
@@ -152,6 +163,45 @@ TEST_CASE("norm parameter gradients are bitwise identical on 1 and 2 threads") {
   for (size_t i = 0; i < one.size(); ++i) CHECK_MESSAGE(sum(ne(one[i], two[i])).item() == 0, "tensor ", i);
 }
 
+// add_rms_norm / add_layer_norm (fused(x, r, w, b) -> {normed, sum}) against add then the norm
+// (plain(sum, w, b)), bit for bit: outputs and the gradients of x, r, w (and b).
+static void check_add_norm(const std::function<nn::AddNorm(const V&)>& fused,
+                           const std::function<Tensor(const V&)>& plain) {
+  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::F64}) {
+    CAPTURE(dtype_name(t));
+    for (const Shape& s : {Shape{5, 64}, Shape{2, 3, 37}}) {
+      const int64_t D = s[s.size() - 1];
+      auto make = [&](const Shape& sh, uint64_t seed) { return rnd(sh, seed).to(t).requires_grad_(); };
+      V a{make(s, 60), make(s, 61), make({D}, 62), make({D}, 63)};
+      V b{make(s, 60), make(s, 61), make({D}, 62), make({D}, 63)};
+      const Tensor gy = rnd(s, 64).to(t), gs = rnd(s, 65).to(t);
+      nn::AddNorm f = fused(a);
+      Tensor sum2 = add(b[0], b[1]), y2 = plain({sum2, b[2], b[3]});
+      CHECK(sum(ne(f.sum, sum2)).item() == 0);
+      CHECK(sum(ne(f.normed, y2)).item() == 0);
+      // Both outputs feed the loss, as in a decoder layer (normed -> MLP, sum -> the next residual).
+      sum(add(mul(f.normed, gy), mul(f.sum, gs))).backward();
+      sum(add(mul(y2, gy), mul(sum2, gs))).backward();
+      for (size_t i = 0; i < a.size(); ++i)
+        if (a[i].grad().defined() || b[i].grad().defined()) CHECK(sum(ne(a[i].grad(), b[i].grad())).item() == 0);
+    }
+  }
+}
+
+TEST_CASE("add_rms_norm and add_layer_norm equal add then the norm bit for bit, forward and backward") {
+  check_add_norm([](const V& v) { return nn::add_rms_norm(v[0], v[1], v[2], 1e-6); },
+                 [](const V& v) { return nn::rms_norm(v[0], v[1], 1e-6); });
+  check_add_norm([](const V& v) { return nn::add_layer_norm(v[0], v[1], {v[0].size(-1)}, v[2], v[3]); },
+                 [](const V& v) { return nn::layer_norm(v[0], {v[0].size(-1)}, v[1], v[2]); });
+  // Without parameters, and without autograd.
+  Tensor x = rnd({4, 16}, 66).to(DType::BF16), r = rnd({4, 16}, 67).to(DType::BF16);
+  nn::AddNorm f = nn::add_rms_norm(x, r, Tensor());
+  CHECK(sum(ne(f.normed, nn::rms_norm(add(x, r), Tensor()))).item() == 0);
+  CHECK_FALSE(f.normed.requires_grad());
+  nn::AddNorm l = nn::add_layer_norm(x, r, {16});
+  CHECK(sum(ne(l.normed, nn::layer_norm(add(x, r), {16}))).item() == 0);
+}
+
 // ---- semantics worth pinning ---------------------------------------------------------------------
 TEST_CASE("dpo_sigmoid_loss: ln 2 at equal policy and reference, TRL metrics and gradients") {
   Tensor pc = from_vector<float>({-120.f, -80.f}).requires_grad_(), pr = from_vector<float>({-90.f, -85.f}).requires_grad_();
@@ -178,6 +228,21 @@ TEST_CASE("cross_entropy: ignored rows get zero gradient, valid rows a gradient 
     for (int c = 0; c < 9; ++c) s += g[r * 9 + c];
     CHECK(std::fabs(s) < 1e-6);
   }
+}
+
+TEST_CASE("add_rms_norm / add_layer_norm: mismatched residuals are named errors") {
+  Tensor x = rnd({2, 8}, 70).to(DType::F32), w = rnd({8}, 71).to(DType::F32);
+  CHECK_THROWS_WITH_AS(nn::add_rms_norm(x, rnd({2, 9}, 72).to(DType::F32), w),
+                       doctest::Contains("add_rms_norm: residual (2, 9) does not match input (2, 8)"), Error);
+  CHECK_THROWS_WITH_AS(nn::add_rms_norm(x, rnd({2, 8}, 72).to(DType::BF16), w),
+                       doctest::Contains("add_rms_norm: residual is bfloat16, input is float32"), Error);
+  CHECK_THROWS_WITH_AS(nn::add_rms_norm(x, Tensor(), w), doctest::Contains("residual (undefined)"), Error);
+  CHECK_THROWS_WITH_AS(nn::add_rms_norm(x, rnd({2, 8}, 73).to(DType::F32), rnd({7}, 74).to(DType::F32)),
+                       doctest::Contains("add_rms_norm: weight"), Error);
+  CHECK_THROWS_WITH_AS(nn::add_layer_norm(x, rnd({2, 9}, 75).to(DType::F32), {8}),
+                       doctest::Contains("add_layer_norm: residual (2, 9) does not match input (2, 8)"), Error);
+  CHECK_THROWS_WITH_AS(nn::add_layer_norm(x, x, {7}), doctest::Contains("does not end with normalized_shape"),
+                       Error);
 }
 
 // ---- bad input --------------------------------------------------------------------------------------

@@ -56,8 +56,10 @@ DecoderLayer::DecoderLayer(const Qwen2Config& cfg, DType dtype) {
 
 Tensor DecoderLayer::forward(const Tensor& h, const nn::RopeCosSin& rope, const nn::AttentionMask& mask,
                              nn::KVCache* cache) const {
-  Tensor r = add(h, self_attn->forward(input_layernorm->forward(h), rope, mask, cache));
-  return add(r, mlp->forward(post_attention_layernorm->forward(r)));
+  // r = h + attention; the add and the second norm in one pass (bitwise the two ops).
+  const nn::AddNorm r = post_attention_layernorm->forward_add(
+      h, self_attn->forward(input_layernorm->forward(h), rope, mask, cache));
+  return add(r.sum, mlp->forward(r.normed));
 }
 
 // ---- the decoder -------------------------------------------------------------------------------

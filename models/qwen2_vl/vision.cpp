@@ -113,8 +113,9 @@ VisionBlock::VisionBlock(const VisionConfig& cfg, DType dtype) {
 }
 
 Tensor VisionBlock::forward(const Tensor& h, const nn::RopeCosSin& rope, const nn::AttentionMask& mask) const {
-  Tensor x = h + attn->forward(norm1->forward(h), rope, mask);
-  return x + mlp->forward(norm2->forward(x));
+  // x = h + attention; the add and norm2 in one pass (bitwise the two ops).
+  const nn::AddNorm x = norm2->forward_add(h, attn->forward(norm1->forward(h), rope, mask));
+  return x.sum + mlp->forward(x.normed);
 }
 
 PatchMerger::PatchMerger(const VisionConfig& cfg, DType dtype) : merged_dim_(cfg.embed_dim * cfg.merge_area()) {

@@ -11,6 +11,7 @@
 // checkpoint load overwrites them.
 #pragma once
 #include "vt/nn/module.h"
+#include "vt/nn/norm.h"
 
 namespace vt::nn {
 
@@ -25,6 +26,9 @@ class LayerNorm : public Module {
  public:
   LayerNorm(int64_t dim, double eps = 1e-5, DType dtype = DType::F32);
   Tensor forward(const Tensor& x) const;  // (..., C) -> (..., C)
+  // {layer_norm(x + residual), x + residual} in one pass (add_layer_norm) when both share a dtype,
+  // else as the two ops (add's type promotion).
+  AddNorm forward_add(const Tensor& x, const Tensor& residual) const;
   Tensor weight, bias;
   double eps;
 };
@@ -33,6 +37,9 @@ class RMSNorm : public Module {
  public:
   RMSNorm(int64_t dim, double eps = 1e-6, DType dtype = DType::F32);
   Tensor forward(const Tensor& x) const;  // (..., C) -> (..., C)
+  // {rms_norm(x + residual), x + residual} in one pass (add_rms_norm) when both share a dtype, else
+  // as the two ops (add's type promotion).
+  AddNorm forward_add(const Tensor& x, const Tensor& residual) const;
   Tensor weight;
   double eps;
 };

@@ -69,6 +69,19 @@ static void store_param_grad(const std::vector<A>& parts, int64_t chunks, int64_
 static DType stats_dtype(DType x) { return x == DType::F64 ? DType::F64 : DType::F32; }
 
 // ==== RMSNorm =====================================================================================
+// Row r of x (rows, D) as a norm reads it: x itself, or with `res` (add_rms_norm, add_layer_norm)
+// x + res rounded to T into the same row of `sum`.
+template <class T>
+static const T* norm_input_row(const T* x, const T* res, T* sum, int64_t r, int64_t D) {
+  const T* xr = x + r * D;
+  if (!res) return xr;
+  const T* rr = res + r * D;
+  T* sr = sum + r * D;
+#pragma omp simd
+  for (int64_t j = 0; j < D; ++j) sr[j] = st<T>(ld(xr[j]) + ld(rr[j]));
+  return sr;
+}
+
 // One row: x (D) of T -> y (D) of Y, its rstd.
 // n = x * rstd (f32); n_c = round_to_T(n); y = w * n_c in Y (the Qwen2 cast rule)
 template <class T, class Y>
@@ -97,14 +110,7 @@ static void rms_norm_forward_typed(const T* x, const T* res, T* sum, const std::
   const acc_t<T>* wp = w.empty() ? nullptr : w.data();
   for_row_chunks(rows, rows * D, [&](int64_t, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * D;
-      if (res) {
-        const T* rr = res + r * D;
-        T* sr = sum + r * D;
-#pragma omp simd
-        for (int64_t j = 0; j < D; ++j) sr[j] = st<T>(ld(xr[j]) + ld(rr[j]));
-        xr = sr;
-      }
+      const T* xr = norm_input_row(x, res, sum, r, D);
       rms_norm_row<T, Y>(xr, wp, eps, y + r * D, rstd + r, D);
     }
   });
@@ -145,32 +151,30 @@ static void rms_norm_backward_typed(const Y* dy, const T* x, const std::vector<a
   store_param_grad(parts, chunks, D, dweight);
 }
 
-static void rms_norm_forward_cpu(const Tensor& x, const Tensor& weight, double eps, const Tensor& y,
-                                 const Tensor& rstd) {
+// rms_norm's forward, or add_rms_norm's when `residual` is defined (then `sum` receives x + residual).
+static void rms_forward_cpu(const Tensor& x, const Tensor& residual, const Tensor& sum, const Tensor& weight,
+                            double eps, const Tensor& y, const Tensor& rstd) {
   int64_t D = x.size(-1), rows = x.numel() / D;
   cpu::dispatch_float(x.dtype(), "rms_norm", [&](auto tx) {
     using T = decltype(tx);
     auto w = load_param<acc_t<T>>(weight);
+    const T* rp = residual.defined() ? residual.data<T>() : nullptr;
+    T* sp = residual.defined() ? sum.data<T>() : nullptr;
     cpu::dispatch_float(y.dtype(), "rms_norm", [&](auto ty) {
       using Y = decltype(ty);
-      rms_norm_forward_typed<T, Y>(x.data<T>(), nullptr, nullptr, w, eps, y.data<Y>(), rstd.data<acc_t<T>>(), rows,
-                                   D);
+      rms_norm_forward_typed<T, Y>(x.data<T>(), rp, sp, w, eps, y.data<Y>(), rstd.data<acc_t<T>>(), rows, D);
     });
   });
 }
 
+static void rms_norm_forward_cpu(const Tensor& x, const Tensor& weight, double eps, const Tensor& y,
+                                 const Tensor& rstd) {
+  rms_forward_cpu(x, Tensor(), Tensor(), weight, eps, y, rstd);
+}
+
 static void add_rms_norm_forward_cpu(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps,
                                      const Tensor& sum, const Tensor& y, const Tensor& rstd) {
-  int64_t D = x.size(-1), rows = x.numel() / D;
-  cpu::dispatch_float(x.dtype(), "add_rms_norm", [&](auto tx) {
-    using T = decltype(tx);
-    auto w = load_param<acc_t<T>>(weight);
-    cpu::dispatch_float(y.dtype(), "add_rms_norm", [&](auto ty) {
-      using Y = decltype(ty);
-      rms_norm_forward_typed<T, Y>(x.data<T>(), residual.data<T>(), sum.data<T>(), w, eps, y.data<Y>(),
-                                   rstd.data<acc_t<T>>(), rows, D);
-    });
-  });
+  rms_forward_cpu(x, residual, sum, weight, eps, y, rstd);
 }
 
 static void rms_norm_backward_cpu(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
@@ -279,14 +283,7 @@ static void layer_norm_forward_typed(const T* x, const T* res, T* sum, const std
   const A* bp = b.empty() ? nullptr : b.data();
   for_row_chunks(rows, rows * D, [&](int64_t, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * D;
-      if (res) {
-        const T* rr = res + r * D;
-        T* sr = sum + r * D;
-#pragma omp simd
-        for (int64_t j = 0; j < D; ++j) sr[j] = st<T>(ld(xr[j]) + ld(rr[j]));
-        xr = sr;
-      }
+      const T* xr = norm_input_row(x, res, sum, r, D);
       T* yr = y + r * D;
       A s = 0, ss = 0;
 #pragma omp simd reduction(+ : s)
@@ -351,27 +348,29 @@ static void layer_norm_backward_typed(const T* dy, const T* x, const std::vector
   store_param_grad(pb, chunks, D, dbias);
 }
 
-static void layer_norm_forward_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
-                                   const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+// layer_norm's forward, or add_layer_norm's when `residual` is defined (then `sum` receives x + residual).
+static void ln_forward_cpu(const Tensor& x, const Tensor& residual, const Tensor& sum, const Tensor& weight,
+                           const Tensor& bias, double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd) {
   int64_t rows = mean.numel(), D = x.numel() / rows;
   cpu::dispatch_float(x.dtype(), "layer_norm", [&](auto tx) {
     using T = decltype(tx);
     using A = acc_t<T>;
-    layer_norm_forward_typed<T>(x.data<T>(), nullptr, nullptr, load_param<A>(weight), load_param<A>(bias), eps,
-                                y.data<T>(), mean.data<A>(), rstd.data<A>(), rows, D);
+    const T* rp = residual.defined() ? residual.data<T>() : nullptr;
+    T* sp = residual.defined() ? sum.data<T>() : nullptr;
+    layer_norm_forward_typed<T>(x.data<T>(), rp, sp, load_param<A>(weight), load_param<A>(bias), eps, y.data<T>(),
+                                mean.data<A>(), rstd.data<A>(), rows, D);
   });
+}
+
+static void layer_norm_forward_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                                   const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+  ln_forward_cpu(x, Tensor(), Tensor(), weight, bias, eps, y, mean, rstd);
 }
 
 static void add_layer_norm_forward_cpu(const Tensor& x, const Tensor& residual, const Tensor& weight,
                                        const Tensor& bias, double eps, const Tensor& sum, const Tensor& y,
                                        const Tensor& mean, const Tensor& rstd) {
-  int64_t rows = mean.numel(), D = x.numel() / rows;
-  cpu::dispatch_float(x.dtype(), "add_layer_norm", [&](auto tx) {
-    using T = decltype(tx);
-    using A = acc_t<T>;
-    layer_norm_forward_typed<T>(x.data<T>(), residual.data<T>(), sum.data<T>(), load_param<A>(weight),
-                                load_param<A>(bias), eps, y.data<T>(), mean.data<A>(), rstd.data<A>(), rows, D);
-  });
+  ln_forward_cpu(x, residual, sum, weight, bias, eps, y, mean, rstd);
 }
 
 static void layer_norm_backward_cpu(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,

@@ -53,11 +53,21 @@ __host__ __device__ __forceinline__ int64_t imax(int64_t a, int64_t b) { return 
 // Strides (elements) of dims 0..2 of a (B, H, T, E) tensor whose last dim is contiguous.
 struct Str {
   int64_t s0, s1, s2;
+  // Row i of head h of batch b in the tensor at p.
+  template <class T>
+  __device__ __forceinline__ const T* at(const T* p, int64_t b, int64_t h, int64_t i = 0) const {
+    return p + b * s0 + h * s1 + i * s2;
+  }
 };
 Str str_of(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
 
 struct Dims {
   int64_t B, Hq, Hkv, group, Tq, Tk, D, Dv;
+};
+
+// A half-open range of key indices [lo, hi).
+struct Span {
+  int64_t lo, hi;
 };
 
 // The mask as the kernels read it: per-row key ranges (device copies of AttentionRows' vectors,
@@ -71,6 +81,10 @@ struct Mask {
 
   __device__ __forceinline__ int64_t row_lo(int64_t i) const { return lo ? lo[i] : 0; }
   __device__ __forceinline__ int64_t row_hi(int64_t i, int64_t Tk) const { return lo ? hi[i] : Tk; }
+  // The keys row i may see; empty for a row past the end (ok false).
+  __device__ __forceinline__ Span row_keys(int64_t i, int64_t Tk, bool ok) const {
+    return {ok ? row_lo(i) : 0, ok ? row_hi(i, Tk) : 0};
+  }
   // The scaled score s of (b, h, i, j) after masking: -inf where hidden.
   __device__ __forceinline__ A apply(A s, int64_t b, int64_t h, int64_t i, int64_t j) const {
     if (lo && (j < lo[i] || j >= hi[i])) return A(-INFINITY);
@@ -81,6 +95,43 @@ struct Mask {
   }
 };
 
+// The tile of kWarps rows (of T) of one (batch, head) pair (of H heads) that block blockIdx.x owns,
+// and the row of it this thread's warp owns. The kernels bind the fields in this order.
+struct BlockTile {
+  int64_t bh, b, h;  // bh = b * H + h
+  int64_t r0, r, n;  // the tile's first row, the warp's row r0 + warp, rows in the tile (<= 8)
+  int warp, lane;
+  bool ok;  // r < T: the warp has a row
+};
+__device__ __forceinline__ BlockTile block_tile(int64_t T, int64_t H) {
+  const int64_t nt = (T + kWarps - 1) / kWarps;
+  const int64_t bh = blockIdx.x / nt, r0 = (blockIdx.x % nt) * kWarps;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t r = r0 + warp;
+  return {bh, bh / H, bh % H, r0, r, imin(kWarps, T - r0), warp, lane, r < T};
+}
+
+// The keys some row of query rows [i0, i0 + nq) may see: [min key_begin, max key_end) clipped to
+// [0, Tk), so a block stages only the key tiles one of its rows needs. Thread 0 finds it; the
+// barrier publishes it (and whatever the block staged before the call).
+template <class A>
+__device__ __forceinline__ Span tile_keys(const Mask<A>& mk, int64_t i0, int64_t nq, int64_t Tk) {
+  __shared__ int64_t range[2];
+  if (threadIdx.x == 0) {
+    int64_t a = Tk, e = 0;
+    for (int64_t r = i0; r < i0 + nq; ++r) a = imin(a, mk.row_lo(r)), e = imax(e, mk.row_hi(r, Tk));
+    range[0] = imax(a, 0), range[1] = imin(e, Tk);
+  }
+  __syncthreads();
+  return {range[0], range[1]};
+}
+
+// dst[0, n) = 0; all threads of the block take part.
+template <class A>
+__device__ __forceinline__ void zero_shared(A* dst, int64_t n) {
+  for (int64_t x = threadIdx.x; x < n; x += blockDim.x) dst[x] = A(0);
+}
+
 // Row r (< rows) of one head of a (B, H, T, E) tensor widened into shared memory at dst + r * ld;
 // rows past `rows` are zeroed. All threads of the block take part.
 template <class T, class A>
@@ -90,6 +141,45 @@ __device__ __forceinline__ void stage_rows(const T* __restrict__ src, int64_t rs
     const int64_t r = x / E, e = x % E;
     dst[r * ld + e] = r < rows ? load(src + r * rs + e) : A(0);
   }
+}
+
+// Keys [j0, j0 + nk) of KV head (b, g): k into sK (nk, ldk), v into sV (nk, ldv). The first barrier
+// waits until every warp is done with the previous tile, the second publishes this one.
+template <class T, class A>
+__device__ __forceinline__ void stage_key_tile(const T* k, Str sk, const T* v, Str sv, int64_t b, int64_t g,
+                                               int64_t j0, int nk, const Dims& dm, A* sK, int64_t ldk, A* sV,
+                                               int64_t ldv) {
+  __syncthreads();
+  stage_rows(sk.at(k, b, g, j0), sk.s2, nk, nk, dm.D, sK, ldk);
+  stage_rows(sv.at(v, b, g, j0), sv.s2, nk, nk, dm.Dv, sV, ldv);
+  __syncthreads();
+}
+
+// sum_d a[d] * b[d] over d < n, in d order.
+template <class A>
+__device__ __forceinline__ A row_dot(const A* a, const A* b, int64_t n) {
+  A s = 0;
+  for (int64_t d = 0; d < n; ++d) s += a[d] * b[d];
+  return s;
+}
+
+// One warp's row of E accumulators in shared memory, lane e owning e, e + 32, ...:
+// acc[e] = acc[e] * alpha + sum_{c < n} w[c] * rows[c * ld + e], summed in c order. With alpha = 1
+// (every caller but the forward's online-softmax rescale) the multiply folds away.
+template <class A>
+__device__ __forceinline__ void accumulate_rows(A* acc, int64_t E, A alpha, const A* w, int64_t n, const A* rows,
+                                                int64_t ld, int lane) {
+  for (int64_t e = lane; e < E; e += 32) {
+    A a = acc[e] * alpha;
+    for (int64_t c = 0; c < n; ++c) a += w[c] * rows[c * ld + e];
+    acc[e] = a;
+  }
+}
+
+// dst[e] = src[e] * factor rounded to T, for one warp's row of E (lane e owning e, e + 32, ...).
+template <class T, class A>
+__device__ __forceinline__ void store_row(T* dst, const A* src, int64_t E, A factor, int lane) {
+  for (int64_t e = lane; e < E; e += 32) dst[e] = to_storage<T>(src[e] * factor);
 }
 
 // ==== forward ======================================================================================
@@ -109,27 +199,13 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const T* __
   A* sP = sO + kWarps * Dv;
   A* sK = sP + kWarps * 32;
   A* sV = sK + kt * ldk;
-  __shared__ int64_t range[2];
 
-  const int64_t nqt = (Tq + kWarps - 1) / kWarps;
-  const int64_t bh = blockIdx.x / nqt, i0 = (blockIdx.x % nqt) * kWarps;
-  const int64_t b = bh / dm.Hq, h = bh % dm.Hq, g = h / dm.group;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t i = i0 + warp, nq = imin(kWarps, Tq - i0);
-  const bool row_ok = i < Tq;
-
-  stage_rows(q + b * sq.s0 + h * sq.s1 + i0 * sq.s2, sq.s2, nq, kWarps, D, sQ, D);
-  for (int64_t x = threadIdx.x; x < kWarps * Dv; x += blockDim.x) sO[x] = A(0);
-  if (threadIdx.x == 0) {
-    int64_t a = Tk, e = 0;
-    for (int64_t r = i0; r < i0 + nq; ++r) a = imin(a, mk.row_lo(r)), e = imax(e, mk.row_hi(r, Tk));
-    range[0] = imax(a, 0), range[1] = imin(e, Tk);
-  }
-  __syncthreads();
-  const int64_t jlo = range[0], jhi = range[1];
-  const int64_t rlo = row_ok ? mk.row_lo(i) : 0, rhi = row_ok ? mk.row_hi(i, Tk) : 0;
-  const T* kb = k + b * sk.s0 + g * sk.s1;
-  const T* vb = v + b * sv.s0 + g * sv.s1;
+  const auto [bh, b, h, i0, i, nq, warp, lane, row_ok] = block_tile(Tq, dm.Hq);
+  const int64_t g = h / dm.group;
+  stage_rows(sq.at(q, b, h, i0), sq.s2, nq, kWarps, D, sQ, D);
+  zero_shared(sO, kWarps * Dv);
+  const auto [jlo, jhi] = tile_keys(mk, i0, nq, Tk);
+  const auto [rlo, rhi] = mk.row_keys(i, Tk, row_ok);
   const A* qr = sQ + warp * D;
   A* orow = sO + warp * Dv;
   A* prow = sP + warp * 32;
@@ -137,18 +213,10 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const T* __
 
   for (int64_t j0 = jlo; j0 < jhi; j0 += kt) {
     const int nk = static_cast<int>(imin(kt, jhi - j0));
-    __syncthreads();  // every warp is done with the previous tile
-    stage_rows(kb + j0 * sk.s2, sk.s2, nk, nk, D, sK, ldk);
-    stage_rows(vb + j0 * sv.s2, sv.s2, nk, nk, Dv, sV, Dv);
-    __syncthreads();
+    stage_key_tile(k, sk, v, sv, b, g, j0, nk, dm, sK, ldk, sV, Dv);
     if (!row_ok || j0 >= rhi || j0 + nk <= rlo) continue;  // warp-uniform
     A s = A(-INFINITY);
-    if (lane < nk) {
-      const A* kr = sK + lane * ldk;
-      A dot = 0;
-      for (int64_t d = 0; d < D; ++d) dot += qr[d] * kr[d];
-      s = mk.apply(dot * scale, b, h, i, j0 + lane);
-    }
+    if (lane < nk) s = mk.apply(row_dot(qr, sK + lane * ldk, D) * scale, b, h, i, j0 + lane);
     const A mx = warp_max(s), m_new = mx > m ? mx : m;
     if (m_new == A(-INFINITY)) continue;  // nothing visible to this row yet (warp-uniform)
     const A p = s == A(-INFINITY) ? A(0) : m_exp(s - m_new);
@@ -157,17 +225,12 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const T* __
     m = m_new;
     prow[lane] = p;
     __syncwarp();
-    for (int64_t e = lane; e < Dv; e += 32) {
-      A o = orow[e] * alpha;
-      for (int c = 0; c < nk; ++c) o += prow[c] * sV[c * Dv + e];
-      orow[e] = o;
-    }
+    accumulate_rows(orow, Dv, alpha, prow, nk, sV, Dv, lane);  // O = O * alpha + P V
     __syncwarp();
   }
   if (!row_ok) return;
   const A inv = l > A(0) ? A(1) / l : A(0);
-  T* o_out = out + (bh * Tq + i) * Dv;
-  for (int64_t e = lane; e < Dv; e += 32) o_out[e] = to_storage<T>(orow[e] * inv);
+  store_row(out + (bh * Tq + i) * Dv, orow, Dv, inv, lane);
   if (lane == 0) lse[bh * Tq + i] = l > A(0) ? m + m_log(l) : A(-INFINITY);
 }
 
@@ -182,7 +245,7 @@ __global__ void __launch_bounds__(kThreads) attention_delta_kernel(const T* __re
   const int lane = threadIdx.x & 31;
   if (row >= dm.B * dm.Hq * dm.Tq) return;
   const int64_t bh = row / dm.Tq, i = row % dm.Tq, b = bh / dm.Hq, h = bh % dm.Hq;
-  const T* dr = dout + b * sd.s0 + h * sd.s1 + i * sd.s2;
+  const T* dr = sd.at(dout, b, h, i);
   const T* orow = o + row * dm.Dv;
   A s = 0;
   for (int64_t e = lane; e < dm.Dv; e += 32) s += load(dr + e) * load(orow + e);
@@ -210,63 +273,38 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(const T* __restr
   A* sS = sdQ + kWarps * D;
   A* sK = sS + kWarps * 32;
   A* sV = sK + kt * ldk;
-  __shared__ int64_t range[2];
 
-  const int64_t nqt = (Tq + kWarps - 1) / kWarps;
-  const int64_t bh = blockIdx.x / nqt, i0 = (blockIdx.x % nqt) * kWarps;
-  const int64_t b = bh / dm.Hq, h = bh % dm.Hq, g = h / dm.group;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t i = i0 + warp, nq = imin(kWarps, Tq - i0);
-  const bool row_ok = i < Tq;
-
-  stage_rows(q + b * sq.s0 + h * sq.s1 + i0 * sq.s2, sq.s2, nq, kWarps, D, sQ, D);
-  stage_rows(dout + b * sd.s0 + h * sd.s1 + i0 * sd.s2, sd.s2, nq, kWarps, Dv, sdO, Dv);
-  for (int64_t x = threadIdx.x; x < kWarps * D; x += blockDim.x) sdQ[x] = A(0);
-  if (threadIdx.x == 0) {
-    int64_t a = Tk, e = 0;
-    for (int64_t r = i0; r < i0 + nq; ++r) a = imin(a, mk.row_lo(r)), e = imax(e, mk.row_hi(r, Tk));
-    range[0] = imax(a, 0), range[1] = imin(e, Tk);
-  }
-  __syncthreads();
-  const int64_t jlo = range[0], jhi = range[1];
-  const int64_t rlo = row_ok ? mk.row_lo(i) : 0, rhi = row_ok ? mk.row_hi(i, Tk) : 0;
+  const auto [bh, b, h, i0, i, nq, warp, lane, row_ok] = block_tile(Tq, dm.Hq);
+  const int64_t g = h / dm.group;
+  stage_rows(sq.at(q, b, h, i0), sq.s2, nq, kWarps, D, sQ, D);
+  stage_rows(sd.at(dout, b, h, i0), sd.s2, nq, kWarps, Dv, sdO, Dv);
+  zero_shared(sdQ, kWarps * D);
+  const auto [jlo, jhi] = tile_keys(mk, i0, nq, Tk);
+  const auto [rlo, rhi] = mk.row_keys(i, Tk, row_ok);
   const A L = row_ok ? lse[bh * Tq + i] : A(-INFINITY), dl = row_ok ? delta[bh * Tq + i] : A(0);
-  const T* kb = k + b * sk.s0 + g * sk.s1;
-  const T* vb = v + b * sv.s0 + g * sv.s1;
   const A *qr = sQ + warp * D, *dor = sdO + warp * Dv;
   A* dqr = sdQ + warp * D;
   A* srow = sS + warp * 32;
 
   for (int64_t j0 = jlo; j0 < jhi; j0 += kt) {
     const int nk = static_cast<int>(imin(kt, jhi - j0));
-    __syncthreads();
-    stage_rows(kb + j0 * sk.s2, sk.s2, nk, nk, D, sK, ldk);
-    stage_rows(vb + j0 * sv.s2, sv.s2, nk, nk, Dv, sV, ldv);
-    __syncthreads();
+    stage_key_tile(k, sk, v, sv, b, g, j0, nk, dm, sK, ldk, sV, ldv);
     if (!row_ok || L == A(-INFINITY) || j0 >= rhi || j0 + nk <= rlo) continue;  // warp-uniform
-    A ds = 0;
+    A ds = 0;  // dS = P * (dO . v - Delta) for key j0 + lane
     if (lane < nk) {
-      const A *kr = sK + lane * ldk, *vr = sV + lane * ldv;
-      A dot = 0, dp = 0;
-      for (int64_t d = 0; d < D; ++d) dot += qr[d] * kr[d];
-      const A s = mk.apply(dot * scale, b, h, i, j0 + lane);
+      const A s = mk.apply(row_dot(qr, sK + lane * ldk, D) * scale, b, h, i, j0 + lane);
       if (s != A(-INFINITY)) {
-        for (int64_t e = 0; e < Dv; ++e) dp += dor[e] * vr[e];
+        const A dp = row_dot(dor, sV + lane * ldv, Dv);
         ds = m_exp(s - L) * (dp - dl);
       }
     }
     srow[lane] = ds;
     __syncwarp();
-    for (int64_t d = lane; d < D; d += 32) {
-      A a = dqr[d];
-      for (int c = 0; c < nk; ++c) a += srow[c] * sK[c * ldk + d];
-      dqr[d] = a;
-    }
+    accumulate_rows(dqr, D, A(1), srow, nk, sK, ldk, lane);  // dQ += dS K
     __syncwarp();
   }
   if (!row_ok) return;
-  T* dq_out = dq + (bh * Tq + i) * D;
-  for (int64_t d = lane; d < D; d += 32) dq_out[d] = to_storage<T>(dqr[d] * scale);
+  store_row(dq + (bh * Tq + i) * D, dqr, D, scale, lane);
 }
 
 // dK (B, Hkv, Tk, D), dV (B, Hkv, Tk, Dv). nr query rows per tile (<= 32, one lane each); tile
@@ -293,17 +331,11 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(
   A* sL = sdO + nr * ldo;
   A* sDl = sL + nr;
 
-  const int64_t nkt = (Tk + kWarps - 1) / kWarps;
-  const int64_t bg = blockIdx.x / nkt, j0 = (blockIdx.x % nkt) * kWarps;
-  const int64_t b = bg / dm.Hkv, g = bg % dm.Hkv;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t j = j0 + warp, nk = imin(kWarps, Tk - j0);
-  const bool key_ok = j < Tk;
-
-  stage_rows(k + b * sk.s0 + g * sk.s1 + j0 * sk.s2, sk.s2, nk, kWarps, D, sK, D);
-  stage_rows(v + b * sv.s0 + g * sv.s1 + j0 * sv.s2, sv.s2, nk, kWarps, Dv, sV, Dv);
-  for (int64_t x = threadIdx.x; x < kWarps * D; x += blockDim.x) sdK[x] = A(0);
-  for (int64_t x = threadIdx.x; x < kWarps * Dv; x += blockDim.x) sdV[x] = A(0);
+  const auto [bg, b, g, j0, j, nk, warp, lane, key_ok] = block_tile(Tk, dm.Hkv);
+  zero_shared(sdK, kWarps * D);
+  zero_shared(sdV, kWarps * Dv);
+  stage_rows(sk.at(k, b, g, j0), sk.s2, nk, kWarps, D, sK, D);
+  stage_rows(sv.at(v, b, g, j0), sv.s2, nk, kWarps, Dv, sV, Dv);
   const A *kr = sK + warp * D, *vr = sV + warp * Dv;
   A *dkr = sdK + warp * D, *dvr = sdV + warp * Dv, *prow = sP + warp * 32, *srow = sS + warp * 32;
   const int64_t nqt = (Tq + nr - 1) / nr;
@@ -314,24 +346,19 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(
       if (thi[t] <= j0 || tlo[t] >= j0 + nk) continue;  // block-uniform
       const int64_t i0 = t * nr, nq = imin(nr, Tq - i0);
       __syncthreads();  // every warp is done with the previous query tile
-      stage_rows(q + b * sq.s0 + h * sq.s1 + i0 * sq.s2, sq.s2, nq, nq, D, sQ, ldq);
-      stage_rows(dout + b * sd.s0 + h * sd.s1 + i0 * sd.s2, sd.s2, nq, nq, Dv, sdO, ldo);
+      stage_rows(sq.at(q, b, h, i0), sq.s2, nq, nq, D, sQ, ldq);
+      stage_rows(sd.at(dout, b, h, i0), sd.s2, nq, nq, Dv, sdO, ldo);
       for (int64_t x = threadIdx.x; x < nq; x += blockDim.x) {
         sL[x] = lse[bh * Tq + i0 + x];
         sDl[x] = delta[bh * Tq + i0 + x];
       }
       __syncthreads();
       if (!key_ok) continue;
-      A p = 0, ds = 0;
+      A p = 0, ds = 0;  // P and dS of query row i0 + lane with key j
       if (lane < nq && sL[lane] != A(-INFINITY)) {
-        const int64_t i = i0 + lane;
-        const A *qr = sQ + lane * ldq, *dor = sdO + lane * ldo;
-        A dot = 0;
-        for (int64_t d = 0; d < D; ++d) dot += qr[d] * kr[d];
-        const A s = mk.apply(dot * scale, b, h, i, j);
+        const A s = mk.apply(row_dot(sQ + lane * ldq, kr, D) * scale, b, h, i0 + lane, j);
         if (s != A(-INFINITY)) {
-          A dp = 0;
-          for (int64_t e = 0; e < Dv; ++e) dp += dor[e] * vr[e];
+          const A dp = row_dot(sdO + lane * ldo, vr, Dv);
           p = m_exp(s - sL[lane]);
           ds = p * (dp - sDl[lane]);
         }
@@ -339,24 +366,14 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(
       prow[lane] = p;
       srow[lane] = ds;
       __syncwarp();
-      for (int64_t e = lane; e < Dv; e += 32) {
-        A a = dvr[e];
-        for (int64_t r = 0; r < nq; ++r) a += prow[r] * sdO[r * ldo + e];
-        dvr[e] = a;
-      }
-      for (int64_t d = lane; d < D; d += 32) {
-        A a = dkr[d];
-        for (int64_t r = 0; r < nq; ++r) a += srow[r] * sQ[r * ldq + d];
-        dkr[d] = a;
-      }
+      accumulate_rows(dvr, Dv, A(1), prow, nq, sdO, ldo, lane);  // dV += P^T dO
+      accumulate_rows(dkr, D, A(1), srow, nq, sQ, ldq, lane);    // dK += dS^T Q
       __syncwarp();
     }
   }
   if (!key_ok) return;
-  T* dk_out = dk + (bg * Tk + j) * D;
-  T* dv_out = dv + (bg * Tk + j) * Dv;
-  for (int64_t d = lane; d < D; d += 32) dk_out[d] = to_storage<T>(dkr[d] * scale);
-  for (int64_t e = lane; e < Dv; e += 32) dv_out[e] = to_storage<T>(dvr[e]);
+  store_row(dk + (bg * Tk + j) * D, dkr, D, scale, lane);
+  store_row(dv + (bg * Tk + j) * Dv, dvr, Dv, A(1), lane);
 }
 
 // ==== host =========================================================================================

@@ -130,18 +130,26 @@ Plan& plan_for(int device, DType t, const Geometry& g, int64_t nb) {
   return p;
 }
 
-// The heuristics' ranking, best first, is taken in order: the first algorithm that is not excluded
-// (FFT), is deterministic, and whose workspace (asked for again with its math type: the ranking's
-// figure is an estimate) fits the limit. f32 always runs with CUDNN_FMA_MATH (no TF32).
-template <class Perf, int kCount, class Query, class Size>
-Algo pick(Plan& p, std::initializer_list<int> excluded, Query&& query, Size&& workspace_size) {
+// The algorithm of one pass of plan p (slot: p.fwd, p.bwd_data or p.bwd_filter), picked on first
+// use. The heuristics' ranking, best first, is taken in order: the first algorithm that is not
+// excluded (FFT), is deterministic, and whose workspace (asked for again with its math type: the
+// ranking's figure is an estimate) fits the limit. f32 always runs with CUDNN_FMA_MATH (no TF32).
+// query and workspace_size are the pass's cudnnGetConvolution*Algorithm_v7 and *WorkspaceSize, d1,
+// d2, d3 its descriptors in their argument order (the convolution descriptor sits between d2 and d3),
+// kCount its number of algorithms. The slot is written only once the pick is complete.
+template <int kCount, class D1, class D2, class D3, class Perf, class AlgoT>
+Algo& pick(Algo& slot, Plan& p, cudnnHandle_t h, std::initializer_list<int> excluded,
+           cudnnStatus_t (*query)(cudnnHandle_t, D1, D2, cudnnConvolutionDescriptor_t, D3, int, int*, Perf*),
+           cudnnStatus_t (*workspace_size)(cudnnHandle_t, D1, D2, cudnnConvolutionDescriptor_t, D3, AlgoT, size_t*),
+           D1 d1, D2 d2, D3 d3) {
+  if (slot.picked) return slot;
   Algo a;
   a.picked = true;
   VT_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
   std::array<Perf, kCount> perf{};
   int n = 0;
-  const cudnnStatus_t st = query(kCount, &n, perf.data());
-  if (st == CUDNN_STATUS_NOT_SUPPORTED) return a;
+  const cudnnStatus_t st = query(h, d1, d2, p.conv, d3, kCount, &n, perf.data());
+  if (st == CUDNN_STATUS_NOT_SUPPORTED) return slot = a;
   if (st != CUDNN_STATUS_SUCCESS) detail::throw_cudnn_error(st, "cudnnGetConvolution*Algorithm_v7", __FILE__, __LINE__);
   for (int i = 0; i < n; ++i) {
     const Perf& r = perf[size_t(i)];
@@ -151,11 +159,12 @@ Algo pick(Plan& p, std::initializer_list<int> excluded, Query&& query, Size&& wo
     if (math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;  // would round f32 operands to f16
     VT_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, math));
     size_t bytes = 0;
-    if (workspace_size(r.algo, &bytes) != CUDNN_STATUS_SUCCESS || bytes > kWorkspaceLimit) continue;
+    if (workspace_size(h, d1, d2, p.conv, d3, r.algo, &bytes) != CUDNN_STATUS_SUCCESS || bytes > kWorkspaceLimit)
+      continue;
     a.algo = int(r.algo), a.math = math, a.workspace = bytes;
-    return a;
+    return slot = a;
   }
-  return a;
+  return slot = a;
 }
 
 // Runs call(workspace, bytes) under the algorithm's math type. False when cuDNN answers
@@ -175,42 +184,21 @@ bool run(Plan& p, Algo& a, int device, const char* what, Call&& call) {
 }
 
 Algo& forward_algo(cudnnHandle_t h, Plan& p) {
-  if (!p.fwd.picked)
-    p.fwd = pick<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
-        p, {CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING},
-        [&](int k, int* n, cudnnConvolutionFwdAlgoPerf_t* r) {
-          return cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, k, n, r);
-        },
-        [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
-          return cudnnGetConvolutionForwardWorkspaceSize(h, p.x, p.w, p.conv, p.y, algo, bytes);
-        });
-  return p.fwd;
+  return pick<CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
+      p.fwd, p, h, {CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING},
+      cudnnGetConvolutionForwardAlgorithm_v7, cudnnGetConvolutionForwardWorkspaceSize, p.x, p.w, p.y);
 }
 
 Algo& backward_data_algo(cudnnHandle_t h, Plan& p) {
-  if (!p.bwd_data.picked)
-    p.bwd_data = pick<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
-        p, {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT, CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING},
-        [&](int k, int* n, cudnnConvolutionBwdDataAlgoPerf_t* r) {
-          return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x, k, n, r);
-        },
-        [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
-          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w, p.y, p.conv, p.x, algo, bytes);
-        });
-  return p.bwd_data;
+  return pick<CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
+      p.bwd_data, p, h, {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT, CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING},
+      cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnGetConvolutionBackwardDataWorkspaceSize, p.w, p.y, p.x);
 }
 
 Algo& backward_filter_algo(cudnnHandle_t h, Plan& p) {
-  if (!p.bwd_filter.picked)
-    p.bwd_filter = pick<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
-        p, {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING},
-        [&](int k, int* n, cudnnConvolutionBwdFilterAlgoPerf_t* r) {
-          return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, p.conv, p.w, k, n, r);
-        },
-        [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
-          return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p.x, p.y, p.conv, p.w, algo, bytes);
-        });
-  return p.bwd_filter;
+  return pick<CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
+      p.bwd_filter, p, h, {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING},
+      cudnnGetConvolutionBackwardFilterAlgorithm_v7, cudnnGetConvolutionBackwardFilterWorkspaceSize, p.x, p.y, p.w);
 }
 
 // xn (nb, C, H, W) -> (nb, C, Hp, Wp): zeros with xn at rows [top, top + H), cols [left, left + W).

@@ -32,6 +32,10 @@ using nn::RopeLayout;
 
 constexpr int kThreads = 256;
 
+// A grid-stride loop's first index (this thread's) and step (all threads of the grid).
+__device__ __forceinline__ int64_t grid_first() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ int64_t grid_step() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
 // ==== rope_apply ===================================================================================
 // Row r of the (R, Dc) tables sits at sum_d idx_d(r) * stride_d over the leading dims.
 struct TableRows {
@@ -56,8 +60,7 @@ __global__ void __launch_bounds__(kThreads) rope_apply_kernel(const A* __restric
                                                                bool transpose, int rt, A* __restrict__ out, int64_t R,
                                                                int64_t D) {
   const int64_t half = D / 2, n = R * half;
-  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
+  for (int64_t i = grid_first(), step = grid_step(); i < n; i += step) {
     const int64_t r = i / half, p = i % half;
     int64_t oc = 0, os = 0, q = r;
     for (int d = t.nd - 1; d >= 0; --d) {
@@ -173,35 +176,52 @@ DeviceTables<A> upload_tables(const InterpPlan& p, bool transposed, Device dev) 
   return dt;
 }
 
+// One axis's taps as the kernels read them: index c of the axis has taps [start[c], start[c + 1]),
+// tap t reading index idx[t] of the other tensor with weight wt[t].
+template <class A>
+struct Taps {
+  const int64_t *start, *idx;
+  const A* wt;
+};
+template <class A>
+__device__ __forceinline__ Taps<A> taps_of(const AxisTables& t, int a, const int64_t* ints, const A* wts) {
+  return {ints + t.start[a], ints + t.idx[a], wts + t.wt[a]};
+}
+
+// Flat index i of a (planes, size[0], size[1], size[2]) tensor -> (c0, c1, c2, plane).
+struct Voxel {
+  int64_t c0, c1, c2, plane;
+};
+__device__ __forceinline__ Voxel unflatten(int64_t i, const int64_t (&size)[3]) {
+  int64_t q = i;
+  const int64_t c2 = q % size[2];
+  q /= size[2];
+  const int64_t c1 = q % size[1];
+  q /= size[1];
+  return {q % size[0], c1, c2, q / size[0]};
+}
+
 // x: (planes, Din, Hin, Win) -> out: (planes, Dout, Hout, Wout); one thread per output element.
 template <class A>
 __global__ void __launch_bounds__(kThreads) interpolate_forward_kernel(const A* __restrict__ x, AxisTables t,
                                                                         const int64_t* __restrict__ ints,
                                                                         const A* __restrict__ wts, A* __restrict__ out,
                                                                         int64_t n) {
-  const int64_t *sd = ints + t.start[0], *sh = ints + t.start[1], *sw = ints + t.start[2];
-  const int64_t *id = ints + t.idx[0], *ih = ints + t.idx[1], *iw = ints + t.idx[2];
-  const A *wd = wts + t.wt[0], *wh = wts + t.wt[1], *ww = wts + t.wt[2];
+  const Taps<A> d = taps_of(t, 0, ints, wts), h = taps_of(t, 1, ints, wts), w = taps_of(t, 2, ints, wts);
   const int64_t in_plane = t.in[0] * t.in[1] * t.in[2];
-  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
-    int64_t q = i;
-    const int64_t ow = q % t.out[2];
-    q /= t.out[2];
-    const int64_t oh = q % t.out[1];
-    q /= t.out[1];
-    const int64_t od = q % t.out[0], pl = q / t.out[0];
+  for (int64_t i = grid_first(), step = grid_step(); i < n; i += step) {
+    const auto [od, oh, ow, pl] = unflatten(i, t.out);
     const A* xp = x + pl * in_plane;
     A acc_d = 0;
-    for (int64_t td = sd[od]; td < sd[od + 1]; ++td) {
+    for (int64_t td = d.start[od]; td < d.start[od + 1]; ++td) {
       A acc_h = 0;
-      for (int64_t th = sh[oh]; th < sh[oh + 1]; ++th) {
-        const A* row = xp + (id[td] * t.in[1] + ih[th]) * t.in[2];
+      for (int64_t th = h.start[oh]; th < h.start[oh + 1]; ++th) {
+        const A* row = xp + (d.idx[td] * t.in[1] + h.idx[th]) * t.in[2];
         A acc_w = 0;
-        for (int64_t tw = sw[ow]; tw < sw[ow + 1]; ++tw) acc_w += ww[tw] * row[iw[tw]];
-        acc_h += wh[th] * acc_w;
+        for (int64_t tw = w.start[ow]; tw < w.start[ow + 1]; ++tw) acc_w += w.wt[tw] * row[w.idx[tw]];
+        acc_h += h.wt[th] * acc_w;
       }
-      acc_d += wd[td] * acc_h;
+      acc_d += d.wt[td] * acc_h;
     }
     out[i] = acc_d;
   }
@@ -214,25 +234,17 @@ __global__ void __launch_bounds__(kThreads) interpolate_backward_kernel(const A*
                                                                          const int64_t* __restrict__ ints,
                                                                          const A* __restrict__ wts,
                                                                          A* __restrict__ gin, int64_t n) {
-  const int64_t *sd = ints + t.start[0], *sh = ints + t.start[1], *sw = ints + t.start[2];
-  const int64_t *od = ints + t.idx[0], *oh = ints + t.idx[1], *ow = ints + t.idx[2];
-  const A *wd = wts + t.wt[0], *wh = wts + t.wt[1], *ww = wts + t.wt[2];
+  const Taps<A> d = taps_of(t, 0, ints, wts), h = taps_of(t, 1, ints, wts), w = taps_of(t, 2, ints, wts);
   const int64_t out_plane = t.out[0] * t.out[1] * t.out[2];
-  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step) {
-    int64_t q = i;
-    const int64_t iw = q % t.in[2];
-    q /= t.in[2];
-    const int64_t ih = q % t.in[1];
-    q /= t.in[1];
-    const int64_t id = q % t.in[0], pl = q / t.in[0];
+  for (int64_t i = grid_first(), step = grid_step(); i < n; i += step) {
+    const auto [id, ih, iw, pl] = unflatten(i, t.in);
     const A* gp = g + pl * out_plane;
     A acc = 0;
-    for (int64_t td = sd[id]; td < sd[id + 1]; ++td)
-      for (int64_t th = sh[ih]; th < sh[ih + 1]; ++th) {
-        const A* row = gp + (od[td] * t.out[1] + oh[th]) * t.out[2];
-        const A wdh = wd[td] * wh[th];
-        for (int64_t tw = sw[iw]; tw < sw[iw + 1]; ++tw) acc += ww[tw] * (wdh * row[ow[tw]]);
+    for (int64_t td = d.start[id]; td < d.start[id + 1]; ++td)
+      for (int64_t th = h.start[ih]; th < h.start[ih + 1]; ++th) {
+        const A* row = gp + (d.idx[td] * t.out[1] + h.idx[th]) * t.out[2];
+        const A wdh = d.wt[td] * h.wt[th];
+        for (int64_t tw = w.start[iw]; tw < w.start[iw + 1]; ++tw) acc += w.wt[tw] * (wdh * row[w.idx[tw]]);
       }
     gin[i] = acc;
   }

@@ -1,21 +1,14 @@
-// allocator.cu: the caching device allocator and pinned staging copies (design notes in allocator.h).
-//
-// Data structures: each cudaMalloc'd segment is a doubly linked list of blocks in address order
-// (prev/next). Free blocks sit in one of two ordered sets (small, large) keyed by (stream, size,
-// address), so a best fit is one lower_bound. A block leaves its set when handed out and returns
-// on free, after merging with free neighbours. A block freed while other streams may still use it
-// (record_stream) waits in `pending_` until an event recorded on each of them has completed; it
-// counts as allocated until then, so no neighbour merges with it. All of it under one mutex per
-// device.
+// allocator.cu: the caching device allocator (caching_allocator.h holds its bookkeeping, bound here
+// to the CUDA runtime) and pinned staging copies (design notes in allocator.h).
 #include <algorithm>
 #include <cstring>
 #include <mutex>
-#include <set>
 #include <sstream>
 #include <unordered_map>
 #include <vector>
 
 #include "allocator.h"
+#include "caching_allocator.h"
 #include "check.h"
 #include "device.h"
 
@@ -23,173 +16,41 @@ namespace vt::cuda {
 
 namespace {
 
-constexpr size_t kRound = 512;                    // every block size is a multiple of this
-constexpr size_t kSmallRequest = 1 << 20;         // <= 1 MiB: small pool
-constexpr size_t kSmallSegment = 2 << 20;         // small segments are 2 MiB
-constexpr size_t kMidRequest = 10 << 20;          // < 10 MiB: carved from 20 MiB segments
-constexpr size_t kLargeSegment = 20 << 20;
-constexpr size_t kSegmentRound = 2 << 20;         // larger segments round to 2 MiB
+// The CUDA runtime as CachingAllocator's Driver, for one device. The event calls run from storage
+// deleters (possibly during process exit): they switch devices and report failures without throwing.
+struct CudaDriver {
+  using Stream = cudaStream_t;
+  using Event = cudaEvent_t;
+  int device;
 
-struct Block {
-  size_t size = 0;       // bytes of this block (multiple of kRound)
-  size_t requested = 0;  // bytes the caller asked for (while allocated)
-  char* ptr = nullptr;
-  cudaStream_t stream = nullptr;
-  bool small = false;    // which pool the block's segment belongs to
-  bool allocated = false;
-  Block* prev = nullptr;  // neighbours in the same segment
-  Block* next = nullptr;
-  std::vector<cudaStream_t> used_on;  // other streams that use it (record_stream)
-  int waiting = 0;                    // events still pending after its free
-};
-
-struct BlockLess {
-  bool operator()(const Block* a, const Block* b) const {
-    if (a->stream != b->stream) return reinterpret_cast<uintptr_t>(a->stream) < reinterpret_cast<uintptr_t>(b->stream);
-    if (a->size != b->size) return a->size < b->size;
-    return a->ptr < b->ptr;
-  }
-};
-
-size_t round_size(size_t n) { return std::max(kRound, (n + kRound - 1) / kRound * kRound); }
-size_t segment_size(size_t rounded) {
-  if (rounded <= kSmallRequest) return kSmallSegment;
-  if (rounded < kMidRequest) return kLargeSegment;
-  return (rounded + kSegmentRound - 1) / kSegmentRound * kSegmentRound;
-}
-
-class DeviceAllocator {
- public:
-  explicit DeviceAllocator(int device) : device_(device) {}
-
-  Block* allocate(size_t nbytes, cudaStream_t stream) {
-    std::lock_guard<std::mutex> lock(mu_);
-    finish_pending(false);
-    const size_t size = round_size(nbytes);
-    const bool small = size <= kSmallRequest;
-    auto& pool = small ? small_ : large_;
-    Block key;
-    key.stream = stream;
-    key.size = size;
-    key.ptr = nullptr;
-    Block* b = nullptr;
-    auto it = pool.lower_bound(&key);
-    // Best fit among the cached blocks of this stream (the set orders by stream first).
-    if (it != pool.end() && (*it)->stream == stream) {
-      b = *it;
-      pool.erase(it);
-      ++stats_.num_cache_hits;
-    } else {
-      b = new_segment(size, small, stream);
-    }
-    // Split off the tail when enough remains to be useful.
-    const size_t rest = b->size - size;
-    if (small ? rest >= kRound : rest > kSmallRequest) {
-      Block* tail = new Block();
-      tail->size = rest;
-      tail->ptr = b->ptr + size;
-      tail->stream = stream;
-      tail->small = b->small;
-      tail->prev = b;
-      tail->next = b->next;
-      if (b->next) b->next->prev = tail;
-      b->next = tail;
-      b->size = size;
-      pool.insert(tail);
-      ++stats_.num_splits;
-    }
-    b->allocated = true;
-    b->requested = nbytes;
-    live_[b->ptr] = b;
-    stats_.allocated += b->size;
-    stats_.requested += nbytes;
-    stats_.peak_allocated = std::max(stats_.peak_allocated, stats_.allocated);
-    ++stats_.num_allocs;
-    return b;
-  }
-
-  // Runs from a storage's deleter, so it never throws: a failing event call falls back to waiting
-  // for the stream on the host.
-  void free(Block* b) {
-    std::lock_guard<std::mutex> lock(mu_);
-    live_.erase(b->ptr);
-    finish_pending(false);
-    if (!b->used_on.empty()) {
-      int prev = -1;  // make the block's device current for its events, without throwing
-      if (cudaGetDevice(&prev) != cudaSuccess || (prev != device_ && cudaSetDevice(device_) != cudaSuccess))
+  // Makes the device current for a scope, without throwing.
+  struct Current {
+    int prev = -1, want;
+    explicit Current(int d) : want(d) {
+      if (cudaGetDevice(&prev) != cudaSuccess || (prev != want && cudaSetDevice(want) != cudaSuccess))
         (void)cudaGetLastError();
-      for (cudaStream_t s : b->used_on) {
-        cudaEvent_t e = take_event();
-        if (e && cudaEventRecord(e, s) == cudaSuccess) {
-          pending_.push_back({e, b});
-          ++b->waiting;
-        } else {
-          (void)cudaGetLastError();
-          (void)cudaStreamSynchronize(s);
-          if (e) events_.push_back(e);
-        }
-      }
-      b->used_on.clear();
-      if (prev >= 0 && prev != device_) (void)cudaSetDevice(prev);
-      if (b->waiting > 0) return;  // released by finish_pending once every event has completed
     }
-    release(b);
-  }
-
-  // Marks the live block at `ptr` as used by work on `stream` (no-op for its own stream, or for a
-  // pointer this allocator did not hand out).
-  void record_stream(void* ptr, cudaStream_t stream) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = live_.find(static_cast<char*>(ptr));
-    if (it == live_.end()) return;
-    Block* b = it->second;
-    if (stream != b->stream && std::find(b->used_on.begin(), b->used_on.end(), stream) == b->used_on.end())
-      b->used_on.push_back(stream);
-  }
-
- private:
-  struct Pending {
-    cudaEvent_t event;
-    Block* block;
+    ~Current() {
+      if (prev >= 0 && prev != want) (void)cudaSetDevice(prev);
+    }
   };
 
-  // A block whose last user is done: back to its pool, merged with free neighbours.
-  void release(Block* b) {
-    b->allocated = false;
-    stats_.allocated -= b->size;
-    stats_.requested -= b->requested;
-    b->requested = 0;
-    ++stats_.num_frees;
-    auto& pool = b->small ? small_ : large_;
-    // Merge with free neighbours (the same segment and stream by construction).
-    if (b->prev && !b->prev->allocated) {
-      Block* p = b->prev;
-      pool.erase(p);
-      p->size += b->size;
-      p->next = b->next;
-      if (b->next) b->next->prev = p;
-      delete b;
-      b = p;
-      ++stats_.num_merges;
+  bool alloc(void** p, size_t bytes) const {
+    Current c(device);
+    const cudaError_t e = cudaMalloc(p, bytes);
+    if (e == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      return false;
     }
-    if (b->next && !b->next->allocated) {
-      Block* n = b->next;
-      pool.erase(n);
-      b->size += n->size;
-      b->next = n->next;
-      if (n->next) n->next->prev = b;
-      delete n;
-      ++stats_.num_merges;
-    }
-    pool.insert(b);
+    VT_CUDA_CHECK(e);
+    return true;
   }
-
-  cudaEvent_t take_event() {
-    if (!events_.empty()) {
-      cudaEvent_t e = events_.back();
-      events_.pop_back();
-      return e;
-    }
+  void release(void* p) const {  // cudaFree waits for the device, so kernels still reading p finish first
+    Current c(device);
+    VT_CUDA_CHECK(cudaFree(p));
+  }
+  Event new_event() const {
+    Current c(device);
     cudaEvent_t e = nullptr;
     if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
       (void)cudaGetLastError();
@@ -197,100 +58,35 @@ class DeviceAllocator {
     }
     return e;
   }
-
-  // Releases the blocks whose streams have passed their events; `wait` blocks on each instead.
-  void finish_pending(bool wait) {
-    for (size_t i = 0; i < pending_.size();) {
-      const Pending p = pending_[i];
-      const cudaError_t st = wait ? cudaEventSynchronize(p.event) : cudaEventQuery(p.event);
-      if (st == cudaErrorNotReady) {
-        ++i;
-        continue;
-      }
-      if (st != cudaSuccess) (void)cudaGetLastError();  // a failed stream: its work is over either way
-      events_.push_back(p.event);
-      pending_[i] = pending_.back();
-      pending_.pop_back();
-      if (--p.block->waiting == 0) release(p.block);
-    }
+  bool record(Event e, Stream s) const {
+    Current c(device);
+    if (cudaEventRecord(e, s) == cudaSuccess) return true;
+    (void)cudaGetLastError();
+    return false;
   }
-
- public:
-  // Returns every segment that is one whole free block to the driver.
-  void empty_cache() {
-    std::lock_guard<std::mutex> lock(mu_);
-    finish_pending(true);
-    release_free_segments();
+  bool done(Event e) const {
+    const cudaError_t st = cudaEventQuery(e);
+    if (st == cudaErrorNotReady) return false;
+    if (st != cudaSuccess) (void)cudaGetLastError();  // a failed stream: its work is over either way
+    return true;
   }
-
-  MemoryStats stats() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
+  void wait(Event e) const {
+    if (cudaEventSynchronize(e) != cudaSuccess) (void)cudaGetLastError();
   }
-  void reset_peak() {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.peak_allocated = stats_.allocated;
-    stats_.peak_reserved = stats_.reserved;
+  void wait_stream(Stream s) const {
+    if (cudaStreamSynchronize(s) != cudaSuccess) (void)cudaGetLastError();
   }
-
- private:
-  Block* new_segment(size_t size, bool small, cudaStream_t stream) {
-    const size_t seg = segment_size(size);
-    void* p = nullptr;
-    DeviceGuard g(device_);
-    cudaError_t e = cudaMalloc(&p, seg);
-    if (e == cudaErrorMemoryAllocation) {
-      (void)cudaGetLastError();
-      finish_pending(true);  // wait out blocks other streams still use, give the cache back, retry
-      release_free_segments();
-      e = cudaMalloc(&p, seg);
-    }
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      size_t free_b = 0, total_b = 0;
-      (void)cudaMemGetInfo(&free_b, &total_b);
-      VT_FAIL("cuda: out of memory allocating ", size, " bytes (segment ", seg, ") on cuda:", device_, " (",
-              cudaGetErrorString(e), "); vt holds ", stats_.allocated, " bytes in tensors and ", stats_.reserved,
-              " reserved; the device has ", free_b, " free of ", total_b);
-    }
-    Block* b = new Block();
-    b->size = seg;
-    b->ptr = static_cast<char*>(p);
-    b->stream = stream;
-    b->small = small;
-    stats_.reserved += seg;
-    stats_.peak_reserved = std::max(stats_.peak_reserved, stats_.reserved);
-    ++stats_.num_device_allocs;
-    return b;
+  std::string oom_detail() const {
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
+    std::ostringstream os;
+    os << "the device has " << free_b << " bytes free of " << total_b;
+    return os.str();
   }
-
-  void release_free_segments() {
-    DeviceGuard g(device_);
-    for (auto* pool : {&small_, &large_}) {
-      for (auto it = pool->begin(); it != pool->end();) {
-        Block* b = *it;
-        if (b->prev || b->next) {
-          ++it;
-          continue;
-        }
-        // cudaFree waits for the device, so kernels still reading the block finish first.
-        VT_CUDA_CHECK(cudaFree(b->ptr));
-        stats_.reserved -= b->size;
-        ++stats_.num_device_frees;
-        it = pool->erase(it);
-        delete b;
-      }
-    }
-  }
-
-  int device_;
-  std::mutex mu_;
-  std::set<Block*, BlockLess> small_, large_;
-  std::unordered_map<char*, Block*> live_;  // handed-out blocks by address (record_stream)
-  std::vector<Pending> pending_;            // freed blocks waiting on other streams
-  std::vector<cudaEvent_t> events_;         // reusable events for pending_
-  MemoryStats stats_;
 };
+
+using DeviceAllocator = CachingAllocator<CudaDriver>;
+using Block = DeviceAllocator::Block;
 
 DeviceAllocator& allocator(int device) {
   static std::mutex mu;
@@ -298,7 +94,7 @@ DeviceAllocator& allocator(int device) {
   std::lock_guard<std::mutex> lock(mu);
   if (all.empty()) all.assign(std::max(device_count(), 1), nullptr);
   VT_CHECK(device >= 0 && device < static_cast<int>(all.size()), "cuda: no device ", device);
-  if (!all[device]) all[device] = new DeviceAllocator(device);
+  if (!all[device]) all[device] = new DeviceAllocator(CudaDriver{device}, "cuda:" + std::to_string(device));
   return *all[device];
 }
 

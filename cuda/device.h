@@ -13,9 +13,8 @@
 
 namespace vt::cuda {
 
-// The stream vt work on `device` issued from this thread is queued on: the one set by a live
-// StreamGuard (vt/cuda.h), else the device's default stream.
-cudaStream_t current_stream(int device);
+// The stream a live StreamGuard (vt/cuda.h) set for `device` on this thread, or null.
+cudaStream_t guarded_stream(int device);
 
 struct DeviceContext {
   int device = 0;
@@ -28,12 +27,20 @@ struct DeviceContext {
   int64_t* error_host = nullptr;
   std::mutex error_mu;  // held from a checked kernel's slot reset to its read-back (index.cu)
 
-  cudaStream_t stream() const { return current_stream(device); }
+  // The stream vt work on this device issued from this thread is queued on: the guarded one, else
+  // the default stream.
+  cudaStream_t stream() const {
+    cudaStream_t s = guarded_stream(device);
+    return s ? s : default_stream;
+  }
 };
 
 // Created on first use (stream, properties, error slot); never destroyed (the driver frees all at
 // exit, and tensors released during static destruction must still find their device).
 DeviceContext& context(int device);
+
+// The stream vt work on `device` issued from this thread is queued on (DeviceContext::stream).
+inline cudaStream_t current_stream(int device) { return context(device).stream(); }
 
 // cuBLAS and cuBLASLt scratch: one buffer of kGemmWorkspaceBytes per (device, stream), shared by
 // both libraries (work on one stream runs in order, so they never use it at the same time; two

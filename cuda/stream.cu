@@ -66,10 +66,9 @@ cudaStream_t pool_stream(int device) {
 
 }  // namespace
 
-cudaStream_t current_stream(int device) {
+cudaStream_t guarded_stream(int device) {
   const auto& cur = thread_streams();
-  if (device >= 0 && device < static_cast<int>(cur.size()) && cur[device]) return cur[device];
-  return context(device).default_stream;
+  return device >= 0 && device < static_cast<int>(cur.size()) ? cur[device] : nullptr;
 }
 
 // ---- Stream --------------------------------------------------------------------------------------

@@ -204,23 +204,23 @@ class CachingAllocator {
     if (b->prev && !b->prev->allocated) {
       Block* p = b->prev;
       pool.erase(p);
-      p->size += b->size;
-      p->next = b->next;
-      if (b->next) b->next->prev = p;
-      delete b;
+      absorb(p, b);
       b = p;
-      ++stats_.num_merges;
     }
     if (b->next && !b->next->allocated) {
-      Block* n = b->next;
-      pool.erase(n);
-      b->size += n->size;
-      b->next = n->next;
-      if (n->next) n->next->prev = b;
-      delete n;
-      ++stats_.num_merges;
+      pool.erase(b->next);
+      absorb(b, b->next);
     }
     pool.insert(b);
+  }
+
+  // left takes over its right neighbour's bytes; right is deleted.
+  void absorb(Block* left, Block* right) {
+    left->size += right->size;
+    left->next = right->next;
+    if (right->next) right->next->prev = left;
+    delete right;
+    ++stats_.num_merges;
   }
 
   Event take_event() {

@@ -93,7 +93,8 @@ DeviceAllocator& allocator(int device) {
   static std::vector<DeviceAllocator*> all;  // leaked on purpose: storages may die after main
   std::lock_guard<std::mutex> lock(mu);
   if (all.empty()) all.assign(std::max(device_count(), 1), nullptr);
-  VT_CHECK(device >= 0 && device < static_cast<int>(all.size()), "cuda: no device ", device);
+  VT_CHECK(device >= 0 && device < static_cast<int>(all.size()), "cuda: device cuda:", device, " does not exist (",
+           all.size(), " visible)");
   if (!all[device]) all[device] = new DeviceAllocator(CudaDriver{device}, "cuda:" + std::to_string(device));
   return *all[device];
 }

@@ -25,10 +25,10 @@ void check_cuda(const Tensor& t, const char* op) {
   VT_CHECK(t.device().is_cuda(), "cuda ", op, ": tensor on ", t.device().str(), ", expected a CUDA device");
 }
 
-std::shared_ptr<Storage> CudaBackend::allocate(size_t nbytes) {
-  int dev = 0;
-  VT_CUDA_CHECK(cudaGetDevice(&dev));
-  return allocate_storage(nbytes, dev);
+std::shared_ptr<Storage> CudaBackend::allocate(size_t nbytes, Device device) {
+  VT_CHECK(is_available(), "cuda: no CUDA device is visible, so nothing can be allocated on ", device.str(),
+           " (cudaGetDeviceCount found none)");
+  return allocate_storage(nbytes, device.index);  // the allocator checks the index
 }
 
 // ---- casts -------------------------------------------------------------------------------------

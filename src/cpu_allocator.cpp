@@ -74,7 +74,7 @@ std::shared_ptr<Storage> inline_storage(size_t nbytes) {
 
 }  // namespace
 
-std::shared_ptr<Storage> CpuBackend::allocate(size_t nbytes) {
+std::shared_ptr<Storage> CpuBackend::allocate(size_t nbytes, Device) {
   if (nbytes <= 64) return inline_storage<64>(nbytes);
   if (nbytes <= 256) return inline_storage<256>(nbytes);
   if (nbytes <= 1024) return inline_storage<1024>(nbytes);

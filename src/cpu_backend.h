@@ -8,7 +8,7 @@ namespace vt::cpu {
 
 struct CpuBackend final : kernels::Backend {
   const char* name() const override { return "cpu"; }
-  std::shared_ptr<Storage> allocate(size_t nbytes) override;
+  std::shared_ptr<Storage> allocate(size_t nbytes, Device device) override;
   void copy(const Tensor& src, const Tensor& dst) override;
   void fill(const Tensor& dst, double value) override;
   void unary(kernels::UnaryOp op, const Tensor& x, const Tensor& out, double p0, double p1) override;

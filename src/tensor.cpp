@@ -62,7 +62,7 @@ Shape broadcast_strides(const Layout& l, const Shape& to) {
 
 // ---- Storage -----------------------------------------------------------------------------------
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
-  return kernels::backend(device).allocate(nbytes);
+  return kernels::backend(device).allocate(nbytes, device);
 }
 
 std::shared_ptr<Storage> Storage::wrap(void* data, size_t nbytes, Device device, std::shared_ptr<void> owner) {

@@ -197,6 +197,14 @@ TEST_CASE("cuda: the caching allocator reuses blocks and its statistics add up")
   CHECK(s6.reserved <= s5.reserved - n64);  // the free 64 MiB segment went back to the driver
   CHECK(s6.reserved >= s6.allocated);
   MESSAGE("allocator: ", s6.str());
+  // The device index is honoured (not the current device), and a missing device is named.
+  const int n = cuda::device_count();
+  CHECK_THROWS_WITH_AS(empty({4}, {DType::F32, Device::cuda(n)}), doctest::Contains("does not exist"), Error);
+  if (n > 1) {
+    Tensor t = full({4}, 3.0, {DType::F32, Device::cuda(1)});
+    CHECK(t.storage()->device == Device::cuda(1));
+    CHECK(t.to(kCpu).tolist<float>() == std::vector<float>(4, 3.f));
+  }
 }
 
 TEST_CASE("cuda: kernels write only inside their output view (guard bytes)") {

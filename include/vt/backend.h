@@ -35,7 +35,8 @@ const char* name(BinaryOp op);
 struct Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
-  virtual std::shared_ptr<Storage> allocate(size_t nbytes) = 0;
+  // nbytes on `device` (this backend's kind; the index picks the GPU).
+  virtual std::shared_ptr<Storage> allocate(size_t nbytes, Device device) = 0;
 
   // dst[i] = cast(src[i]); src is a view already broadcast to dst's shape (0 strides allowed).
   virtual void copy(const Tensor& src, const Tensor& dst) = 0;

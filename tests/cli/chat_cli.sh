@@ -2,7 +2,8 @@
 # vargpt chat end to end on a tiny random Qwen2-VL checkpoint (tools/gen_chat_fixture.py): config,
 # tokenizer, preprocessor config and weights are read from the directory, the image goes through the
 # processor and the ViT, and the 24 greedy tokens must equal transformers' generate(). Then bad input:
-# a missing image, an image for a text-only request pattern, malformed options.
+# a missing image, an image for a text-only request pattern, malformed options, --device cuda
+# without a GPU.
 # Usage: chat_cli.sh VARGPT FIXTURES_DIR
 set -eu
 vargpt=$1
@@ -29,4 +30,8 @@ expect_error "top-p" "$vargpt" chat --model "$fx" --prompt "hi" --sample --top-p
 expect_error "config.json" "$vargpt" chat --model "$dir" --prompt "hi"
 printf 'not json' > "$dir/bad.json"
 expect_error "bad.json" "$vargpt" chat --model "$fx" --tokenizer "$dir/bad.json" --prompt "hi"
+# --device cuda where no GPU answers: a clear error, whether vt was built with CUDA or without.
+if ! nvidia-smi -L > /dev/null 2>&1; then
+  expect_error "no CUDA device is visible\|has no CUDA backend" "$vargpt" chat --model "$fx" --prompt "hi" --device cuda
+fi
 echo "chat cli: ok"

@@ -7,6 +7,8 @@
 //   rms_norm/8192x2048     y = rms_norm(x, w);       backward of sum(y * gy)
 //   layer_norm/8192x2048   y = layer_norm(x, w, b);  backward of sum(y * gy)
 //   cross_entropy/2048x152064  loss = cross_entropy(z, y) (mean, 5% ignored rows); loss.backward()
+//   add_rms_norm/8192x2048/fwd       {normed, sum} = add_rms_norm(x, r, w), no grad: one pass
+//   add_then_rms_norm/8192x2048/fwd  sum = x + r, then rms_norm(sum, w): the two ops it replaces
 // Memory (cross_entropy only): counter peak_over_logits = (peak RSS during one forward+backward -
 // RSS before it) / logits bytes. The peak is reset first by writing "5" to /proc/self/clear_refs
 // (Linux resets VmHWM to the current RSS), so it is the high-water mark of that one step. The
@@ -23,6 +25,7 @@
 #include <fstream>
 #include <string>
 
+#include "vt/autograd.h"
 #include "vt/nn/loss.h"
 #include "vt/nn/norm.h"
 #include "vt/random.h"
@@ -99,8 +102,33 @@ void BM_cross_entropy(benchmark::State& state) {
   state.counters["first_step_ms"] = first_ms;
 }
 
+// The pre-norm residual step, fused or as two ops (forward, no autograd).
+void BM_add_rms_norm(benchmark::State& state) {
+  omp_set_num_threads(kThreads);
+  const bool fused = state.range(0) == 1;
+  Generator g(3);
+  Tensor x = randn({8192, 2048}, DType::F32, &g), r = randn({8192, 2048}, DType::F32, &g);
+  Tensor w = randn({2048}, DType::F32, &g);
+  NoGradGuard no_grad;
+  auto step = [&] {
+    if (fused) {
+      nn::AddNorm o = nn::add_rms_norm(x, r, w, 1e-6);
+      benchmark::DoNotOptimize(o.normed.raw_data());
+    } else {
+      Tensor s = add(x, r), y = nn::rms_norm(s, w, 1e-6);
+      benchmark::DoNotOptimize(y.raw_data());
+    }
+  };
+  step();
+  for (auto _ : state) step();
+}
+
 }  // namespace
 
+BENCHMARK(BM_add_rms_norm)->Name("add_rms_norm/8192x2048/fwd")->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()
+    ->MinTime(2.0);
+BENCHMARK(BM_add_rms_norm)->Name("add_then_rms_norm/8192x2048/fwd")->Arg(0)->Unit(benchmark::kMillisecond)
+    ->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_rms_norm)->Name("rms_norm/8192x2048/fwd+bwd")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_layer_norm)->Name("layer_norm/8192x2048/fwd+bwd")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_cross_entropy)->Name("cross_entropy/2048x152064/fwd+bwd")->Unit(benchmark::kMillisecond)->UseRealTime()

@@ -87,3 +87,7 @@ if __name__ == "__main__":
     bench_norm("rms_norm/8192x2048/fwd+bwd (F.rms_norm)", lambda x, w: F.rms_norm(x, (2048,), w, 1e-6), [w])
     bench_norm("layer_norm/8192x2048/fwd+bwd", lambda x, w, b: F.layer_norm(x, (2048,), w, b, 1e-5), [w, b])
     bench_cross_entropy()
+    x, r, w = torch.randn(8192, 2048), torch.randn(8192, 2048), torch.randn(2048)
+    with torch.no_grad():
+        ms = timeit(lambda: F.rms_norm(x + r, (2048,), w, 1e-6), 20)
+    print(f"{'add_then_rms_norm/8192x2048/fwd (x + r, F.rms_norm)':52s} {ms:9.2f} ms")

@@ -75,7 +75,7 @@ int main() {
     Tensor w = add(mul(randn({C}, {DType::BF16, gpu}), 0.1), 1.0).requires_grad_();
     Tensor dy = randn({R, C}, {DType::BF16, gpu});
     for (const char* layout : {"", "_block"}) {
-      if (*layout) setenv("VT_RMS_NORM_BLOCK", "1", 1);
+      const ScopedEnv env("VT_RMS_NORM_BLOCK", *layout ? "1" : nullptr);
       const double ms = time_ms([&] {
         x.zero_grad();
         w.zero_grad();
@@ -88,7 +88,6 @@ int main() {
       report((std::string("rms_norm_f") + layout).c_str(), 2.0 * R * C * 2 / (fms * 1e-3) / 1e9, "GB/s", fms);
       const double ams = time_ms([&] { (void)nn::add_rms_norm(x, dy, w, 1e-6); }, 20);
       report((std::string("add_rms_norm_f") + layout).c_str(), 4.0 * R * C * 2 / (ams * 1e-3) / 1e9, "GB/s", ams);
-      unsetenv("VT_RMS_NORM_BLOCK");
     }
   }
   {
@@ -98,13 +97,12 @@ int main() {
     Tensor b = mul(randn({C}, {DType::BF16, gpu}), 0.1).requires_grad_();
     Tensor dy = randn({1, C, H, W}, {DType::BF16, gpu});
     for (const char* layout : {"", "_split"}) {
-      if (*layout) setenv("VT_GROUP_NORM_SPLIT", "1", 1);
+      const ScopedEnv env("VT_GROUP_NORM_SPLIT", *layout ? "1" : nullptr);
       const double ms = time_ms([&] {
         x.zero_grad(), w.zero_grad(), b.zero_grad();
         nn::group_norm(x, 32, w, b).backward(dy);
       }, 20);
       report((std::string("group_norm_fb") + layout).c_str(), 5.0 * C * H * W * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
-      unsetenv("VT_GROUP_NORM_SPLIT");
     }
   }
   {

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "gpu_bench.h"
@@ -34,13 +35,30 @@ using namespace vt;
 using namespace vt::bench;
 
 
-// f() with cuda/flash_attention_bwd.cu's atomic-dQ backward selected.
-template <class F>
-static double with_atomic_dq(F&& f) {
-  setenv("VT_FLASH_BWD", "atomic", 1);
-  const double ms = f();
-  unsetenv("VT_FLASH_BWD");
-  return ms;
+// SDPA on bf16 (B=4, H=16, T, D=128) under `mask`, whose visible (query, key) pairs are `pairs`:
+// fwd+bwd (`key`), fwd+bwd with the atomic-dQ backward (VT_FLASH_BWD=atomic, `key`_atomic) and the
+// forward alone (`key`_fwd). FLOPs: 4·D per visible pair forward, 2.5x that backward.
+static void bench_attention(const std::string& key, int64_t T, const nn::AttentionMask& mask, double pairs) {
+  const int64_t B = 4, H = 16, D = 128;
+  Tensor q = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
+  Tensor k = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
+  Tensor v = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
+  Tensor g = randn({B, H, T, D}, {DType::BF16, Device::cuda()});
+  const double fb_flop = 14.0 * B * H * pairs * D, f_flop = 4.0 * B * H * pairs * D;
+  auto fwd_bwd = [&] {
+    q.zero_grad(), k.zero_grad(), v.zero_grad();
+    nn::scaled_dot_product_attention(q, k, v, mask).backward(g);
+  };
+  double ms = time_ms(fwd_bwd, 5);
+  report(key.c_str(), fb_flop / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+  {
+    const ScopedEnv atomic_dq("VT_FLASH_BWD", "atomic");
+    ms = time_ms(fwd_bwd, 5);
+  }
+  report((key + "_atomic").c_str(), fb_flop / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+  Tensor qd = q.detach(), kd = k.detach(), vd = v.detach(), o;
+  ms = time_ms([&] { o = nn::scaled_dot_product_attention(qd, kd, vd, mask); }, 10);
+  report((key + "_fwd").c_str(), f_flop / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
 }
 
 static void bench_gemm(const char* key, int64_t M, int64_t K, int64_t N) {
@@ -96,60 +114,18 @@ int main() {
     report("sum_cols_f32", x.numel() * 4.0 / (ms * 1e-3) / 1e9, "GB/s", ms);
   }
   // Issue 4's attention target: SDPA against torch's on the same card (torch_gpu_baseline.py has the
-  // same shapes). FLOPs are counted the usual way: 4·D per visible (query, key) pair forward, 2.5x
-  // that backward, so causal is half of full (7·B·H·T²·D for fwd+bwd, as torch's benchmarks count).
-  {
-    const int64_t B = 4, H = 16, T = 2048, D = 128;
-    const double pairs = 0.5 * T * T;
-    Tensor q = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
-    Tensor k = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
-    Tensor v = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
-    Tensor g = randn({B, H, T, D}, {DType::BF16, Device::cuda()});
-    double ms = time_ms([&] {
-      q.zero_grad(), k.zero_grad(), v.zero_grad();
-      nn::scaled_dot_product_attention(q, k, v, nn::AttentionMask::causal()).backward(g);
-    }, 5);
-    report("attn_causal", 14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
-    ms = with_atomic_dq([&] {
-      return time_ms([&] {
-        q.zero_grad(), k.zero_grad(), v.zero_grad();
-        nn::scaled_dot_product_attention(q, k, v, nn::AttentionMask::causal()).backward(g);
-      }, 5);
-    });
-    report("attn_causal_atomic", 14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
-    Tensor qd = q.detach(), kd = k.detach(), vd = v.detach(), o;
-    ms = time_ms([&] { o = nn::scaled_dot_product_attention(qd, kd, vd, nn::AttentionMask::causal()); }, 10);
-    report("attn_causal_fwd", 4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
-  }
+  // same shapes). Causal is half of full (7·B·H·T²·D for fwd+bwd, as torch's benchmarks count).
+  bench_attention("attn_causal", 2048, nn::AttentionMask::causal(), 0.5 * 2048.0 * 2048.0);
   {
     // Infinity's 512px training sequence: block-causal over 10 scales (2521 tokens) padded to 2560;
     // a token sees its own and earlier scales, a padding row sees key 0 (infinity_bsq.md §7).
     const std::vector<int64_t> lengths = {1, 4, 16, 36, 64, 144, 256, 400, 576, 1024};
-    const int64_t B = 4, H = 16, T = 2560, D = 128;
+    const int64_t T = 2560;
     double pairs = 0;
     int64_t end = 0;
     for (int64_t n : lengths) end += n, pairs += static_cast<double>(n) * end;
     pairs += static_cast<double>(T - end);
-    const nn::AttentionMask mask = nn::AttentionMask::block_causal(lengths);
-    Tensor q = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
-    Tensor k = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
-    Tensor v = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
-    Tensor g = randn({B, H, T, D}, {DType::BF16, Device::cuda()});
-    double ms = time_ms([&] {
-      q.zero_grad(), k.zero_grad(), v.zero_grad();
-      nn::scaled_dot_product_attention(q, k, v, mask).backward(g);
-    }, 5);
-    report("attn_block", 14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
-    ms = with_atomic_dq([&] {
-      return time_ms([&] {
-        q.zero_grad(), k.zero_grad(), v.zero_grad();
-        nn::scaled_dot_product_attention(q, k, v, mask).backward(g);
-      }, 5);
-    });
-    report("attn_block_atomic", 14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
-    Tensor qd = q.detach(), kd = k.detach(), vd = v.detach(), o;
-    ms = time_ms([&] { o = nn::scaled_dot_product_attention(qd, kd, vd, mask); }, 10);
-    report("attn_block_fwd", 4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+    bench_attention("attn_block", T, nn::AttentionMask::block_causal(lengths), pairs);
   }
   const vt::cuda::MemoryStats st = vt::cuda::memory_stats();
   std::printf("allocator: %s\n", st.str().c_str());

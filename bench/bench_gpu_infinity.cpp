@@ -290,13 +290,7 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_gpu_infinity: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto value = [&] { return option_value(argc, argv, i, "bench_gpu_infinity"); };
     if (a == "--runs") o.runs = std::atoi(value().c_str());
     else if (a == "--text-len") o.text_len = std::atoll(value().c_str());
     else if (a == "--seed") o.seed = std::strtoull(value().c_str(), nullptr, 10);

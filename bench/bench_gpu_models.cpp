@@ -227,13 +227,7 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_gpu_models: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto value = [&] { return option_value(argc, argv, i, "bench_gpu_models"); };
     if (a == "--only") o.only = value();
     else if (a == "--prompt") o.prompt = std::atoll(value().c_str());
     else if (a == "--decode") o.decode = std::atoll(value().c_str());

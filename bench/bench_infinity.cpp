@@ -13,6 +13,8 @@
 // CPU time is the steadier number; run both scripts with OMP_WAIT_POLICY=passive there, as
 // spinning OpenMP workers otherwise bill their waits to whichever process spins.
 #include <benchmark/benchmark.h>
+
+#include "cpu_bench.h"
 #include <omp.h>
 
 #include "infinity/infinity.h"
@@ -70,10 +72,4 @@ void fwd(benchmark::State& state) {
 BENCHMARK(fwd_bwd)->Name("infinity/d4w256/L521xB2/fwd+bwd")->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->MinTime(3.0);
 BENCHMARK(fwd)->Name("infinity/d4w256/L521xB2/fwd")->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->MinTime(2.0);
 
-int main(int argc, char** argv) {
-  omp_set_num_threads(kThreads);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return vt::bench::run_benchmarks(argc, argv, kThreads); }

@@ -83,10 +83,4 @@ BENCHMARK_CAPTURE(fwd, causal_8192, 1, 4, 8192, 64, nn::AttentionMask::causal(),
 BENCHMARK_CAPTURE(fwd_bwd, block_causal_2521, 1, 16, 2521, 128, nn::AttentionMask::block_causal(infinity_scales()), true)
     ->Name("sdpa/block_causal/B1xH16xT2521xD128/fwd+bwd")->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 
-int main(int argc, char** argv) {
-  omp_set_num_threads(kThreads);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return vt::bench::run_benchmarks(argc, argv, kThreads); }

@@ -134,10 +134,4 @@ BENCHMARK(BM_layer_norm)->Name("layer_norm/8192x2048/fwd+bwd")->Unit(benchmark::
 BENCHMARK(BM_cross_entropy)->Name("cross_entropy/2048x152064/fwd+bwd")->Unit(benchmark::kMillisecond)->UseRealTime()
     ->MinTime(3.0);
 
-int main(int argc, char** argv) {
-  omp_set_num_threads(kThreads);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return vt::bench::run_benchmarks(argc, argv, kThreads); }

@@ -137,10 +137,4 @@ BENCHMARK_CAPTURE(prefill, bf16, DType::BF16)->Name("qwen2_0.5b/bf16/prefill512"
 BENCHMARK_CAPTURE(decode, bf16, DType::BF16)->Name("qwen2_0.5b/bf16/decode")->Unit(benchmark::kSecond)
     ->UseRealTime()->Iterations(1);
 
-int main(int argc, char** argv) {
-  omp_set_num_threads(kThreads);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return vt::bench::run_benchmarks(argc, argv, kThreads); }

@@ -79,6 +79,33 @@ inline void note(const std::string& s) {
   std::fflush(stdout);
 }
 
+// The value of command-line option argv[i] (which it steps over), or exit 2 naming the program and
+// the option when argv ends there.
+inline std::string option_value(int argc, char** argv, int& i, const char* program) {
+  if (i + 1 >= argc) {
+    std::fprintf(stderr, "%s: %s needs a value\n", program, argv[i]);
+    std::exit(2);
+  }
+  return argv[++i];
+}
+
+// Sets environment variable `name` to `value` while alive (no-op for a null value), then unsets it:
+// how a benchmark times a kernel's alternative path (VT_FLASH_BWD=atomic, ...) beside the default.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(value ? name : nullptr) {
+    if (name_) setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (name_) unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
 inline double free_device_gb() {
   size_t free_b = 0, total_b = 0;
   if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return -1;

@@ -6,6 +6,17 @@ import time
 
 import torch
 
+def run_section(name, fn, *args):
+    """fn(*args); a failure is printed as "# <name> FAILED: ..." and returns False, so a baseline
+    script goes on to its other sections and still joins what it measured."""
+    try:
+        fn(*args)
+        return True
+    except Exception as e:  # noqa: BLE001
+        print(f"# {name} FAILED: {type(e).__name__}: {e}", flush=True)
+        return False
+
+
 # For these units a larger number is better; for the rest (ms, GB, x_weights) a smaller one.
 HIGHER_IS_BETTER = {"tok/s"}
 

@@ -48,7 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import infinity_reference as R  # noqa: E402
-from gpu_bench import emit, median_ms, pick_device, print_table, read_vt, sync, wall_ms  # noqa: E402
+from gpu_bench import emit, median_ms, pick_device, print_table, read_vt, run_section, sync, wall_ms  # noqa: E402
 import torch_bsq_vae as vae_ref  # noqa: E402  (the reference BSQ-VAE decoder; no side effects on import)
 
 # The 1:1 template of Infinity (infinity_bsq.md §5): 0.25M takes the first 10 grids; the RoPE grid is
@@ -56,58 +56,13 @@ import torch_bsq_vae as vae_ref  # noqa: E402  (the reference BSQ-VAE decoder; n
 SIDES_1x1 = [1, 2, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64]
 
 
-# ---- weights: the names and shapes of infinity_reference.random_weights, drawn on the device ------
-def weight_shapes(cfg):
-    C, H, d, Ct, ffn = cfg["C"], cfg["heads"], cfg["d"], cfg["Ctext"], cfg["ffn"]
-    s = {}
-
-    def lin(name, i, o, bias=True):
-        s[name + ".weight"] = (o, i)
-        if bias:
-            s[name + ".bias"] = (o,)
-
-    s["cfg_uncond"] = (cfg["maxlen"], Ct)
-    s["pos_start"] = (1, 1, C)
-    s["lvl_embed.weight"] = (cfg["levels"], C)
-    lin("word_embed", d, C)
-    s["text_norm.weight"] = (Ct,)
-    s["text_proj_for_sos.ca.mat_q"] = (1, H, C // H)
-    lin("text_proj_for_sos.ca.mat_kv", Ct, 2 * C, bias=False)
-    s["text_proj_for_sos.ca.v_bias"] = (C,)
-    s["text_proj_for_sos.ca.zero_k_bias"] = (C,)
-    lin("text_proj_for_sos.ca.proj", C, C)
-    lin("text_proj_for_ca.0", Ct, C)
-    lin("text_proj_for_ca.2", C, C)
-    lin("shared_ada_lin.1", C, 6 * C)
-    lin("head_nm.ada_lin.1", C, 2 * C)
-    lin("head", C, 2 * d)
-    for b in range(cfg["depth"]):
-        p = R.block_prefix(cfg, b)
-        s[p + "ada_gss"] = (1, 1, 6, C)
-        lin(p + "sa.mat_qkv", C, 3 * C, bias=False)
-        s[p + "sa.q_bias"] = (C,)
-        s[p + "sa.v_bias"] = (C,)
-        s[p + "sa.zero_k_bias"] = (C,)
-        s[p + "sa.scale_mul_1H11"] = (1, H, 1, 1)
-        lin(p + "sa.proj", C, C)
-        lin(p + "ca.mat_q", C, C)
-        lin(p + "ca.mat_kv", C, 2 * C, bias=False)
-        s[p + "ca.v_bias"] = (C,)
-        s[p + "ca.zero_k_bias"] = (C,)
-        lin(p + "ca.proj", C, C)
-        s[p + "ca_norm.weight"] = (C,)
-        s[p + "ca_norm.bias"] = (C,)
-        lin(p + "ffn.fc1", C, ffn)
-        lin(p + "ffn.fc2", ffn, C)
-    return s
-
-
+# ---- weights: infinity_reference.weight_specs' names and shapes, drawn on the device ------------
 def device_weights(cfg, dev, dtype, seed):
     """vt's rule (bench_gpu_infinity.cpp): N(0, 0.02) except norms (weight 1, bias 0), scale_mul
     (ln 4) and the zero_k_bias buffers (0)."""
     g = torch.Generator(device=dev).manual_seed(seed)
     w = {}
-    for name, shape in weight_shapes(cfg).items():
+    for name, (shape, _) in R.weight_specs(cfg).items():
         if "zero_k_bias" in name:
             w[name] = torch.zeros(shape, device=dev, dtype=dtype)
         elif "norm" in name:
@@ -325,15 +280,10 @@ def main():
     if dev is None:
         return 0
     out = {}
-    rc = 0
-    try:
-        bench(args, dev, out)
-    except Exception as e:  # noqa: BLE001
-        print(f"# infinity_2b FAILED: {type(e).__name__}: {e}", flush=True)
-        rc = 1
+    ok = run_section("infinity_2b", bench, args, dev, out)
     if args.vt:
         join(args.vt, out)
-    return rc
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpu_bench import emit, median_ms, pick_device, print_table, read_vt, sync, wall_ms  # noqa: E402
+from gpu_bench import emit, median_ms, pick_device, print_table, read_vt, run_section, sync, wall_ms  # noqa: E402
 import torch_bsq_vae as ref  # noqa: E402  (the reference BSQ-VAE network; no side effects on import)
 
 
@@ -196,25 +196,17 @@ def main():
     if dev is None:
         return 0
     out = {}
-    rc = 0
+    ok = True
     # The VAE first: it is short, so a run cut off by a timeout still reports it.
     if args.only in (None, "vae"):
-        try:
-            bench_vae(args, dev, out)
-        except Exception as e:  # noqa: BLE001  (keep going to the LLM rows)
-            print(f"# vae FAILED: {type(e).__name__}: {e}", flush=True)
-            rc = 1
+        ok &= run_section("vae", bench_vae, args, dev, out)
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     if args.only in (None, "qwen2"):
-        try:
-            bench_qwen2(args, dev, out)
-        except Exception as e:  # noqa: BLE001
-            print(f"# qwen2_7b FAILED: {type(e).__name__}: {e}", flush=True)
-            rc = 1
+        ok &= run_section("qwen2_7b", bench_qwen2, args, dev, out)
     if args.vt:
         join(args.vt, out)
-    return rc
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -29,29 +29,27 @@ def block_prefix(cfg, b):
     return f"block_chunks.{b // per}.module.{b % per}."
 
 
-def random_weights(cfg, g, dtype=torch.float32):
-    """Random weights of a sensible size for testing (not upstream's init, whose tiny AdaLN gammas
-    would make every block an identity)."""
+def weight_specs(cfg):
+    """name -> (shape, init) of every tensor, upstream names, in the order random_weights draws
+    them. init: ("normal", std), ("one_plus", std) for 1 + N(0, std), ("log4_plus", std) for
+    ln 4 + N(0, std), or ("zeros",)."""
     C, H, d, Ct, ffn = cfg["C"], cfg["heads"], cfg["d"], cfg["Ctext"], cfg["ffn"]
-    w = {}
-
-    def rn(*shape, std=1.0):
-        return (torch.randn(*shape, generator=g) * std).to(dtype)
+    s = {}
 
     def lin(name, i, o, bias=True):
-        w[name + ".weight"] = rn(o, i, std=1 / math.sqrt(i))
+        s[name + ".weight"] = ((o, i), ("normal", 1 / math.sqrt(i)))
         if bias:
-            w[name + ".bias"] = rn(o, std=0.1)
+            s[name + ".bias"] = ((o,), ("normal", 0.1))
 
-    w["cfg_uncond"] = rn(cfg["maxlen"], Ct, std=1.2 / math.sqrt(Ct))
-    w["pos_start"] = rn(1, 1, C, std=0.5)
-    w["lvl_embed.weight"] = rn(cfg["levels"], C, std=0.5)
+    s["cfg_uncond"] = ((cfg["maxlen"], Ct), ("normal", 1.2 / math.sqrt(Ct)))
+    s["pos_start"] = ((1, 1, C), ("normal", 0.5))
+    s["lvl_embed.weight"] = ((cfg["levels"], C), ("normal", 0.5))
     lin("word_embed", d, C)
-    w["text_norm.weight"] = (1 + rn(Ct, std=0.2)).to(dtype)
-    w["text_proj_for_sos.ca.mat_q"] = rn(1, H, C // H)
+    s["text_norm.weight"] = ((Ct,), ("one_plus", 0.2))
+    s["text_proj_for_sos.ca.mat_q"] = ((1, H, C // H), ("normal", 1.0))
     lin("text_proj_for_sos.ca.mat_kv", Ct, 2 * C, bias=False)
-    w["text_proj_for_sos.ca.v_bias"] = rn(C, std=0.1)
-    w["text_proj_for_sos.ca.zero_k_bias"] = torch.zeros(C, dtype=dtype)
+    s["text_proj_for_sos.ca.v_bias"] = ((C,), ("normal", 0.1))
+    s["text_proj_for_sos.ca.zero_k_bias"] = ((C,), ("zeros",))
     lin("text_proj_for_sos.ca.proj", C, C)
     lin("text_proj_for_ca.0", Ct, C)
     lin("text_proj_for_ca.2", C, C)
@@ -60,22 +58,39 @@ def random_weights(cfg, g, dtype=torch.float32):
     lin("head", C, 2 * d)
     for b in range(cfg["depth"]):
         p = block_prefix(cfg, b)
-        w[p + "ada_gss"] = rn(1, 1, 6, C, std=0.3)
+        s[p + "ada_gss"] = ((1, 1, 6, C), ("normal", 0.3))
         lin(p + "sa.mat_qkv", C, 3 * C, bias=False)
-        w[p + "sa.q_bias"] = rn(C, std=0.1)
-        w[p + "sa.v_bias"] = rn(C, std=0.1)
-        w[p + "sa.zero_k_bias"] = torch.zeros(C, dtype=dtype)
-        w[p + "sa.scale_mul_1H11"] = (math.log(4.0) + rn(1, H, 1, 1, std=0.3)).to(dtype)
+        s[p + "sa.q_bias"] = ((C,), ("normal", 0.1))
+        s[p + "sa.v_bias"] = ((C,), ("normal", 0.1))
+        s[p + "sa.zero_k_bias"] = ((C,), ("zeros",))
+        s[p + "sa.scale_mul_1H11"] = ((1, H, 1, 1), ("log4_plus", 0.3))
         lin(p + "sa.proj", C, C)
         lin(p + "ca.mat_q", C, C)
         lin(p + "ca.mat_kv", C, 2 * C, bias=False)
-        w[p + "ca.v_bias"] = rn(C, std=0.1)
-        w[p + "ca.zero_k_bias"] = torch.zeros(C, dtype=dtype)
+        s[p + "ca.v_bias"] = ((C,), ("normal", 0.1))
+        s[p + "ca.zero_k_bias"] = ((C,), ("zeros",))
         lin(p + "ca.proj", C, C)
-        w[p + "ca_norm.weight"] = (1 + rn(C, std=0.2)).to(dtype)
-        w[p + "ca_norm.bias"] = rn(C, std=0.1)
+        s[p + "ca_norm.weight"] = ((C,), ("one_plus", 0.2))
+        s[p + "ca_norm.bias"] = ((C,), ("normal", 0.1))
         lin(p + "ffn.fc1", C, ffn)
         lin(p + "ffn.fc2", ffn, C)
+    return s
+
+
+def random_weights(cfg, g, dtype=torch.float32):
+    """Random weights of a sensible size for testing (not upstream's init, whose tiny AdaLN gammas
+    would make every block an identity), drawn from g in weight_specs order."""
+    w = {}
+    for name, (shape, init) in weight_specs(cfg).items():
+        if init[0] == "zeros":
+            w[name] = torch.zeros(*shape, dtype=dtype)
+            continue
+        x = (torch.randn(*shape, generator=g) * init[1]).to(dtype)
+        if init[0] == "one_plus":
+            x = (1 + x).to(dtype)
+        elif init[0] == "log4_plus":
+            x = (math.log(4.0) + x).to(dtype)
+        w[name] = x
     return w
 
 

@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "check.h"
@@ -41,6 +43,14 @@ DeviceContext& context(int device);
 
 // The stream vt work on `device` issued from this thread is queued on (DeviceContext::stream).
 inline cudaStream_t current_stream(int device) { return context(device).stream(); }
+
+// Whether environment variable `name` is set to `value`: the switches between a kernel and its
+// alternative (VT_FLASH_BWD=atomic, VT_RMS_NORM_BLOCK=1, ...). Read at each call, so a test or a
+// benchmark can flip one between calls.
+inline bool env_is(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e != nullptr && std::strcmp(e, value) == 0;
+}
 
 // cuBLAS and cuBLASLt scratch: one buffer of kGemmWorkspaceBytes per (device, stream), shared by
 // both libraries (work on one stream runs in order, so they never use it at the same time; two

@@ -27,8 +27,6 @@
 // Precision: P and dS are rounded to q's dtype before their products, as in FA2; everything else
 // is f32.
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "backend.h"
 #include "device.h"
@@ -496,8 +494,7 @@ void flash_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     return;
   }
   const bool is_bf16 = q.dtype() == DType::BF16;
-  const char* mode = std::getenv("VT_FLASH_BWD");
-  const bool fused = mode && std::strcmp(mode, "atomic") == 0;
+  const bool fused = env_is("VT_FLASH_BWD", "atomic");
   if (q.size(3) == 64) {
     if (is_bf16) launch_backward<bf16, 64>(q, k, v, out, lse, dout, rows, scale, dq, dk, dv, fused, stream);
     else launch_backward<f16, 64>(q, k, v, out, lse, dout, rows, scale, dq, dk, dv, fused, stream);

@@ -19,9 +19,6 @@
 //                 only after test_cuda_nn passes with it on a GPU and bench_gpu_models' VAE rows
 //                 (run again with the variable set by scripts/gpu_check.sh) show it faster.
 // Precision: f32 statistics (f64 for f64 input); weight and bias cast to that precision first.
-#include <cstdlib>
-#include <cstring>
-
 #include "norm.cuh"
 #include "vt/nn/norm.h"
 
@@ -298,11 +295,6 @@ __global__ void group_norm_dx_kernel(const T* __restrict__ dy, const T* __restri
   }
 }
 
-bool split_enabled() {
-  const char* e = std::getenv("VT_GROUP_NORM_SPLIT");
-  return e && std::strcmp(e, "1") == 0;
-}
-
 void group_norm_forward_split(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t groups, double eps,
                               const Tensor& y, const Tensor& mean, const Tensor& rstd) {
   DeviceContext& ctx = context(x.device().index);
@@ -384,7 +376,8 @@ void group_norm_forward_cuda(const Tensor& x, const Tensor& weight, const Tensor
                              const Tensor& y, const Tensor& mean, const Tensor& rstd) {
   check_cuda(x, "group_norm");
   DeviceGuard g(x.device());
-  if (split_enabled() && x.numel() > 0) group_norm_forward_split(x, weight, bias, groups, eps, y, mean, rstd);
+  if (env_is("VT_GROUP_NORM_SPLIT", "1") && x.numel() > 0)
+    group_norm_forward_split(x, weight, bias, groups, eps, y, mean, rstd);
   else group_norm_forward_group_blocks(x, weight, bias, groups, eps, y, mean, rstd);
 }
 
@@ -393,7 +386,7 @@ void group_norm_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& w
                               const Tensor& dbias) {
   check_cuda(x, "group_norm_backward");
   DeviceGuard g(x.device());
-  if (split_enabled() && x.numel() > 0)
+  if (env_is("VT_GROUP_NORM_SPLIT", "1") && x.numel() > 0)
     group_norm_backward_split(dy, x, weight, mean, rstd, groups, dx, dweight, dbias);
   else group_norm_backward_group_blocks(dy, x, weight, mean, rstd, groups, dx, dweight, dbias);
 }

@@ -24,8 +24,9 @@
 // Precision: values are held in f32 (f64 for f64 input) and rounded once into the output; the
 // weight is first cast to that precision; rstd is saved in it. The layouts sum a row's squares in
 // different orders, so their rstd may differ in the last bit.
-#include <cstdlib>
-#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
 
 #include "norm.cuh"
@@ -279,11 +280,6 @@ __global__ void __launch_bounds__(kBlockThreads) rms_norm_backward_block_kernel(
   }
 }
 
-bool block_rows_enabled() {
-  const char* e = std::getenv("VT_RMS_NORM_BLOCK");
-  return e && std::strcmp(e, "1") == 0;
-}
-
 // The block kernels exist for 16-byte vectors and an output of x's own dtype only.
 template <class T, class Y, int V>
 constexpr bool kBlockRows = std::is_same_v<T, Y> && V * sizeof(T) == 16;
@@ -291,7 +287,7 @@ constexpr bool kBlockRows = std::is_same_v<T, Y> && V * sizeof(T) == 16;
 // Slots per thread for rows of D / V vectors (1, 2 or 4), or 0 when the block layout is off or the
 // rows are too long for it.
 int block_slots(int V, int64_t D) {
-  if (!block_rows_enabled()) return 0;
+  if (!env_is("VT_RMS_NORM_BLOCK", "1")) return 0;
   const int64_t nvec = D / V;
   if (nvec > int64_t(kBlockThreads) * kMaxSlots) return 0;
   return nvec <= kBlockThreads ? 1 : nvec <= 2 * kBlockThreads ? 2 : 4;
@@ -307,11 +303,19 @@ void with_slots(int C, F&& f) {
 }
 
 // Rows per block for a one-wave grid of `kernel` (with `smem` bytes of dynamic shared memory) over
-// `rows` rows.
+// `rows` rows. The occupancy query is asked once per (kernel, shared memory, device).
 template <class K>
 int64_t rows_per_block(K* kernel, int64_t rows, const DeviceContext& ctx, size_t smem = 0) {
+  static std::mutex mu;
+  static std::map<std::tuple<const void*, size_t, int>, int> blocks_per_sm;
   int occupancy = 0;
-  VT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kBlockThreads, smem));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto [it, fresh] = blocks_per_sm.try_emplace({reinterpret_cast<const void*>(kernel), smem, ctx.device}, 0);
+    if (fresh)
+      VT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&it->second, kernel, kBlockThreads, smem));
+    occupancy = it->second;
+  }
   const int64_t wave = std::max<int64_t>(1, int64_t(ctx.sm_count) * std::max(occupancy, 1));
   return (rows + wave - 1) / wave;
 }

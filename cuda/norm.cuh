@@ -1,6 +1,7 @@
-// norm.cuh: what the CUDA normalisation files (nn_norm.cu: LayerNorm, GroupNorm; nn_rms_norm.cu:
-// RMSNorm) share: compute precision and rounding, 128-bit row access, the weight cast, and the
-// deterministic parameter-gradient reduction (fixed row chunks summed into a (chunks, D) partial
+// norm.cuh: what the CUDA normalisation files (nn_norm.cu: LayerNorm; nn_rms_norm.cu: RMSNorm;
+// nn_group_norm.cu: GroupNorm) share: compute precision and rounding, 128-bit row access, the
+// weight cast, the residual-add row load of the add_*_norm kernels, and the deterministic
+// parameter-gradient reduction (fixed row chunks summed into a (chunks, D) partial
 // buffer, then the chunks added in order, so dweight and dbias are bitwise the same run to run).
 #pragma once
 #include "math.cuh"

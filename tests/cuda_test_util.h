@@ -3,6 +3,7 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -21,6 +22,19 @@ namespace vt::test {
 
 inline const Device kGpu = Device::cuda();
 inline const Device kCpu = Device::cpu();
+
+// Sets environment variable `name` to `value` while alive, then unsets it: how a test picks one of
+// the CUDA kernels' alternative paths (VT_ATTENTION_FALLBACK, VT_FLASH_BWD, VT_RMS_NORM_BLOCK, ...).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
 
 // The element bytes of a tensor, row-major, read back on the host.
 inline std::vector<uint8_t> bytes_of(const Tensor& t) {

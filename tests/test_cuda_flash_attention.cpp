@@ -165,11 +165,6 @@ void check_result(const std::string& label, const Result& got, const Result& wan
   CHECK_MESSAGE(m.empty(), label, ": lse: ", m);
 }
 
-struct FallbackScope {  // forces cuda/nn_attention.cu's kernels while alive
-  FallbackScope() { setenv("VT_ATTENTION_FALLBACK", "1", 1); }
-  ~FallbackScope() { unsetenv("VT_ATTENTION_FALLBACK"); }
-};
-
 }  // namespace
 
 TEST_CASE("cuda flash attention: matches the CPU and the CUDA fallback kernels on every mask, dtype, head dim") {
@@ -190,7 +185,7 @@ TEST_CASE("cuda flash attention: matches the CPU and the CUDA fallback kernels o
         const Result cpu = run(c, in, rows, kCpu);
         Result fallback;
         {
-          FallbackScope f;
+          const test::ScopedEnv use_fallback("VT_ATTENTION_FALLBACK", "1");  // cuda/nn_attention.cu's kernels
           fallback = run(c, in, rows, kGpu);
         }
         check_result(label + " vs CPU", flash, cpu);
@@ -209,10 +204,6 @@ TEST_CASE("cuda flash attention: matches the CPU and the CUDA fallback kernels o
 TEST_CASE("cuda flash attention: the atomic-dQ backward (VT_FLASH_BWD=atomic) matches the CPU on every mask") {
   VT_SKIP_WITHOUT_GPU();
   unsetenv("VT_ATTENTION_FALLBACK");
-  struct AtomicScope {
-    AtomicScope() { setenv("VT_FLASH_BWD", "atomic", 1); }
-    ~AtomicScope() { unsetenv("VT_FLASH_BWD"); }
-  };
   int n = 0, dq_differs = 0;
   uint64_t seed = 5000;
   for (const Case& c : cases())
@@ -226,7 +217,7 @@ TEST_CASE("cuda flash attention: the atomic-dQ backward (VT_FLASH_BWD=atomic) ma
         const Result deterministic = run(c, in, rows, kGpu);
         Result atomic;
         {
-          AtomicScope a;
+          const test::ScopedEnv atomic_dq("VT_FLASH_BWD", "atomic");
           atomic = run(c, in, rows, kGpu);
         }
         check_result(label + " vs CPU", atomic, run(c, in, rows, kCpu));

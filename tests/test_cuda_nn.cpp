@@ -205,10 +205,7 @@ TEST_CASE("cuda nn: add_rms_norm and add_layer_norm equal add + the norm bit for
 
 TEST_CASE("cuda nn: rms_norm's block-row layout (VT_RMS_NORM_BLOCK=1) matches the CPU and repeats bit for bit") {
   VT_SKIP_WITHOUT_GPU();
-  struct EnvGuard {  // the layout is chosen per call from the environment
-    EnvGuard() { setenv("VT_RMS_NORM_BLOCK", "1", 1); }
-    ~EnvGuard() { unsetenv("VT_RMS_NORM_BLOCK"); }
-  } env;
+  const test::ScopedEnv env("VT_RMS_NORM_BLOCK", "1");  // the layout is chosen per call
   run_fixture_on_cuda("nn_functional", test::op_table_nn_functional());
   struct Shape3 {
     int64_t rows, D;
@@ -241,10 +238,7 @@ TEST_CASE("cuda nn: rms_norm's block-row layout (VT_RMS_NORM_BLOCK=1) matches th
 
 TEST_CASE("cuda nn: group_norm's split-group layout (VT_GROUP_NORM_SPLIT=1) matches the CPU and repeats bit for bit") {
   VT_SKIP_WITHOUT_GPU();
-  struct EnvGuard {
-    EnvGuard() { setenv("VT_GROUP_NORM_SPLIT", "1", 1); }
-    ~EnvGuard() { unsetenv("VT_GROUP_NORM_SPLIT"); }
-  } env;
+  const test::ScopedEnv env("VT_GROUP_NORM_SPLIT", "1");
   run_fixture_on_cuda("nn_functional", test::op_table_nn_functional());
   run_fixture_on_cuda("nn_conv", test::op_table_nn_conv());
   struct Case {

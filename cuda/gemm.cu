@@ -25,10 +25,13 @@ namespace vt::cuda {
 namespace {
 
 // One cuBLAS handle per device, shared by every stream: a call takes the handle's lock, binds it to
-// the calling thread's current stream and that stream's workspace (device.h), and enqueues.
+// the calling thread's current stream and that stream's workspace (device.h) when another stream
+// had it, and enqueues.
 struct Blas {
   std::mutex mu;
   cublasHandle_t handle = nullptr;
+  cudaStream_t bound = nullptr;  // the stream (and its workspace) the handle is set to
+  bool any_bound = false;
 };
 
 struct BlasCall {
@@ -54,8 +57,11 @@ BlasCall blas_handle(int device) {
   }
   BlasCall call{std::unique_lock<std::mutex>(b->mu), b->handle};
   const cudaStream_t stream = current_stream(device);
-  VT_CUBLAS_CHECK(cublasSetStream(b->handle, stream));
-  VT_CUBLAS_CHECK(cublasSetWorkspace(b->handle, gemm_workspace(device, stream), kGemmWorkspaceBytes));
+  if (!b->any_bound || stream != b->bound) {  // cublasSetStream also resets the workspace: set both
+    VT_CUBLAS_CHECK(cublasSetStream(b->handle, stream));
+    VT_CUBLAS_CHECK(cublasSetWorkspace(b->handle, gemm_workspace(device, stream), kGemmWorkspaceBytes));
+    b->bound = stream, b->any_bound = true;
+  }
   return call;
 }
 

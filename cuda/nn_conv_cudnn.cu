@@ -50,9 +50,13 @@ std::mutex& cudnn_mutex() {  // guards the handles and the plan cache; held for 
 // cudnn_mutex) to the calling thread's current stream.
 cudnnHandle_t cudnn_handle(int device) {
   static std::vector<cudnnHandle_t> all;  // leaked: handles outlive static destruction safely
-  if (all.empty()) all.assign(std::max(device_count(), 1), nullptr);
+  static std::vector<cudaStream_t> bound;  // the stream each handle is set to
+  if (all.empty()) all.assign(std::max(device_count(), 1), nullptr), bound.assign(all.size(), nullptr);
+  const cudaStream_t stream = current_stream(device);
   if (!all[device]) VT_CUDNN_CHECK(cudnnCreate(&all[device]));
-  VT_CUDNN_CHECK(cudnnSetStream(all[device], current_stream(device)));
+  else if (bound[device] == stream) return all[device];
+  VT_CUDNN_CHECK(cudnnSetStream(all[device], stream));
+  bound[device] = stream;
   return all[device];
 }
 

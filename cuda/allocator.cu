@@ -99,11 +99,19 @@ DeviceAllocator& allocator(int device) {
   return *all[device];
 }
 
-// A block from `stream`'s cache, returned to its allocator when the last owner goes.
+// The deleter of a block's handle: returns the block to its allocator when the last owner goes.
+// record_stream finds the block through it (std::get_deleter), with no address lookup.
+struct ReturnBlock {
+  DeviceAllocator* allocator;
+  Block* block;
+  void operator()(void*) const { allocator->free(block); }
+};
+
+// A block from `stream`'s cache.
 std::shared_ptr<void> own_block(int device, size_t nbytes, cudaStream_t stream) {
   DeviceAllocator& a = allocator(device);
   Block* b = a.allocate(nbytes, stream);
-  return std::shared_ptr<void>(b->ptr, [&a, b](void*) { a.free(b); });
+  return std::shared_ptr<void>(b->ptr, ReturnBlock{&a, b});
 }
 
 // ---- pinned staging ----------------------------------------------------------------------------
@@ -204,7 +212,9 @@ void record_stream(const Tensor& t, const Stream& s) {
   if (!t.defined() || !t.is_cuda() || !t.storage() || t.storage()->nbytes == 0) return;
   VT_CHECK(s.device() == t.device().index, "record_stream: the tensor is on cuda:", t.device().index,
            " but the stream on cuda:", s.device());
-  allocator(s.device()).record_stream(t.storage()->data, s.handle());
+  // Storages not from the allocator (wrapped memory) have another deleter: nothing to hold back.
+  if (const ReturnBlock* r = std::get_deleter<ReturnBlock>(t.storage()->owner))
+    r->allocator->record_stream(r->block, s.handle());
 }
 // ---- public statistics (vt/cuda.h) -------------------------------------------------------------
 MemoryStats memory_stats(int device) { return allocator(device).stats(); }

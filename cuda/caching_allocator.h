@@ -34,7 +34,6 @@
 #include <mutex>
 #include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "vt/cuda.h"
@@ -110,7 +109,6 @@ class CachingAllocator {
     }
     b->allocated = true;
     b->requested = nbytes;
-    live_[b->ptr] = b;
     stats_.allocated += b->size;
     stats_.requested += nbytes;
     stats_.peak_allocated = std::max(stats_.peak_allocated, stats_.allocated);
@@ -122,7 +120,6 @@ class CachingAllocator {
   // for that stream on the host instead.
   void free(Block* b) {
     std::lock_guard<std::mutex> lock(mu_);
-    live_.erase(b->ptr);
     finish_pending(false);
     for (Stream s : b->used_on) {
       Event e = take_event();
@@ -138,13 +135,9 @@ class CachingAllocator {
     if (b->waiting == 0) release(b);  // else released by finish_pending once every event has passed
   }
 
-  // Marks the live block at `ptr` as used by work on `stream` (no-op for its own stream, or for a
-  // pointer this allocator did not hand out).
-  void record_stream(void* ptr, Stream stream) {
+  // Marks live block b as used by work on `stream` (no-op for its own stream).
+  void record_stream(Block* b, Stream stream) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = live_.find(static_cast<char*>(ptr));
-    if (it == live_.end()) return;
-    Block* b = it->second;
     if (stream != b->stream && std::find(b->used_on.begin(), b->used_on.end(), stream) == b->used_on.end())
       b->used_on.push_back(stream);
   }
@@ -288,7 +281,6 @@ class CachingAllocator {
   std::string name_;
   std::mutex mu_;
   std::set<Block*, BlockLess> small_, large_;
-  std::unordered_map<char*, Block*> live_;  // handed-out blocks by address (record_stream)
   std::vector<Pending> pending_;            // freed blocks waiting on other streams
   std::vector<Event> events_;               // reusable events for pending_
   MemoryStats stats_;

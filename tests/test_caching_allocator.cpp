@@ -164,9 +164,9 @@ TEST_CASE("caching allocator: record_stream holds a freed block until the other 
   Alloc a(FakeDriver{&rt}, "fake:0");
   Alloc::Block* x = a.allocate(4 * MiB, s1);
   char* xp = x->ptr;
-  a.record_stream(xp, s2);
-  a.record_stream(xp, s2);  // twice: one entry
-  a.record_stream(xp, s1);  // its own stream: nothing to wait for
+  a.record_stream(x, s2);
+  a.record_stream(x, s2);  // twice: one entry
+  a.record_stream(x, s1);  // its own stream: nothing to wait for
   a.free(x);
   CHECK(a.pending_blocks() == 1);
   CHECK(a.stats().allocated == int64_t(4 * MiB));  // still in use by s2
@@ -188,9 +188,8 @@ TEST_CASE("caching allocator: a block used on two other streams waits for both")
   FakeRuntime rt;
   Alloc a(FakeDriver{&rt}, "fake:0");
   Alloc::Block* x = a.allocate(2 * MiB, s1);
-  char* xp = x->ptr;
-  a.record_stream(xp, s2);
-  a.record_stream(xp, s3);
+  a.record_stream(x, s2);
+  a.record_stream(x, s3);
   a.free(x);
   rt.complete(s2);
   a.free(a.allocate(512, s1));
@@ -208,7 +207,7 @@ TEST_CASE("caching allocator: a held-back block never merges with its free neigh
   Alloc::Block* q = a.allocate(1024, s1);
   REQUIRE(q->ptr == p->ptr + 1024);
   char* pp = p->ptr;
-  a.record_stream(pp, s2);
+  a.record_stream(p, s2);
   a.free(p);  // held back
   a.free(q);  // merges with the segment's free tail, not with p
   Alloc::Block* r = a.allocate(2048, s1);
@@ -230,7 +229,7 @@ TEST_CASE("caching allocator: without an event, the free waits for the other str
     rt.fail_record = !fail_new;
     Alloc::Block* x = a.allocate(3000, s1);
     char* xp = x->ptr;
-    a.record_stream(xp, s2);
+    a.record_stream(x, s2);
     const int before = rt.stream_waits;
     a.free(x);
     CHECK(rt.stream_waits == before + 1);
@@ -250,8 +249,7 @@ TEST_CASE("caching allocator: out of memory empties the cache and retries, then 
   CHECK(a.stats().num_device_frees == 1);
   CHECK(a.stats().reserved == int64_t(26 * MiB));
   // A held-back block is waited for before the retry.
-  char* xp = x->ptr;
-  a.record_stream(xp, s2);
+  a.record_stream(x, s2);
   a.free(x);
   Alloc::Block* y = a.allocate(30 * MiB, s1);
   CHECK(rt.waits == 1);

@@ -17,6 +17,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpu_bench import time_ms  # noqa: E402
 
 
+def attention(out, dev, key, T, pairs, **mask):
+    """SDPA bf16 (B=4, H=16, T, D=128) fwd+bwd as `key` and the forward as `key`_fwd, in TFLOP/s;
+    `pairs` visible (query, key) pairs under `mask` (sdpa's is_causal or attn_mask)."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    B, H, D = 4, 16, 128
+    q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    g = torch.randn(B, H, T, D, device=dev, dtype=torch.bfloat16)
+
+    def fwd_bwd():
+        q.grad = k.grad = v.grad = None
+        sdpa(q, k, v, **mask).backward(g)
+
+    ms = time_ms(fwd_bwd, 5)
+    out[key] = (14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
+    with torch.no_grad():
+        ms = time_ms(lambda: sdpa(q, k, v, **mask), 10)
+    out[key + "_fwd"] = (4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
+
+
 def measure():
     dev = "cuda"
     bf16 = torch.bfloat16
@@ -54,46 +73,19 @@ def measure():
     del x
     # SDPA: FLOPs are 4*D per visible (query, key) pair forward and 2.5x that backward, as in
     # bench_cuda_ops.cpp (causal: half of full, 7*B*H*T^2*D for fwd+bwd).
-    sdpa = torch.nn.functional.scaled_dot_product_attention
-    B, H, T, D = 4, 16, 2048, 128
-    q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=bf16, requires_grad=True) for _ in range(3))
-    g = torch.randn(B, H, T, D, device=dev, dtype=bf16)
-    pairs = 0.5 * T * T
-
-    def attn():
-        q.grad = k.grad = v.grad = None
-        sdpa(q, k, v, is_causal=True).backward(g)
-
-    ms = time_ms(attn, 5)
-    out["attn_causal"] = (14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
-    with torch.no_grad():
-        ms = time_ms(lambda: sdpa(q, k, v, is_causal=True), 10)
-    out["attn_causal_fwd"] = (4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
-    del q, k, v, g
+    attention(out, dev, "attn_causal", 2048, 0.5 * 2048 * 2048, is_causal=True)
 
     # Infinity 512px block-causal: 10 scales (2521 tokens) padded to 2560; padding rows see key 0.
     # torch's flash kernel takes no mask, so this runs its memory-efficient kernel with a bool mask.
     lengths = [1, 4, 16, 36, 64, 144, 256, 400, 576, 1024]
-    B, H, T, D = 4, 16, 2560, 128
+    T = 2560
     end_of = torch.ones(T, dtype=torch.long)
     at = 0
     for n in lengths:
         end_of[at:at + n] = at + n
         at += n
     mask = (torch.arange(T)[None, :] < end_of[:, None]).to(dev)
-    pairs = float(mask.sum())
-    q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=bf16, requires_grad=True) for _ in range(3))
-    g = torch.randn(B, H, T, D, device=dev, dtype=bf16)
-
-    def attn_block():
-        q.grad = k.grad = v.grad = None
-        sdpa(q, k, v, attn_mask=mask).backward(g)
-
-    ms = time_ms(attn_block, 5)
-    out["attn_block"] = (14.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
-    with torch.no_grad():
-        ms = time_ms(lambda: sdpa(q, k, v, attn_mask=mask), 10)
-    out["attn_block_fwd"] = (4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
+    attention(out, dev, "attn_block", T, float(mask.sum()), attn_mask=mask)
     return out
 
 

@@ -24,7 +24,7 @@ using namespace norm;
 // ==== LayerNorm ====================================================================================
 // x, y: (rows, D); w, b: (D) in A or null; mean, rstd: (rows).  y = (x - mean) * rstd * w + b
 // kAdd (add_layer_norm): the row is sum = round_to_T(x + res), written to `sum` in the first pass and
-// recomputed in the others.
+// read back from there in the others, so they run the plain kernel's arithmetic on the same values.
 template <class T, int V, bool kAdd>
 __global__ void __launch_bounds__(kRowThreads) layer_norm_forward_kernel(
     const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ sum, const acc<T>* __restrict__ w,
@@ -45,10 +45,11 @@ __global__ void __launch_bounds__(kRowThreads) layer_norm_forward_kernel(
     for (int k = 0; k < V; ++k) s += v[k];
   }
   const A m = warp_sum(s) / A(D);
+  const T* row = kAdd ? sr : xr;  // the later passes read the row this lane wrote (L1/L2)
   A ss = 0;
   for (int64_t j = lane * V; j < D; j += 32 * V) {
     A v[V];
-    load_row_v<kAdd, V>(xr + j, rr + j, static_cast<T*>(nullptr), v);
+    load_v<V>(row + j, v);
 #pragma unroll
     for (int k = 0; k < V; ++k) ss += (v[k] - m) * (v[k] - m);
   }
@@ -56,7 +57,7 @@ __global__ void __launch_bounds__(kRowThreads) layer_norm_forward_kernel(
   if (lane == 0) mean[r] = m, rstd[r] = rs;
   for (int64_t j = lane * V; j < D; j += 32 * V) {
     A v[V];
-    load_row_v<kAdd, V>(xr + j, rr + j, static_cast<T*>(nullptr), v);
+    load_v<V>(row + j, v);
 #pragma unroll
     for (int k = 0; k < V; ++k) v[k] = (v[k] - m) * rs * (w ? w[j + k] : A(1)) + (b ? b[j + k] : A(0));
     store_v<V>(y + r * D + j, v);

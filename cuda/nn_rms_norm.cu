@@ -40,8 +40,8 @@ using namespace norm;
 // ==== warp rows ======================================================================================
 // x: (rows, D) of T; w: (D) in A or null; y: (rows, D) of Y; rstd: (rows) in A
 // y = w * round_to_T(x * rstd),  rstd = 1 / sqrt(mean(x^2) + eps)
-// kAdd: the row is sum = round_to_T(x + res), written to `sum` in the first pass and recomputed in
-// the second (x and res are in L1/L2 by then).
+// kAdd: the row is sum = round_to_T(x + res), written to `sum` in the first pass and read back from
+// there in the second, so it runs the plain kernel's arithmetic on the same values.
 template <class T, class Y, int V, bool kAdd>
 __global__ void __launch_bounds__(kRowThreads) rms_norm_forward_warp_kernel(
     const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ sum, const acc<T>* __restrict__ w, double eps,
@@ -65,10 +65,11 @@ __global__ void __launch_bounds__(kRowThreads) rms_norm_forward_warp_kernel(
   ss = warp_sum(ss);
   const A rs = A(1) / m_sqrt(ss / A(D) + A(eps));
   if (lane == 0) rstd[r] = rs;
+  const T* row = kAdd ? sr : xr;  // the second pass reads the row this lane wrote (L1/L2)
   for (int64_t j = lane * V; j < D; j += 32 * V) {
     A v[V];
     AY o[V];
-    load_row_v<kAdd, V>(xr + j, rr + j, static_cast<T*>(nullptr), v);
+    load_v<V>(row + j, v);
 #pragma unroll
     for (int k = 0; k < V; ++k) o[k] = (w ? AY(w[j + k]) : AY(1)) * AY(round_to<T>(v[k] * rs));
     store_v<V>(yr + j, o);

@@ -145,7 +145,7 @@ void column_grads(F f, int64_t rows, int64_t D, const Tensor& g0, const Tensor& 
 }
 
 // V values of a row at x in compute precision; with kAdd, x + res rounded to T (the sum of
-// add_rms_norm / add_layer_norm), also stored at `sum` when that is given.
+// add_rms_norm / add_layer_norm), which is also stored at `sum`.
 template <bool kAdd, int V, class T>
 __device__ __forceinline__ void load_row_v(const T* x, const T* res, T* sum, acc<T> (&v)[V]) {
   load_v<V>(x, v);
@@ -154,7 +154,7 @@ __device__ __forceinline__ void load_row_v(const T* x, const T* res, T* sum, acc
     load_v<V>(res, r);
 #pragma unroll
     for (int k = 0; k < V; ++k) v[k] = round_to<T>(v[k] + r[k]);
-    if (sum) store_v<V>(sum, v);
+    store_v<V>(sum, v);
   }
 }
 

@@ -190,7 +190,10 @@ static void check_add_norm(int64_t rows, int64_t D, DType t, double tol, bool la
   std::vector<Tensor> in{x, r, w};
   if (layer) in.push_back(b);
   const auto got = fwd_bwd(fused, in, kGpu), want = fwd_bwd(composite, in, kGpu);
-  for (size_t i = 0; i < got.size(); ++i) CHECK(bytes_of(got[i]) == bytes_of(want[i]));
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);  // 0: the output, then the gradients of x, residual, weight (and bias)
+    CHECK_MESSAGE(bytes_of(got[i]) == bytes_of(want[i]), test::compare(got[i], want[i], 0, 0));
+  }
   check_close(got, fwd_bwd(fused, in, kCpu), tol, tol);
 }
 

@@ -7,12 +7,12 @@
 //                   x.grad and w.grad are cleared before each step (as torch's p.grad = None), so
 //                   the step measures the op, not the autograd engine's accumulation into old grads
 //   rms_norm_f      the forward alone (reads x, writes y)                                       GB/s
-//   rms_norm_*_block  the same with VT_RMS_NORM_BLOCK=1 (cuda/nn_rms_norm.cu's block-row layout)
+//   rms_norm_*_warp   the same with VT_RMS_NORM_BLOCK=0 (cuda/nn_rms_norm.cu's warp-row layout)
 //   add_rms_norm_f  sum = x + r, y = rms_norm(sum) in one pass (reads x, r; writes sum, y)  GB/s
 //                   over 4 tensor passes; torch runs the two ops
 //   group_norm_fb   group_norm (1, 128, 512, 512) bf16, 32 groups (a VAE decoder plane), forward +
 //                   backward, grads cleared each step           GB/s over 5 tensor passes, as rms_norm
-//   group_norm_fb_split  the same with VT_GROUP_NORM_SPLIT=1 (cuda/nn_group_norm.cu)
+//   group_norm_fb_groups the same with VT_GROUP_NORM_SPLIT=0 (one block per group, nn_group_norm.cu)
 //   adamw_100m      fused AdamW step, 100M bf16 params with bf16 grads, f32 master/m/v
 //                   (per element: param r+w 4 B, grad 2 B, master/m/v r+w 24 B = 30 B)       GB/s
 //   linear_bias     nn::linear bf16 (8192, 4096) @ (4096, 4096)^T + bias (cuBLASLt bias epilogue)  TFLOP/s
@@ -74,8 +74,8 @@ int main() {
     Tensor x = randn({R, C}, {DType::BF16, gpu}).requires_grad_();
     Tensor w = add(mul(randn({C}, {DType::BF16, gpu}), 0.1), 1.0).requires_grad_();
     Tensor dy = randn({R, C}, {DType::BF16, gpu});
-    for (const char* layout : {"", "_block"}) {
-      const ScopedEnv env("VT_RMS_NORM_BLOCK", *layout ? "1" : nullptr);
+    for (const char* layout : {"", "_warp"}) {
+      const ScopedEnv env("VT_RMS_NORM_BLOCK", *layout ? "0" : nullptr);
       const double ms = time_ms([&] {
         x.zero_grad();
         w.zero_grad();
@@ -96,8 +96,8 @@ int main() {
     Tensor w = add(mul(randn({C}, {DType::BF16, gpu}), 0.1), 1.0).requires_grad_();
     Tensor b = mul(randn({C}, {DType::BF16, gpu}), 0.1).requires_grad_();
     Tensor dy = randn({1, C, H, W}, {DType::BF16, gpu});
-    for (const char* layout : {"", "_split"}) {
-      const ScopedEnv env("VT_GROUP_NORM_SPLIT", *layout ? "1" : nullptr);
+    for (const char* layout : {"", "_groups"}) {
+      const ScopedEnv env("VT_GROUP_NORM_SPLIT", *layout ? "0" : nullptr);
       const double ms = time_ms([&] {
         x.zero_grad(), w.zero_grad(), b.zero_grad();
         nn::group_norm(x, 32, w, b).backward(dy);

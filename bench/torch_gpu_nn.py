@@ -143,8 +143,8 @@ def main():
     print(f"\nbenchmark {'key':<14} {'vt':>10} {'torch':>10} {'unit':<9} {'vt/torch':>8} {'vt/memcpy':>9}")
     copy = vt.get("memcpy_d2d", (0,))[0]
     for k, (v, unit, ms) in vt.items():
-        # vt's alternative layouts (key_block, key_split) against the same torch row
-        t = out.get(k) or out.get(k.removesuffix("_block")) or out.get(k.removesuffix("_split"))
+        # vt's alternative layouts (key_warp, key_groups) against the same torch row
+        t = out.get(k) or out.get(k.removesuffix("_warp")) or out.get(k.removesuffix("_groups"))
         ratio = f"{v / t[0]:.2f}" if t and t[0] else "-"
         vs_copy = f"{v / copy:.2f}" if unit == "GB/s" and copy else "-"
         print(f"benchmark {k:<14} {v:10.2f} {t[0] if t else float('nan'):10.2f} {unit:<9} {ratio:>8} {vs_copy:>9}")

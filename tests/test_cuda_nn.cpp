@@ -206,64 +206,74 @@ TEST_CASE("cuda nn: add_rms_norm and add_layer_norm equal add + the norm bit for
   }
 }
 
-TEST_CASE("cuda nn: rms_norm's block-row layout (VT_RMS_NORM_BLOCK=1) matches the CPU and repeats bit for bit") {
+// Both layouts of rms_norm (block rows, the default; warp rows under VT_RMS_NORM_BLOCK=0) against
+// the CPU, and each run twice for the same bits.
+TEST_CASE("cuda nn: rms_norm's block-row and warp-row layouts match the CPU and repeat bit for bit") {
   VT_SKIP_WITHOUT_GPU();
-  const test::ScopedEnv env("VT_RMS_NORM_BLOCK", "1");  // the layout is chosen per call
-  run_fixture_on_cuda("nn_functional", test::op_table_nn_functional());
-  struct Shape3 {
-    int64_t rows, D;
-    DType x, w;
-    double tol;
-  };
-  // 1, 2 and 4 vectors per thread, a partly used last slot (3584 = 448 vectors of 8), many rows per
-  // block, f32 and f64; a bf16 x with an f32 weight (f32 out) stays on the warp layout.
-  const DType bf = DType::BF16, f32 = DType::F32, f64 = DType::F64;
-  for (const Shape3& c : {Shape3{5000, 1536, bf, bf, 2e-2}, Shape3{300, 3584, bf, bf, 2e-2},
-                          Shape3{37, 4096, bf, f32, 2e-2}, Shape3{64, 8192, bf, bf, 2e-2},
-                          Shape3{100, 4096, f32, f32, 1e-4}, Shape3{20, 2048, f64, f64, 1e-10},
-                          Shape3{9, 1000, bf, bf, 2e-2}}) {
-    CAPTURE(c.rows);
-    CAPTURE(c.D);
-    Tensor x = randn_on({c.rows, c.D}, c.x, 31), w = randn_on({c.D}, c.w, 32);
-    auto f = [](const std::vector<Tensor>& v) { return nn::rms_norm(v[0], v[1], 1e-6); };
-    const auto gpu = fwd_bwd(f, {x, w}, kGpu);
-    check_close(gpu, fwd_bwd(f, {x, w}, kCpu), c.tol, c.tol);
-    const auto again = fwd_bwd(f, {x, w}, kGpu);
-    for (size_t i = 0; i < gpu.size(); ++i) CHECK(bytes_of(gpu[i]) == bytes_of(again[i]));
+  for (const char* block : {"1", "0"}) {
+    CAPTURE(block);
+    const test::ScopedEnv env("VT_RMS_NORM_BLOCK", block);  // the layout is chosen per call
+    run_fixture_on_cuda("nn_functional", test::op_table_nn_functional());
+    struct Shape3 {
+      int64_t rows, D;
+      DType x, w;
+      double tol;
+    };
+    // 1, 2 and 4 vectors per thread, a partly used last slot (3584 = 448 vectors of 8), many rows
+    // per block, f32 and f64; a bf16 x with an f32 weight (f32 out) always takes the warp layout.
+    const DType bf = DType::BF16, f32 = DType::F32, f64 = DType::F64;
+    for (const Shape3& c : {Shape3{5000, 1536, bf, bf, 2e-2}, Shape3{300, 3584, bf, bf, 2e-2},
+                            Shape3{37, 4096, bf, f32, 2e-2}, Shape3{64, 8192, bf, bf, 2e-2},
+                            Shape3{100, 4096, f32, f32, 1e-4}, Shape3{20, 2048, f64, f64, 1e-10},
+                            Shape3{9, 1000, bf, bf, 2e-2}}) {
+      CAPTURE(c.rows);
+      CAPTURE(c.D);
+      Tensor x = randn_on({c.rows, c.D}, c.x, 31), w = randn_on({c.D}, c.w, 32);
+      auto f = [](const std::vector<Tensor>& v) { return nn::rms_norm(v[0], v[1], 1e-6); };
+      const auto gpu = fwd_bwd(f, {x, w}, kGpu);
+      check_close(gpu, fwd_bwd(f, {x, w}, kCpu), c.tol, c.tol);
+      const auto again = fwd_bwd(f, {x, w}, kGpu);
+      for (size_t i = 0; i < gpu.size(); ++i) CHECK(bytes_of(gpu[i]) == bytes_of(again[i]));
+    }
+    check_add_norm(300, 3584, DType::BF16, 2e-2);
+    check_add_norm(40, 4096, DType::F32, 1e-4);
+    // Without a weight, and with a leading batch dim.
+    Tensor x3 = randn_on({3, 50, 2048}, DType::BF16, 33);
+    auto f = [](const std::vector<Tensor>& v) { return nn::rms_norm(v[0], Tensor(), 1e-6); };
+    check_close(fwd_bwd(f, {x3}, kGpu), fwd_bwd(f, {x3}, kCpu), 2e-2, 2e-2);
   }
-  check_add_norm(300, 3584, DType::BF16, 2e-2);
-  check_add_norm(40, 4096, DType::F32, 1e-4);
-  // Without a weight, and with a leading batch dim.
-  Tensor x3 = randn_on({3, 50, 2048}, DType::BF16, 33);
-  auto f = [](const std::vector<Tensor>& v) { return nn::rms_norm(v[0], Tensor(), 1e-6); };
-  check_close(fwd_bwd(f, {x3}, kGpu), fwd_bwd(f, {x3}, kCpu), 2e-2, 2e-2);
 }
 
-TEST_CASE("cuda nn: group_norm's split-group layout (VT_GROUP_NORM_SPLIT=1) matches the CPU and repeats bit for bit") {
+// Both layouts of group_norm (split groups, the default; one block per group under
+// VT_GROUP_NORM_SPLIT=0) against the CPU, and each run twice for the same bits.
+TEST_CASE("cuda nn: group_norm's split-group and group-block layouts match the CPU and repeat bit for bit") {
   VT_SKIP_WITHOUT_GPU();
-  const test::ScopedEnv env("VT_GROUP_NORM_SPLIT", "1");
-  run_fixture_on_cuda("nn_functional", test::op_table_nn_functional());
-  run_fixture_on_cuda("nn_conv", test::op_table_nn_conv());
-  struct Case {
-    Shape s;
-    int64_t groups;
-    DType t;
-    double tol;
-  };
-  // A VAE-decoder-like plane (many chunks per group, 16-byte vectors), an odd plane (scalar path),
-  // f32 with several samples, f64, and one channel per group.
-  for (const Case& c : {Case{{1, 128, 96, 96}, 32, DType::BF16, 3e-2}, Case{{2, 64, 9, 7}, 8, DType::BF16, 3e-2},
-                        Case{{3, 32, 33, 33}, 4, DType::F32, 1e-4}, Case{{2, 16, 40, 40}, 16, DType::F64, 1e-9},
-                        Case{{1, 8, 256, 256}, 2, DType::F32, 1e-4}}) {
-    CAPTURE(c.s.str());
-    const int64_t C = c.s[1];
-    Tensor x = randn_on(c.s, c.t, 51), w = randn_on({C}, c.t, 52), b = randn_on({C}, c.t, 53);
-    const int64_t G = c.groups;
-    auto f = [G](const std::vector<Tensor>& v) { return nn::group_norm(v[0], G, v[1], v[2]); };
-    const auto gpu = fwd_bwd(f, {x, w, b}, kGpu);
-    check_close(gpu, fwd_bwd(f, {x, w, b}, kCpu), c.tol, c.tol);
-    const auto again = fwd_bwd(f, {x, w, b}, kGpu);
-    for (size_t i = 0; i < gpu.size(); ++i) CHECK(bytes_of(gpu[i]) == bytes_of(again[i]));
+  for (const char* split : {"1", "0"}) {
+    CAPTURE(split);
+    const test::ScopedEnv env("VT_GROUP_NORM_SPLIT", split);
+    run_fixture_on_cuda("nn_functional", test::op_table_nn_functional());
+    run_fixture_on_cuda("nn_conv", test::op_table_nn_conv());
+    struct Case {
+      Shape s;
+      int64_t groups;
+      DType t;
+      double tol;
+    };
+    // A VAE-decoder-like plane (many chunks per group, 16-byte vectors), an odd plane (scalar
+    // path), f32 with several samples, f64, and one channel per group.
+    for (const Case& c : {Case{{1, 128, 96, 96}, 32, DType::BF16, 3e-2}, Case{{2, 64, 9, 7}, 8, DType::BF16, 3e-2},
+                          Case{{3, 32, 33, 33}, 4, DType::F32, 1e-4}, Case{{2, 16, 40, 40}, 16, DType::F64, 1e-9},
+                          Case{{1, 8, 256, 256}, 2, DType::F32, 1e-4}}) {
+      CAPTURE(c.s.str());
+      const int64_t C = c.s[1];
+      Tensor x = randn_on(c.s, c.t, 51), w = randn_on({C}, c.t, 52), b = randn_on({C}, c.t, 53);
+      const int64_t G = c.groups;
+      auto f = [G](const std::vector<Tensor>& v) { return nn::group_norm(v[0], G, v[1], v[2]); };
+      const auto gpu = fwd_bwd(f, {x, w, b}, kGpu);
+      check_close(gpu, fwd_bwd(f, {x, w, b}, kCpu), c.tol, c.tol);
+      const auto again = fwd_bwd(f, {x, w, b}, kGpu);
+      for (size_t i = 0; i < gpu.size(); ++i) CHECK(bytes_of(gpu[i]) == bytes_of(again[i]));
+    }
   }
 }
 

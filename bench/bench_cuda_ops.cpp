@@ -13,6 +13,7 @@
 //                  2560), B=4 H=16 D=128                                  TFLOP/s (14·B·H·D per visible pair)
 //   attn_block_fwd the same, forward only                                 TFLOP/s (4·B·H·D per visible pair)
 //   attn_*_atomic  fwd+bwd with VT_FLASH_BWD=atomic (dQ by atomics in the dK dV kernel, no dQ kernel)
+//   attn_causal_cudnn, _cudnn_det, _fwd_cudnn   cuDNN's fused SDPA (VT_ATTENTION_CUDNN=1, =deterministic)
 // Inputs are random (never zeros: see METHOD.md). Each op runs 3 warm-ups, then N timed runs, each
 // between two CUDA events on vt's stream; the median is reported. Output lines start with "vt " so
 // scripts/gpu_check.sh and bench/torch_gpu_baseline.py can join them with PyTorch's numbers.
@@ -38,7 +39,8 @@ using namespace vt::bench;
 // SDPA on bf16 (B=4, H=16, T, D=128) under `mask`, whose visible (query, key) pairs are `pairs`:
 // fwd+bwd (`key`), fwd+bwd with the atomic-dQ backward (VT_FLASH_BWD=atomic, `key`_atomic) and the
 // forward alone (`key`_fwd). FLOPs: 4·D per visible pair forward, 2.5x that backward.
-static void bench_attention(const std::string& key, int64_t T, const nn::AttentionMask& mask, double pairs) {
+static void bench_attention(const std::string& key, int64_t T, const nn::AttentionMask& mask, double pairs,
+                            bool cudnn_rows) {
   const int64_t B = 4, H = 16, D = 128;
   Tensor q = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
   Tensor k = randn({B, H, T, D}, {DType::BF16, Device::cuda()}).requires_grad_();
@@ -57,8 +59,19 @@ static void bench_attention(const std::string& key, int64_t T, const nn::Attenti
   }
   report((key + "_atomic").c_str(), fb_flop / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
   Tensor qd = q.detach(), kd = k.detach(), vd = v.detach(), o;
-  ms = time_ms([&] { o = nn::scaled_dot_product_attention(qd, kd, vd, mask); }, 10);
+  const auto fwd = [&] { o = nn::scaled_dot_product_attention(qd, kd, vd, mask); };
+  ms = time_ms(fwd, 10);
   report((key + "_fwd").c_str(), f_flop / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+  if (!cudnn_rows) return;
+  // cuDNN's fused SDPA (VT_ATTENTION_CUDNN): fastest backward, deterministic backward, forward.
+  for (const char* mode : {"1", "deterministic"}) {
+    const ScopedEnv use_cudnn("VT_ATTENTION_CUDNN", mode);
+    ms = time_ms(fwd_bwd, 5);
+    report((key + (mode[0] == '1' ? "_cudnn" : "_cudnn_det")).c_str(), fb_flop / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
+  }
+  const ScopedEnv use_cudnn("VT_ATTENTION_CUDNN", "1");
+  ms = time_ms(fwd, 10);
+  report((key + "_fwd_cudnn").c_str(), f_flop / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
 }
 
 static void bench_gemm(const char* key, int64_t M, int64_t K, int64_t N) {
@@ -115,7 +128,7 @@ int main() {
   }
   // Issue 4's attention target: SDPA against torch's on the same card (torch_gpu_baseline.py has the
   // same shapes). Causal is half of full (7·B·H·T²·D for fwd+bwd, as torch's benchmarks count).
-  bench_attention("attn_causal", 2048, nn::AttentionMask::causal(), 0.5 * 2048.0 * 2048.0);
+  bench_attention("attn_causal", 2048, nn::AttentionMask::causal(), 0.5 * 2048.0 * 2048.0, true);
   {
     // Infinity's 512px training sequence: block-causal over 10 scales (2521 tokens) padded to 2560;
     // a token sees its own and earlier scales, a padding row sees key 0 (infinity_bsq.md §7).
@@ -125,7 +138,7 @@ int main() {
     int64_t end = 0;
     for (int64_t n : lengths) end += n, pairs += static_cast<double>(n) * end;
     pairs += static_cast<double>(T - end);
-    bench_attention("attn_block", T, nn::AttentionMask::block_causal(lengths), pairs);
+    bench_attention("attn_block", T, nn::AttentionMask::block_causal(lengths), pairs, false);
   }
   const vt::cuda::MemoryStats st = vt::cuda::memory_stats();
   std::printf("allocator: %s\n", st.str().c_str());

@@ -113,15 +113,19 @@ def main():
     if args.vt:
         vt = read_vt(args.vt)
         print()
-        print(f"{'benchmark':<16} {'unit':<8} {'vt':>9} {'torch':>9} {'vt/torch':>9}")
+        print(f"{'benchmark':<22} {'unit':<8} {'vt':>9} {'torch':>9} {'vt/torch':>9}")
+        def base(vk):  # the torch row of a vt key: itself, or the longest key it extends (key_atomic, ...)
+            hits = [k for k in t if vk == k or vk.startswith(k + "_")]
+            return max(hits, key=len) if hits else None
+
         for k, (tv, unit, _) in t.items():
-            # vt's alternative kernels (key_atomic, ...) against the same torch row
-            for vk in [k] + [x for x in vt if x.startswith(k + "_") and x not in t]:
+            # vt's alternative kernels (key_atomic, key_fwd_cudnn, ...) against the same torch row
+            for vk in [k] + [x for x in vt if x != k and base(x) == k]:
                 if vk in vt:
                     v = vt[vk][0]
-                    print(f"{vk:<16} {unit:<8} {v:9.1f} {tv:9.1f} {v / tv:9.3f}")
+                    print(f"{vk:<22} {unit:<8} {v:9.1f} {tv:9.1f} {v / tv:9.3f}")
                 elif vk == k:
-                    print(f"{k:<16} {unit:<8} {'-':>9} {tv:9.1f} {'missing':>9}")
+                    print(f"{k:<22} {unit:<8} {'-':>9} {tv:9.1f} {'missing':>9}")
     return 0
 
 

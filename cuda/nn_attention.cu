@@ -4,7 +4,8 @@
 //
 // bf16/f16 calls with head dim 64 or 128 and no dense mask go to the tensor-core kernels of
 // flash_attention_{fwd,bwd}.cu (flash_supports says which; VT_ATTENTION_FALLBACK=1 forces the
-// kernels here). The kernels in this file are the reference for every other call:
+// kernels here), or, opted into with VT_ATTENTION_CUDNN and for no mask or top-left causal, to
+// cuDNN's fused SDPA (attention_cudnn.h). The kernels in this file are the reference for every other call:
 // a plain tiled flash-attention (no tensor cores):
 //   forward   one block per (batch, query head, 8 query rows), one warp per query row. Key tiles of
 //             up to 32 keys (only the block's visible range [min key_begin, max key_end)) are staged
@@ -30,6 +31,7 @@
 #include "backend.h"
 #include "math.cuh"  // before any vt op header: its m_exp must see ::exp, not vt::exp(Tensor)
 #include "nn_kernels.h"
+#include "attention_cudnn.h"
 #include "flash_attention.cuh"
 #include "vt/nn/attention.h"
 
@@ -474,6 +476,9 @@ void attention_forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, c
   check_attention_inputs(q, k, v, "attention_forward");
   DeviceGuard guard(q.device());
   DeviceContext& ctx = context(q.device().index);
+#ifdef VT_WITH_CUDNN
+  if (cudnn::sdpa_forward(q, k, v, rows, scale, out, lse)) return;  // opt-in: VT_ATTENTION_CUDNN
+#endif
   if (flash::flash_supports(q, k, v, rows)) return flash::flash_attention_forward(q, k, v, rows, scale, out, lse);
   const Dims dm = dims_of(q, k, v);
   if (dm.B * dm.Hq * dm.Tq == 0) return;
@@ -506,6 +511,9 @@ void attention_backward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, 
   VT_CHECK(dout.dim() == 4 && (dout.size(3) <= 1 || dout.stride(3) == 1),
            "cuda attention_backward: dout must have a contiguous last dim, got ", dout.shape().str());
   DeviceGuard guard(q.device());
+#ifdef VT_WITH_CUDNN
+  if (cudnn::sdpa_backward(q, k, v, out, lse, dout, rows, scale, dq, dk, dv)) return;
+#endif
   if (flash::flash_supports(q, k, v, rows, &dout))
     return flash::flash_attention_backward(q, k, v, out, lse, dout, rows, scale, dq, dk, dv);
   DeviceContext& ctx = context(q.device().index);

@@ -34,31 +34,13 @@
 #include "backend.h"
 #include "check.h"
 #include "device.h"
+#include "cudnn_graph.h"
 #include "nn_conv_cudnn.h"
 
 namespace vt::cuda {
 namespace {
 
 constexpr size_t kWorkspaceLimit = size_t(1) << 30;
-
-std::mutex& cudnn_mutex() {  // guards the handles and the plan cache; held for a whole conv call
-  static std::mutex mu;
-  return mu;
-}
-
-// One handle per device, created with the device current, bound at each call (under
-// cudnn_mutex) to the calling thread's current stream.
-cudnnHandle_t cudnn_handle(int device) {
-  static std::vector<cudnnHandle_t> all;  // leaked: handles outlive static destruction safely
-  static std::vector<cudaStream_t> bound;  // the stream each handle is set to
-  if (all.empty()) all.assign(std::max(device_count(), 1), nullptr), bound.assign(all.size(), nullptr);
-  const cudaStream_t stream = current_stream(device);
-  if (!all[device]) VT_CUDNN_CHECK(cudnnCreate(&all[device]));
-  else if (bound[device] == stream) return all[device];
-  VT_CUDNN_CHECK(cudnnSetStream(all[device], stream));
-  bound[device] = stream;
-  return all[device];
-}
 
 cudnnDataType_t data_type(DType t) {
   switch (t) {
@@ -221,9 +203,9 @@ const float kOne = 1.0f, kZero = 0.0f;  // alpha and beta: float for f32, bf16 a
 bool conv2d_forward_cudnn(const Tensor& x, const Tensor& w, const nn::Conv2dOptions& opt, const Tensor& out) {
   Geometry g;
   if (!make_geometry(x, w, opt, g)) return false;
-  std::lock_guard<std::mutex> lock(cudnn_mutex());
+  std::lock_guard<std::mutex> lock(cudnn::mutex());
   const int dev = x.device().index;
-  cudnnHandle_t h = cudnn_handle(dev);
+  cudnnHandle_t h = cudnn::handle(dev);
   for (int64_t n0 = 0; n0 < g.N; n0 += g.nb) {
     const int64_t nb = std::min(g.nb, g.N - n0);
     Plan& p = plan_for(dev, x.dtype(), g, nb);
@@ -244,9 +226,9 @@ void conv2d_backward_cudnn(const Tensor& x, const Tensor& w, const Tensor& gout,
                            Tensor& dx, Tensor& dw) {
   Geometry g;
   if (!make_geometry(x, w, opt, g)) return;
-  std::lock_guard<std::mutex> lock(cudnn_mutex());
+  std::lock_guard<std::mutex> lock(cudnn::mutex());
   const int dev = x.device().index;
-  cudnnHandle_t h = cudnn_handle(dev);
+  cudnnHandle_t h = cudnn::handle(dev);
   bool dx_ok = dx.defined(), dw_ok = dw.defined();
   for (int64_t n0 = 0; n0 < g.N && (dx_ok || dw_ok); n0 += g.nb) {
     const int64_t nb = std::min(g.nb, g.N - n0);

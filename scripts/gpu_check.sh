@@ -87,7 +87,7 @@ grep -E "vt: cuDNN" "$OUTDIR/configure.log"
 
 step "build"
 targets=(vt)
-CUDA_TESTS=(test_cuda_ops test_cuda_nn test_cuda_flash_attention test_cuda_streams test_ops_core)
+CUDA_TESTS=(test_cuda_ops test_cuda_nn test_cuda_flash_attention test_cuda_streams test_ops_core test_cudnn_sdpa_graph)
 want tests && targets+=("${CUDA_TESTS[@]}" vargpt)
 if ((bench)); then
   want ops && targets+=(bench_cuda_ops)

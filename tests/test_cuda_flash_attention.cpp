@@ -17,6 +17,9 @@
 #include <vector>
 
 #include "cuda_test_util.h"
+#ifdef VT_WITH_CUDNN
+#include "../cuda/attention_cudnn.h"
+#endif
 #include "vt/backend.h"
 #include "vt/nn/attention.h"
 #include "vt/ops.h"
@@ -229,6 +232,46 @@ TEST_CASE("cuda flash attention: the atomic-dQ backward (VT_FLASH_BWD=atomic) ma
       }
   MESSAGE(n, " cases; the atomic dQ differs in some bits from the deterministic one in ", dq_differs);
 }
+
+#ifdef VT_WITH_CUDNN
+// cuDNN's fused SDPA (cuda/attention_cudnn.h), opted into with VT_ATTENTION_CUDNN, on the cases of
+// the table whose mask it takes (none, top-left causal): both backward variants against the CPU;
+// the deterministic one must repeat its bits. The run counters prove cuDNN ran every call.
+TEST_CASE("cuda attention on cuDNN (VT_ATTENTION_CUDNN=1 / deterministic) matches the CPU") {
+  VT_SKIP_WITHOUT_GPU();
+  unsetenv("VT_ATTENTION_FALLBACK");
+  int n = 0;
+  uint64_t seed = 9000;
+  for (const Case& c : cases()) {
+    if (c.mask.kind != Mask::Kind::None && c.mask.kind != Mask::Kind::Causal) continue;
+    for (const char* mode : {"1", "deterministic"})
+      for (DType dt : {DType::BF16, DType::F16})
+        for (int64_t D : {64, 128}) {
+          const std::string label = std::string(c.name) + " [" + std::string(dtype_name(dt)) +
+                                    ", D=" + std::to_string(D) + ", VT_ATTENTION_CUDNN=" + mode + "]";
+          CAPTURE(label);
+          const Inputs in = make_inputs(c, D, dt, seed += 10);
+          const nn::AttentionRows rows = rows_of(c.mask, c.Tq, c.Tk);
+          const bool det_mode = std::string(mode) == "deterministic";
+          bool deterministic = true;
+          const auto before = cuda::cudnn::sdpa_runs();
+          Result got;
+          {
+            const test::ScopedEnv use_cudnn("VT_ATTENTION_CUDNN", mode);
+            got = run(c, in, rows, kGpu, det_mode ? 2 : 1, &deterministic);
+          }
+          const auto after = cuda::cudnn::sdpa_runs();
+          CHECK_MESSAGE(after[0] == before[0] + 1, label, ": the forward did not run on cuDNN (see stderr)");
+          CHECK_MESSAGE(after[1] == before[1] + (det_mode ? 2 : 1), label, ": the backward did not run on cuDNN");
+          check_result(label + " vs CPU", got, run(c, in, rows, kCpu));
+          if (det_mode) CHECK_MESSAGE(deterministic, label, ": two deterministic backward runs differ");
+          ++n;
+        }
+  }
+  MESSAGE(n, " cuDNN attention cases checked against the CPU");
+  CHECK(n >= 16);
+}
+#endif
 
 TEST_CASE("cuda flash attention: scaled_dot_product_attention with autograd on (B,T,H,D) views matches the CPU") {
   VT_SKIP_WITHOUT_GPU();

@@ -141,7 +141,8 @@ using AttentionForwardFn = void(const Tensor& q, const Tensor& k, const Tensor& 
                                 double scale, const Tensor& out, const Tensor& lse);
 // dout like out (last dim contiguous); dq, dk, dv contiguous, shaped and typed like q, k, v, and
 // overwritten. Deterministic: every gradient element is summed in a fixed order, whatever the
-// thread count.
+// thread count (one opt-in exception: VT_ATTENTION_CUDNN=1 on CUDA, whose cuDNN engine adds dQ
+// up with atomics; =deterministic keeps the guarantee).
 using AttentionBackwardFn = void(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                  const Tensor& lse, const Tensor& dout, const AttentionRows& rows, double scale,
                                  const Tensor& dq, const Tensor& dk, const Tensor& dv);

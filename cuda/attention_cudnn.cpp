@@ -1,0 +1,155 @@
+// attention_cudnn.cpp: running the SDPA graphs of attention_cudnn_graph.cpp (see attention_cudnn.h):
+// which calls qualify, a plan cache per shape, scratch buffers, execution on the current stream.
+#ifdef VT_WITH_CUDNN
+#include "attention_cudnn.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+
+#include "allocator.h"
+#include "device.h"
+#include "flash_attention.cuh"
+
+namespace vt::cuda::cudnn {
+namespace {
+
+std::atomic<int64_t> g_runs[2];
+
+enum class Mode { Off, Fast, Deterministic };
+Mode mode() {
+  const char* e = std::getenv("VT_ATTENTION_CUDNN");
+  if (!e || !*e || std::strcmp(e, "0") == 0) return Mode::Off;
+  return std::strcmp(e, "deterministic") == 0 ? Mode::Deterministic : Mode::Fast;
+}
+
+// The mask the graphs can express: every key (false), top-left causal (true), or neither.
+std::optional<bool> causal_of(const nn::AttentionRows& rows, int64_t Tq, int64_t Tk) {
+  if (rows.dense.defined()) return std::nullopt;
+  if (rows.key_begin.empty()) return false;
+  bool full = true, causal = true;
+  for (int64_t i = 0; i < Tq && (full || causal); ++i) {
+    const int64_t b = std::max<int64_t>(rows.key_begin[i], 0), e = std::min(rows.key_end[i], Tk);
+    full = full && b == 0 && e == Tk;
+    causal = causal && b == 0 && e == std::min(i + 1, Tk);
+  }
+  if (full) return false;
+  if (causal) return true;
+  return std::nullopt;
+}
+
+std::array<int64_t, 4> strides4(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2), 1}; }
+
+// A call as the graphs see it; nullopt when they cannot take it.
+std::optional<SdpaDims> dims_of(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows,
+                                const Tensor* dout) {
+  if (!flash::flash_supports(q, k, v, rows, dout)) return std::nullopt;  // bf16/f16, D 64 or 128, 16-byte rows
+  const std::optional<bool> causal = causal_of(rows, q.size(2), k.size(2));
+  if (!causal) return std::nullopt;
+  SdpaDims d;
+  d.type = q.dtype() == DType::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
+  d.B = q.size(0), d.Hq = q.size(1), d.Hkv = k.size(1), d.Tq = q.size(2), d.Tk = k.size(2), d.D = q.size(3);
+  d.q = strides4(q), d.k = strides4(k), d.v = strides4(v);
+  if (dout) d.dout = strides4(*dout);
+  d.causal = *causal;
+  // Broadcast dims of size 1 may carry any stride; cuDNN wants them consistent.
+  if (d.B == 1) d.q[0] = d.Hq * d.q[1], d.k[0] = d.Hkv * d.k[1], d.v[0] = d.Hkv * d.v[1], d.dout[0] = d.Hq * d.dout[1];
+  return d;
+}
+
+// A built graph and its plan (null: cuDNN declined it), per (device, pass, dims).
+struct Entry {
+  SdpaGraph graph;
+  std::unique_ptr<Plan> plan;
+};
+
+Entry& entry_for(int device, int pass, const SdpaDims& d, cudnnHandle_t h) {
+  static std::map<std::vector<int64_t>, std::unique_ptr<Entry>> cache;  // under mutex()
+  std::vector<int64_t> key = {device, pass, d.type, d.B, d.Hq, d.Hkv, d.Tq, d.Tk, d.D, d.causal};
+  for (const auto* s : {&d.q, &d.k, &d.v, &d.dout}) key.insert(key.end(), s->begin(), s->end());
+  std::unique_ptr<Entry>& e = cache[key];
+  if (e) return *e;
+  e = std::make_unique<Entry>();
+  e->graph = pass == 0 ? sdpa_forward_graph(d) : sdpa_backward_graph(d, pass == 2);
+  std::vector<cudnnBackendNumericalNote_t> exclude;
+  if (pass == 2) exclude.push_back(CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC);
+  PlanReport why;
+  e->plan = make_plan(e->graph.graph, h, nullptr, exclude, &why);
+  if (!e->plan)
+    std::fprintf(stderr,
+                 "vt: cuDNN SDPA %s declined B=%lld Hq=%lld Hkv=%lld Tq=%lld Tk=%lld D=%lld causal=%d (%s); "
+                 "vt's flash kernels run it\n",
+                 pass == 0 ? "forward" : "backward", (long long)d.B, (long long)d.Hq, (long long)d.Hkv,
+                 (long long)d.Tq, (long long)d.Tk, (long long)d.D, int(d.causal), why.text.c_str());
+  return *e;
+}
+
+// Runs `e`'s plan with the tensors `bind` gives (uid -> pointer), plus the by-value scalars and
+// the scratch buffers, on the current stream of `device`.
+void run(cudnnHandle_t h, const Entry& e, int device, float scale, std::vector<int64_t> uids,
+         std::vector<void*> ptrs) {
+  const SdpaGraph& g = e.graph;
+  float neg_inf = -INFINITY, one = 1.f;
+  uids.push_back(g.scale), ptrs.push_back(&scale);
+  if (g.neg_inf) uids.push_back(g.neg_inf), ptrs.push_back(&neg_inf);
+  if (g.one) uids.push_back(g.one), ptrs.push_back(&one);
+  std::shared_ptr<void> sum, acc, ws;
+  if (g.softmax_sum) {
+    sum = allocate_workspace(g.softmax_sum_bytes, device);
+    uids.push_back(g.softmax_sum), ptrs.push_back(sum.get());
+  }
+  if (g.dq_accum) {  // cuDNN accumulates dQ here with atomics: it must start at zero
+    acc = allocate_workspace(g.dq_accum_bytes, device);
+    VT_CUDA_CHECK(cudaMemsetAsync(acc.get(), 0, g.dq_accum_bytes, current_stream(device)));
+    uids.push_back(g.dq_accum), ptrs.push_back(acc.get());
+  }
+  if (e.plan->workspace_bytes > 0) ws = allocate_workspace(e.plan->workspace_bytes, device);
+  execute(h, *e.plan, uids, ptrs, ws.get());
+}
+
+}  // namespace
+
+bool sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows, double scale,
+                  const Tensor& out, const Tensor& lse) {
+  if (mode() == Mode::Off) return false;
+  const std::optional<SdpaDims> d = dims_of(q, k, v, rows, nullptr);
+  if (!d) return false;
+  std::lock_guard<std::mutex> lock(mutex());
+  const int device = q.device().index;
+  cudnnHandle_t h = handle(device);
+  const Entry& e = entry_for(device, 0, *d, h);
+  if (!e.plan) return false;
+  const SdpaGraph& g = e.graph;
+  run(h, e, device, static_cast<float>(scale), {g.q, g.k, g.v, g.o, g.stats},
+      {q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(), lse.raw_data()});
+  ++g_runs[0];
+  return true;
+}
+
+bool sdpa_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                   const Tensor& dout, const nn::AttentionRows& rows, double scale, const Tensor& dq,
+                   const Tensor& dk, const Tensor& dv) {
+  const Mode m = mode();
+  if (m == Mode::Off) return false;
+  const std::optional<SdpaDims> d = dims_of(q, k, v, rows, &dout);
+  if (!d) return false;
+  std::lock_guard<std::mutex> lock(mutex());
+  const int device = q.device().index;
+  cudnnHandle_t h = handle(device);
+  const Entry& e = entry_for(device, m == Mode::Deterministic ? 2 : 1, *d, h);
+  if (!e.plan) return false;
+  const SdpaGraph& g = e.graph;
+  run(h, e, device, static_cast<float>(scale), {g.q, g.k, g.v, g.o, g.dout, g.stats, g.dq, g.dk, g.dv},
+      {q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(), dout.raw_data(), lse.raw_data(), dq.raw_data(),
+       dk.raw_data(), dv.raw_data()});
+  ++g_runs[1];
+  return true;
+}
+
+std::array<int64_t, 2> sdpa_runs() { return {g_runs[0].load(), g_runs[1].load()}; }
+
+}  // namespace vt::cuda::cudnn
+#endif

@@ -14,6 +14,7 @@
 //   attn_block_fwd the same, forward only                                 TFLOP/s (4·B·H·D per visible pair)
 //   attn_*_atomic  fwd+bwd with VT_FLASH_BWD=atomic (dQ by atomics in the dK dV kernel, no dQ kernel)
 //   attn_causal_cudnn, _cudnn_det, _fwd_cudnn   cuDNN's fused SDPA (VT_ATTENTION_CUDNN=1, =deterministic)
+// --only PREFIX runs the rows whose key starts with PREFIX (gpu_check's attn stage: --only attn).
 // Inputs are random (never zeros: see METHOD.md). Each op runs 3 warm-ups, then N timed runs, each
 // between two CUDA events on vt's stream; the median is reported. Output lines start with "vt " so
 // scripts/gpu_check.sh and bench/torch_gpu_baseline.py can join them with PyTorch's numbers.
@@ -82,7 +83,13 @@ static void bench_gemm(const char* key, int64_t M, int64_t K, int64_t N) {
   report(key, 2.0 * M * N * K / (ms * 1e-3) / 1e12, "TFLOP/s", ms);
 }
 
-int main() {
+int main(int argc, char** argv) {
+  std::string only;  // --only PREFIX: just the rows whose key starts with it (e.g. attn, gemm)
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--only") only = option_value(argc, argv, i, "bench_cuda_ops");
+    else return std::fprintf(stderr, "bench_cuda_ops: unknown option %s (--only PREFIX)\n", argv[i]), 2;
+  }
+  const auto want = [&](const char* key) { return std::string(key).rfind(only, 0) == 0; };
   if (!vt::cuda::is_available()) {
     std::printf("no CUDA device visible: GPU benchmarks skipped\n");
     return 0;
@@ -92,10 +99,11 @@ int main() {
   std::printf("device: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount,
               prop.totalGlobalMem / 1073741824.0);
 
-  bench_gemm("gemm_8192", 8192, 8192, 8192);
-  bench_gemm("gemm_ffn", 8192, 3584, 18944);
-
-  {
+  if (want("gemm")) {
+    bench_gemm("gemm_8192", 8192, 8192, 8192);
+    bench_gemm("gemm_ffn", 8192, 3584, 18944);
+  }
+  if (want("add") || want("memcpy")) {
     const int64_t n = int64_t(256) << 20;
     Tensor a = randn({n}, {DType::BF16, Device::cuda()}), b = randn({n}, {DType::BF16, Device::cuda()});
     Tensor c;
@@ -108,19 +116,19 @@ int main() {
     }, 20);
     report("memcpy_d2d", 2.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
   }
-  {
+  if (want("bias")) {
     Tensor x = randn({65536, 4096}, {DType::BF16, Device::cuda()}), bias = randn({4096}, {DType::BF16, Device::cuda()});
     Tensor y;
     const double ms = time_ms([&] { y = add(x, bias); }, 20);
     report("bias_add_bf16", 2.0 * x.numel() * 2 / (ms * 1e-3) / 1e9, "GB/s", ms);
   }
-  {
+  if (want("sum")) {
     Tensor x = randn({32768, 8192}, {DType::BF16, Device::cuda()});
     Tensor s;
     const double ms = time_ms([&] { s = sum(x, {-1}); }, 20);
     report("sum_rows_bf16", x.numel() * 2.0 / (ms * 1e-3) / 1e9, "GB/s", ms);
   }
-  {
+  if (want("sum")) {
     Tensor x = randn({8192, 8192}, {DType::F32, Device::cuda()});
     Tensor s;
     const double ms = time_ms([&] { s = sum(x, {0}); }, 20);
@@ -128,8 +136,8 @@ int main() {
   }
   // Issue 4's attention target: SDPA against torch's on the same card (torch_gpu_baseline.py has the
   // same shapes). Causal is half of full (7·B·H·T²·D for fwd+bwd, as torch's benchmarks count).
-  bench_attention("attn_causal", 2048, nn::AttentionMask::causal(), 0.5 * 2048.0 * 2048.0, true);
-  {
+  if (want("attn")) bench_attention("attn_causal", 2048, nn::AttentionMask::causal(), 0.5 * 2048.0 * 2048.0, true);
+  if (want("attn")) {
     // Infinity's 512px training sequence: block-causal over 10 scales (2521 tokens) padded to 2560;
     // a token sees its own and earlier scales, a padding row sees key 0 (infinity_bsq.md §7).
     const std::vector<int64_t> lengths = {1, 4, 16, 36, 64, 144, 256, 400, 576, 1024};

@@ -36,7 +36,8 @@ def attention(out, dev, key, T, pairs, **mask):
     out[key + "_fwd"] = (4.0 * B * H * pairs * D / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
 
 
-def measure():
+def measure(only=""):
+    """The rows whose key starts with `only` (all by default)."""
     dev = "cuda"
     bf16 = torch.bfloat16
     out = {}
@@ -47,32 +48,39 @@ def measure():
         ms = time_ms(lambda: torch.matmul(a, b))
         out[key] = (2.0 * m * n * k / (ms * 1e-3) / 1e12, "TFLOP/s", ms)
 
-    gemm("gemm_8192", 8192, 8192, 8192)
-    gemm("gemm_ffn", 8192, 3584, 18944)
-    n = 256 << 20
-    a = torch.randn(n, device=dev, dtype=bf16)
-    b = torch.randn(n, device=dev, dtype=bf16)
-    ms = time_ms(lambda: torch.add(a, b))
-    out["add_bf16"] = (3.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
-    dst = torch.empty_like(a)
-    ms = time_ms(lambda: dst.copy_(a))
-    out["memcpy_d2d"] = (2.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
-    del a, b, dst
-    x = torch.randn(65536, 4096, device=dev, dtype=bf16)
-    bias = torch.randn(4096, device=dev, dtype=bf16)
-    ms = time_ms(lambda: x + bias)
-    out["bias_add_bf16"] = (2.0 * x.numel() * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
-    del x
-    x = torch.randn(32768, 8192, device=dev, dtype=bf16)
-    ms = time_ms(lambda: x.sum(-1))
-    out["sum_rows_bf16"] = (x.numel() * 2.0 / (ms * 1e-3) / 1e9, "GB/s", ms)
-    del x
-    x = torch.randn(8192, 8192, device=dev, dtype=torch.float32)
-    ms = time_ms(lambda: x.sum(0))
-    out["sum_cols_f32"] = (x.numel() * 4.0 / (ms * 1e-3) / 1e9, "GB/s", ms)
-    del x
+    def want(*prefixes):  # a section whose keys start with one of `prefixes` may have rows `only` picks
+        return any(p.startswith(only) or only.startswith(p) for p in prefixes)
+
+    if want("gemm"):
+        gemm("gemm_8192", 8192, 8192, 8192)
+        gemm("gemm_ffn", 8192, 3584, 18944)
+    if want("add", "memcpy", "bias", "sum"):
+        n = 256 << 20
+        a = torch.randn(n, device=dev, dtype=bf16)
+        b = torch.randn(n, device=dev, dtype=bf16)
+        ms = time_ms(lambda: torch.add(a, b))
+        out["add_bf16"] = (3.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
+        dst = torch.empty_like(a)
+        ms = time_ms(lambda: dst.copy_(a))
+        out["memcpy_d2d"] = (2.0 * n * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
+        del a, b, dst
+        x = torch.randn(65536, 4096, device=dev, dtype=bf16)
+        bias = torch.randn(4096, device=dev, dtype=bf16)
+        ms = time_ms(lambda: x + bias)
+        out["bias_add_bf16"] = (2.0 * x.numel() * 2 / (ms * 1e-3) / 1e9, "GB/s", ms)
+        del x
+        x = torch.randn(32768, 8192, device=dev, dtype=bf16)
+        ms = time_ms(lambda: x.sum(-1))
+        out["sum_rows_bf16"] = (x.numel() * 2.0 / (ms * 1e-3) / 1e9, "GB/s", ms)
+        del x
+        x = torch.randn(8192, 8192, device=dev, dtype=torch.float32)
+        ms = time_ms(lambda: x.sum(0))
+        out["sum_cols_f32"] = (x.numel() * 4.0 / (ms * 1e-3) / 1e9, "GB/s", ms)
+        del x
     # SDPA: FLOPs are 4*D per visible (query, key) pair forward and 2.5x that backward, as in
     # bench_cuda_ops.cpp (causal: half of full, 7*B*H*T^2*D for fwd+bwd).
+    if not want("attn"):
+        return out
     attention(out, dev, "attn_causal", 2048, 0.5 * 2048 * 2048, is_causal=True)
 
     # Infinity 512px block-causal: 10 scales (2521 tokens) padded to 2560; padding rows see key 0.
@@ -102,12 +110,13 @@ def read_vt(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vt", help="bench_cuda_ops output to compare against")
+    ap.add_argument("--only", default="", help="just the rows whose key starts with this (e.g. attn)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("torch sees no CUDA device: baselines skipped")
         return 0
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}")
-    t = measure()
+    t = measure(args.only)
     for k, (v, unit, ms) in t.items():
         print(f"torch {k:<15} {v:10.1f} {unit:<8} {ms:9.3f} ms")
     if args.vt:

@@ -23,21 +23,26 @@ Dims score_strides(const SdpaDims& d) { return {d.Hq * d.Tq * d.Tk, d.Tq * d.Tk,
 Dims row_dims(const SdpaDims& d) { return {d.B, d.Hq, d.Tq, 1}; }
 Dims row_strides(const SdpaDims& d) { return {d.Hq * d.Tq, d.Tq, 1, 1}; }
 
-// S * scale, then (causal) the top-left mask row >= col: the pattern of cuDNN's diagonal band mask
-// (row index and column index generated inside the kernel, compared, then a select with -inf).
-int64_t scaled_masked_scores(Graph& g, const SdpaGraph& sg, const SdpaDims& d, int64_t s) {
-  const int64_t scaled = g.virtual_tensor(kF32, score_dims(d), score_strides(d));
-  g.pointwise(CUDNN_POINTWISE_MUL, s, scaled, sg.scale);
-  if (!d.causal) return scaled;
+// S * scale.
+int64_t scaled(Graph& g, const SdpaGraph& sg, const SdpaDims& d, int64_t s) {
+  const int64_t y = g.virtual_tensor(kF32, score_dims(d), score_strides(d));
+  g.pointwise(CUDNN_POINTWISE_MUL, s, y, sg.scale);
+  return y;
+}
+
+// (causal) The top-left mask row >= col on a score tensor: the pattern of cuDNN's diagonal band
+// mask (row and column indices generated inside the kernel, compared, then a select with -inf).
+int64_t masked(Graph& g, const SdpaGraph& sg, const SdpaDims& d, int64_t x) {
+  if (!d.causal) return x;
   const int64_t row = g.virtual_tensor(CUDNN_DATA_INT32, score_dims(d), score_strides(d));
-  g.pointwise(CUDNN_POINTWISE_GEN_INDEX, scaled, row, 0, 0, kF32, 2);
+  g.pointwise(CUDNN_POINTWISE_GEN_INDEX, x, row, 0, 0, kF32, 2);
   const int64_t col = g.virtual_tensor(CUDNN_DATA_INT32, score_dims(d), score_strides(d));
-  g.pointwise(CUDNN_POINTWISE_GEN_INDEX, scaled, col, 0, 0, kF32, 3);
+  g.pointwise(CUDNN_POINTWISE_GEN_INDEX, x, col, 0, 0, kF32, 3);
   const int64_t keep = g.virtual_tensor(CUDNN_DATA_BOOLEAN, score_dims(d), score_strides(d));
   g.pointwise(CUDNN_POINTWISE_CMP_GE, row, keep, col, 0, CUDNN_DATA_BOOLEAN);
-  const int64_t masked = g.virtual_tensor(kF32, score_dims(d), score_strides(d));
-  g.pointwise(CUDNN_POINTWISE_BINARY_SELECT, scaled, masked, sg.neg_inf, keep);
-  return masked;
+  const int64_t y = g.virtual_tensor(kF32, score_dims(d), score_strides(d));
+  g.pointwise(CUDNN_POINTWISE_BINARY_SELECT, x, y, sg.neg_inf, keep);
+  return y;
 }
 
 void check_dims(const SdpaDims& d) {
@@ -61,7 +66,7 @@ SdpaGraph sdpa_forward_graph(const SdpaDims& d) {
 
   const int64_t s = g.virtual_tensor(kF32, score_dims(d), score_strides(d));
   g.matmul(sg.q, sg.k, s);  // S = Q K^T
-  const int64_t x = scaled_masked_scores(g, sg, d, s);
+  const int64_t x = masked(g, sg, d, scaled(g, sg, d, s));
   // softmax with its statistics, as cuDNN's composite softmax node: max, exp(x - max), sum, log.
   const int64_t m = g.virtual_tensor(kF32, row_dims(d), row_strides(d));
   g.reduction(CUDNN_REDUCE_TENSOR_MAX, x, m);
@@ -109,14 +114,13 @@ SdpaGraph sdpa_backward_graph(const SdpaDims& d, bool deterministic) {
   sg.softmax_sum_bytes = d.B * d.Hq * d.Tq * 4;
   g.pointwise(CUDNN_POINTWISE_MUL, rowsum, sg.softmax_sum, sg.one);
 
-  // P = exp(scale * Q K^T (masked) - stats)
+  // P = exp(scale * Q K^T - stats), masked (the frontend masks after subtracting the statistics)
   const int64_t s = g.virtual_tensor(kF32, score_dims(d), score_strides(d));
   g.matmul(sg.q, sg.k, s);
-  const int64_t x = scaled_masked_scores(g, sg, d, s);
   const int64_t centered = g.virtual_tensor(kF32, score_dims(d), score_strides(d));
-  g.pointwise(CUDNN_POINTWISE_SUB, x, centered, sg.stats);
+  g.pointwise(CUDNN_POINTWISE_SUB, scaled(g, sg, d, s), centered, sg.stats);
   const int64_t p = g.virtual_tensor(kF32, score_dims(d), score_strides(d));
-  g.pointwise(CUDNN_POINTWISE_EXP, centered, p);
+  g.pointwise(CUDNN_POINTWISE_EXP, masked(g, sg, d, centered), p);
 
   // (Hq, Tk, D) products are summed over each query group into the (Hkv, Tk, D) gradient under GQA.
   const auto grad_kv = [&](int64_t a_t, int64_t b, int64_t out) {

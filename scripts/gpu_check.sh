@@ -9,7 +9,10 @@
 #                                     cuda` check against transformers' tokens), ops (bench_cuda_ops:
 #                                     GEMM, elementwise, attention), nn (bench_cuda_nn: linear, norms,
 #                                     AdamW, cross-entropy), models (Qwen2-7B-shaped LLM, VAE decode),
-#                                     infinity (Infinity-2B 512px generation); default: all
+#                                     infinity (Infinity-2B 512px generation); default: all.
+#                                     attn (not in the default): only the attention tests and the
+#                                     attention rows of bench_cuda_ops, vt's kernels and cuDNN's
+#                                     (VT_ATTENTION_CUDNN), against torch: the short run for tuning
 #   scripts/gpu_check.sh --pack-deps  on a development machine: copy the CMake packages vt's build
 #                                     needs (nlohmann_json, doctest, google benchmark) into
 #                                     build-gpu-deps/, to carry to a GPU machine that lacks them
@@ -88,9 +91,12 @@ grep -E "vt: cuDNN" "$OUTDIR/configure.log"
 step "build"
 targets=(vt)
 CUDA_TESTS=(test_cuda_ops test_cuda_nn test_cuda_flash_attention test_cuda_streams test_ops_core test_cudnn_sdpa_graph)
+ATTN_TESTS=(test_cuda_flash_attention test_cudnn_sdpa_graph)
 want tests && targets+=("${CUDA_TESTS[@]}" vargpt)
+want attn && targets+=("${ATTN_TESTS[@]}")
 if ((bench)); then
   want ops && targets+=(bench_cuda_ops)
+  want attn && targets+=(bench_cuda_ops)
   want nn && targets+=(bench_cuda_nn)
   want models && targets+=(bench_gpu_models)
   want infinity && targets+=(bench_gpu_infinity)
@@ -115,6 +121,9 @@ run_test() {  # run_test NAME TIMEOUT: a doctest binary, its log's tail, its cou
   grep -vE "^\s*$" "$log" | tail -25
   record "$1" $rc "$(grep -E '^\[doctest\] (test cases|assertions)' "$log" | tr -s ' ' | tr '\n' ' ')"
 }
+if want attn && ! want tests; then
+  for t in "${ATTN_TESTS[@]}"; do run_test "$t" 150; done
+fi
 if want tests; then
   for t in "${CUDA_TESTS[@]}"; do run_test "$t" 150; done
   # The tiny Qwen2-VL chat fixture on the GPU: the greedy ids must still equal transformers'.
@@ -142,8 +151,8 @@ step "benchmarks"
 # what is left of VT_GPU_DEADLINE seconds (default 560), and is skipped when under 30 s are left.
 DEADLINE=${VT_GPU_DEADLINE:-560}
 left() { echo $((DEADLINE - (SECONDS - t0))); }
-run_pair() {  # run_pair NAME VT_TIMEOUT TORCH_SCRIPT TORCH_TIMEOUT
-  local name=$1 vt_to=$2 script=$3 torch_to=$4
+run_pair() {  # run_pair NAME VT_TIMEOUT TORCH_SCRIPT TORCH_TIMEOUT [ARGS]: ARGS go to both programs
+  local name=$1 vt_to=$2 script=$3 torch_to=$4 args=(${5:-})
   ((bench)) || return 0
   if (($(left) < 30)); then
     echo "SKIPPED $name: $(left) s left of the ${DEADLINE} s budget"
@@ -151,14 +160,15 @@ run_pair() {  # run_pair NAME VT_TIMEOUT TORCH_SCRIPT TORCH_TIMEOUT
   fi
   ((vt_to > $(left) / 2)) && vt_to=$(($(left) / 2))
   step "bench $name"
-  timeout "$vt_to" "$BUILD/$name" | tee "$OUTDIR/$name.txt"
+  timeout "$vt_to" "$BUILD/$name" "${args[@]}" | tee "$OUTDIR/$name.txt"
   ((torch_to > $(left) - 5)) && torch_to=$(($(left) - 5))
   ((torch_to < 10)) && { echo "SKIPPED torch baseline of $name: no time left"; return 0; }
-  timeout "$torch_to" python3 "$ROOT/bench/$script" --vt "$OUTDIR/$name.txt" > "$OUTDIR/$name.torch.txt" 2>&1
+  timeout "$torch_to" python3 "$ROOT/bench/$script" --vt "$OUTDIR/$name.txt" "${args[@]}" > "$OUTDIR/$name.torch.txt" 2>&1
   tail -40 "$OUTDIR/$name.torch.txt"
   cat "$OUTDIR/$name.torch.txt" >> "$OUTDIR/torch.txt"
 }
 want ops && run_pair bench_cuda_ops 120 torch_gpu_baseline.py 90
+want attn && ! want ops && run_pair bench_cuda_ops 90 torch_gpu_baseline.py 60 "--only attn"
 want nn && run_pair bench_cuda_nn 60 torch_gpu_nn.py 60
 want models && run_pair bench_gpu_models 120 torch_gpu_models.py 120
 if want models && ((bench)) && (($(left) > 60)); then

@@ -47,6 +47,9 @@ std::array<int64_t, 4> strides4(const Tensor& t) { return {t.stride(0), t.stride
 std::optional<SdpaDims> dims_of(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows,
                                 const Tensor* dout) {
   if (!flash::flash_supports(q, k, v, rows, dout)) return std::nullopt;  // bf16/f16, D 64 or 128, 16-byte rows
+  // Decoding (a few query rows against a long cache) stays on vt's kernels, whose speed there
+  // bench_gpu_models measures; the fused engines are meant for training and prefill shapes.
+  if (q.size(2) < 64) return std::nullopt;
   const std::optional<bool> causal = causal_of(rows, q.size(2), k.size(2));
   if (!causal) return std::nullopt;
   SdpaDims d;

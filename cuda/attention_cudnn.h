@@ -1,7 +1,8 @@
 // attention_cudnn.h: scaled dot-product attention on cuDNN's fused flash-attention engines (cuDNN
 // >= 9 on sm_80+; the Hopper engines use wgmma and TMA, which vt's own mma.sync kernels do not).
-// Opt-in: VT_ATTENTION_CUDNN=1 routes the calls it can take (bf16/f16, no mask or top-left causal,
-// no dense mask) here; everything else, and any shape cuDNN declines, stays on vt's flash kernels.
+// Opt-in: VT_ATTENTION_CUDNN=1 routes the calls it can take (bf16/f16, head dim 64 or 128, at
+// least 64 query rows, no mask or top-left causal, no dense mask) here; everything else, and any
+// shape cuDNN declines, stays on vt's flash kernels.
 //
 // The graphs (attention_cudnn_graph.cpp) spell out SDPA as cuDNN's pattern matcher expects it, in
 // the order cuDNN's own frontend lowers its SDPA node (cudnn-frontend, CompositeSDPANode):

@@ -43,9 +43,10 @@ std::optional<bool> causal_of(const nn::AttentionRows& rows, int64_t Tq, int64_t
 
 std::array<int64_t, 4> strides4(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2), 1}; }
 
-// A call as the graphs see it; nullopt when they cannot take it.
-std::optional<SdpaDims> dims_of(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows,
-                                const Tensor* dout) {
+}  // namespace
+
+std::optional<SdpaDims> sdpa_dims(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows,
+                                  const Tensor* dout) {
   if (!flash::flash_supports(q, k, v, rows, dout)) return std::nullopt;  // bf16/f16, D 64 or 128, 16-byte rows
   // Decoding (a few query rows against a long cache) stays on vt's kernels, whose speed there
   // bench_gpu_models measures; the fused engines are meant for training and prefill shapes.
@@ -62,6 +63,8 @@ std::optional<SdpaDims> dims_of(const Tensor& q, const Tensor& k, const Tensor& 
   if (d.B == 1) d.q[0] = d.Hq * d.q[1], d.k[0] = d.Hkv * d.k[1], d.v[0] = d.Hkv * d.v[1], d.dout[0] = d.Hq * d.dout[1];
   return d;
 }
+
+namespace {
 
 // A built graph and its plan (null: cuDNN declined it), per (device, pass, dims).
 struct Entry {
@@ -118,7 +121,7 @@ void run(cudnnHandle_t h, const Entry& e, int device, float scale, std::vector<i
 bool sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows, double scale,
                   const Tensor& out, const Tensor& lse) {
   if (mode() == Mode::Off) return false;
-  const std::optional<SdpaDims> d = dims_of(q, k, v, rows, nullptr);
+  const std::optional<SdpaDims> d = sdpa_dims(q, k, v, rows, nullptr);
   if (!d) return false;
   std::lock_guard<std::mutex> lock(mutex());
   const int device = q.device().index;
@@ -137,7 +140,7 @@ bool sdpa_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
                    const Tensor& dk, const Tensor& dv) {
   const Mode m = mode();
   if (m == Mode::Off) return false;
-  const std::optional<SdpaDims> d = dims_of(q, k, v, rows, &dout);
+  const std::optional<SdpaDims> d = sdpa_dims(q, k, v, rows, &dout);
   if (!d) return false;
   std::lock_guard<std::mutex> lock(mutex());
   const int device = q.device().index;

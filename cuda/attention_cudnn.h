@@ -28,6 +28,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <optional>
 
 #include "cudnn_graph.h"
 #include "vt/nn/attention.h"
@@ -54,7 +55,13 @@ struct SdpaGraph {
 SdpaGraph sdpa_forward_graph(const SdpaDims& d);
 SdpaGraph sdpa_backward_graph(const SdpaDims& d, bool deterministic);
 
-// ---- runtime (attention_cudnn.cu) ------------------------------------------------------------------
+// ---- runtime (attention_cudnn.cpp) -----------------------------------------------------------------
+// A call as the graphs see it, or nullopt when they cannot take it: not bf16/f16, head dim not 64
+// or 128, rows not 16-byte aligned, fewer than 64 query rows, a dense mask, or key ranges other
+// than every key or top-left causal (whatever AttentionMask produced them). dout: backward only.
+std::optional<SdpaDims> sdpa_dims(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows,
+                                  const Tensor* dout);
+
 // The CUDA attention kernels call these first. False: not wanted (VT_ATTENTION_CUDNN unset), or
 // cuDNN cannot take this call; the caller runs its own kernel then. Declined shapes are remembered,
 // and reported once on stderr with cuDNN's reasons.

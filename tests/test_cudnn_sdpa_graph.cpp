@@ -14,6 +14,7 @@
 #include <string>
 
 #include "../cuda/attention_cudnn.h"
+#include "vt/ops.h"
 
 using namespace vt::cuda::cudnn;
 
@@ -103,6 +104,68 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
   control.graph = std::move(bad);
   PlanReport rep;
   CHECK_MESSAGE(plan(control, *props, false, rep) == Outcome::Declined, "P in f32: ", rep.text);
+}
+
+// Which calls the cuDNN path takes (sdpa_dims): the masks are judged by their key ranges, whatever
+// AttentionMask kind produced them; every other call stays on vt's kernels. CPU tensors stand in
+// for device ones (the routing reads only dtypes, shapes, strides and addresses).
+TEST_CASE("cuDNN SDPA routing: takes no mask and top-left causal, bf16/f16, D 64/128, Tq >= 64; keeps strides") {
+  using vt::nn::AttentionMask;
+  const auto rows = [](const AttentionMask& m, int64_t Tq, int64_t Tk) {
+    vt::nn::AttentionRows r;
+    if (m.kind == AttentionMask::Kind::None) return r;
+    const std::vector<float> vis = m.visible(Tq, Tk).to(vt::DType::F32).tolist<float>();
+    r.key_begin.assign(Tq, 0), r.key_end.assign(Tq, 0);
+    for (int64_t i = 0; i < Tq; ++i) {
+      int64_t a = -1, e = -1;
+      for (int64_t j = 0; j < Tk; ++j)
+        if (vis[i * Tk + j] != 0.f) a = a < 0 ? j : a, e = j + 1;
+      if (a >= 0) r.key_begin[i] = a, r.key_end[i] = e;
+    }
+    return r;
+  };
+  const auto qkv = [](int64_t B, int64_t H, int64_t T, int64_t D, vt::DType dt) {
+    return vt::empty({B, H, T, D}, {dt, vt::Device::cpu()});
+  };
+  const vt::DType bf16 = vt::DType::BF16;
+  const vt::Tensor q = qkv(2, 8, 128, 64, bf16), k = qkv(2, 2, 128, 64, bf16), v = qkv(2, 2, 128, 64, bf16);
+
+  const auto none = sdpa_dims(q, k, v, rows(AttentionMask::none(), 128, 128), nullptr);
+  REQUIRE(none.has_value());
+  CHECK(!none->causal);
+  CHECK(none->type == CUDNN_DATA_BFLOAT16);
+  CHECK((none->B == 2 && none->Hq == 8 && none->Hkv == 2 && none->Tq == 128 && none->Tk == 128 && none->D == 64));
+  const auto causal = sdpa_dims(q, k, v, rows(AttentionMask::causal(), 128, 128), nullptr);
+  REQUIRE(causal.has_value());
+  CHECK(causal->causal);
+  // causal_from_end with Tq == Tk is the same set of keys per row: taken, as causal.
+  const auto from_end = sdpa_dims(q, k, v, rows(AttentionMask::causal_from_end(), 128, 128), nullptr);
+  REQUIRE(from_end.has_value());
+  CHECK(from_end->causal);
+
+  // Declined: bottom-right causal with Tq < Tk, block-causal, varlen, a dense mask, f32, D 80,
+  // fewer than 64 query rows.
+  const vt::Tensor q64 = qkv(2, 8, 64, 64, bf16), k96 = qkv(2, 2, 96, 64, bf16), v96 = qkv(2, 2, 96, 64, bf16);
+  CHECK(!sdpa_dims(q64, k96, v96, rows(AttentionMask::causal_from_end(), 64, 96), nullptr));
+  CHECK(!sdpa_dims(q, k, v, rows(AttentionMask::block_causal({1, 4, 16, 36, 71}), 128, 128), nullptr));
+  CHECK(!sdpa_dims(q, k, v, rows(AttentionMask::varlen({0, 60, 128}), 128, 128), nullptr));
+  vt::nn::AttentionRows dense;
+  dense.dense = vt::empty({2, 8, 128, 128}, {vt::DType::Bool, vt::Device::cpu()});
+  CHECK(!sdpa_dims(q, k, v, dense, nullptr));
+  const vt::DType f32 = vt::DType::F32;
+  CHECK(!sdpa_dims(qkv(2, 8, 128, 64, f32), qkv(2, 2, 128, 64, f32), qkv(2, 2, 128, 64, f32), {}, nullptr));
+  CHECK(!sdpa_dims(qkv(2, 8, 128, 80, bf16), qkv(2, 2, 128, 80, bf16), qkv(2, 2, 128, 80, bf16), {}, nullptr));
+  CHECK(!sdpa_dims(qkv(2, 8, 63, 64, bf16), k, v, {}, nullptr));
+
+  // (B, T, H, D) storage read as (B, H, T, D): the strides reach the graph unchanged; f16 maps to HALF.
+  const vt::Tensor qs = vt::empty({2, 128, 8, 128}, {vt::DType::F16, vt::Device::cpu()}).transpose(1, 2);
+  const vt::Tensor ks = vt::empty({2, 128, 2, 128}, {vt::DType::F16, vt::Device::cpu()}).transpose(1, 2);
+  const auto t = sdpa_dims(qs, ks, ks, {}, &qs);
+  REQUIRE(t.has_value());
+  CHECK(t->type == CUDNN_DATA_HALF);
+  CHECK(t->q == std::array<int64_t, 4>{128 * 8 * 128, 128, 8 * 128, 1});
+  CHECK(t->k == std::array<int64_t, 4>{128 * 2 * 128, 128, 2 * 128, 1});
+  CHECK(t->dout == t->q);
 }
 
 #else

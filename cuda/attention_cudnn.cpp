@@ -79,11 +79,15 @@ Entry& entry_for(int device, int pass, const SdpaDims& d, cudnnHandle_t h) {
   std::unique_ptr<Entry>& e = cache[key];
   if (e) return *e;
   e = std::make_unique<Entry>();
-  e->graph = pass == 0 ? sdpa_forward_graph(d) : sdpa_backward_graph(d, pass == 2);
   std::vector<cudnnBackendNumericalNote_t> exclude;
   if (pass == 2) exclude.push_back(CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC);
   PlanReport why;
-  e->plan = make_plan(e->graph.graph, h, nullptr, exclude, &why);
+  try {  // a graph this cuDNN rejects outright (an older version, say) is declined like any other
+    e->graph = pass == 0 ? sdpa_forward_graph(d) : sdpa_backward_graph(d, pass == 2);
+    e->plan = make_plan(e->graph.graph, h, nullptr, exclude, &why);
+  } catch (const Error& err) {
+    e->plan = nullptr, why.text = err.what();
+  }
   if (!e->plan)
     std::fprintf(stderr,
                  "vt: cuDNN SDPA %s declined B=%lld Hq=%lld Hkv=%lld Tq=%lld Tk=%lld D=%lld causal=%d (%s); "
@@ -93,8 +97,8 @@ Entry& entry_for(int device, int pass, const SdpaDims& d, cudnnHandle_t h) {
   return *e;
 }
 
-// Runs `e`'s plan with the tensors `bind` gives (uid -> pointer), plus the by-value scalars and
-// the scratch buffers, on the current stream of `device`.
+// Runs `e`'s plan on the tensors `uids` name (device pointers `ptrs`), plus the by-value scalars
+// and the scratch buffers, on the current stream of `device`.
 void run(cudnnHandle_t h, const Entry& e, int device, float scale, std::vector<int64_t> uids,
          std::vector<void*> ptrs) {
   const SdpaGraph& g = e.graph;

@@ -56,39 +56,34 @@ Desc& Desc::finalize() {
 }
 
 // ---- graph -------------------------------------------------------------------------------------------
+int64_t Graph::add_tensor(cudnnDataType_t type, const std::vector<int64_t>& dims, const std::vector<int64_t>& strides,
+                          std::optional<cudnnBackendAttributeName_t> flag, const char* what) {
+  const int64_t uid = static_cast<int64_t>(tensors_.size()) + 1;
+  auto t = std::make_unique<Desc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR, what);
+  const bool yes = true;
+  t->set_data_type(CUDNN_ATTR_TENSOR_DATA_TYPE, type)
+      .set_i64s(CUDNN_ATTR_TENSOR_DIMENSIONS, dims)
+      .set_i64s(CUDNN_ATTR_TENSOR_STRIDES, strides)
+      .set_i64(CUDNN_ATTR_TENSOR_UNIQUE_ID, uid)
+      .set_i64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16);
+  if (flag) t->set(*flag, CUDNN_TYPE_BOOLEAN, 1, &yes);
+  t->finalize();
+  tensors_.push_back(std::move(t));
+  return uid;
+}
+
 int64_t Graph::tensor(cudnnDataType_t type, std::vector<int64_t> dims, std::vector<int64_t> strides,
                       bool is_virtual) {
   VT_CHECK(dims.size() == strides.size() && dims.size() >= 3 && dims.size() <= 8,
            "cuDNN graph: a tensor needs 3 to 8 dims with as many strides, got ", dims.size(), " and ",
            strides.size());
-  const int64_t uid = static_cast<int64_t>(tensors_.size()) + 1;
-  auto t = std::make_unique<Desc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR, "tensor");
-  const bool virt = is_virtual;
-  t->set_data_type(CUDNN_ATTR_TENSOR_DATA_TYPE, type)
-      .set_i64s(CUDNN_ATTR_TENSOR_DIMENSIONS, dims)
-      .set_i64s(CUDNN_ATTR_TENSOR_STRIDES, strides)
-      .set_i64(CUDNN_ATTR_TENSOR_UNIQUE_ID, uid)
-      .set_i64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16)
-      .set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &virt)
-      .finalize();
-  tensors_.push_back(std::move(t));
-  return uid;
+  if (is_virtual) return add_tensor(type, dims, strides, CUDNN_ATTR_TENSOR_IS_VIRTUAL, "virtual tensor");
+  return add_tensor(type, dims, strides, std::nullopt, "tensor");
 }
 
 int64_t Graph::scalar(cudnnDataType_t type, int rank) {
-  const int64_t uid = static_cast<int64_t>(tensors_.size()) + 1;
   const std::vector<int64_t> ones(rank, 1);
-  auto t = std::make_unique<Desc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR, "by-value scalar");
-  const bool by_value = true;
-  t->set_data_type(CUDNN_ATTR_TENSOR_DATA_TYPE, type)
-      .set_i64s(CUDNN_ATTR_TENSOR_DIMENSIONS, ones)
-      .set_i64s(CUDNN_ATTR_TENSOR_STRIDES, ones)
-      .set_i64(CUDNN_ATTR_TENSOR_UNIQUE_ID, uid)
-      .set_i64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16)
-      .set(CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &by_value)
-      .finalize();
-  tensors_.push_back(std::move(t));
-  return uid;
+  return add_tensor(type, ones, ones, CUDNN_ATTR_TENSOR_IS_BY_VALUE, "by-value scalar");
 }
 
 void Graph::pointwise(cudnnPointwiseMode_t mode, int64_t x, int64_t y, int64_t b, int64_t t, cudnnDataType_t math,

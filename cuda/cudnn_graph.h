@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,10 @@ class Graph {
   const Desc& tensor_desc(int64_t uid) const { return *tensors_.at(uid - 1); }
 
  private:
+  // A tensor descriptor, with boolean attribute `flag` (IS_VIRTUAL, IS_BY_VALUE) set when given.
+  int64_t add_tensor(cudnnDataType_t type, const std::vector<int64_t>& dims, const std::vector<int64_t>& strides,
+                     std::optional<cudnnBackendAttributeName_t> flag, const char* what);
+
   std::vector<std::unique_ptr<Desc>> tensors_;  // by uid - 1
   std::vector<Desc> ops_;
 };

@@ -5,10 +5,15 @@
 // up to compiling its kernel. With the CUDA toolkit's stub driver first on the library path (CMake
 // sets that up for CTest; VT_CUDA_STUB=1 says so), loading the compiled kernel is the one step
 // that fails, with CUDNN_STATUS_EXECUTION_FAILED_CUDA_DRIVER; with a real driver the plan is
-// built. A graph cuDNN's engines do not cover (P in f32 for P V) must be declined: the check can fail.
+// built. The stub CTest loads is tests/cuda_driver_shim.c, which keeps the names of the kernels
+// cuDNN compiled: the first must be cuDNN's sm90 wgmma flash attention, forward or backward, as
+// the graph asks. A graph cuDNN's engines do not cover (P in f32 for P V) must be declined: the
+// check can fail.
 // Numbers and masks are checked on a GPU by test_cuda_flash_attention.
 #if defined(VT_WITH_CUDA) && defined(VT_WITH_CUDNN)
 #include <doctest/doctest.h>
+
+#include <dlfcn.h>
 
 #include <cstdlib>
 #include <string>
@@ -33,6 +38,20 @@ SdpaDims dims(int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, bool cau
 }
 
 enum class Outcome { Planned, CompiledStubDriver, Declined };
+
+// The kernels cuDNN compiled and tried to load, as tests/cuda_driver_shim.c (the libcuda.so.1 that
+// CTest puts first on the library path) kept their names; empty when another driver is loaded.
+struct ShimKernels {
+  int (*count)() = nullptr;
+  const char* (*name)(int) = nullptr;
+  ShimKernels() {
+    if (void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD)) {
+      count = reinterpret_cast<int (*)()>(dlsym(h, "vt_shim_kernel_count"));
+      name = reinterpret_cast<const char* (*)(int)>(dlsym(h, "vt_shim_kernel"));
+    }
+  }
+  bool present() const { return count && name; }
+};
 
 Outcome plan(const SdpaGraph& g, const Desc& props, bool deterministic, PlanReport& rep) {
   std::vector<cudnnBackendNumericalNote_t> exclude;
@@ -64,6 +83,7 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
       {2, 7, 1, 129, 64, false, false},     // GQA 7 (MQA), no mask
   };
   int compiled = 0, planned = 0;
+  const ShimKernels shim;
   for (const Shape& s : shapes)
     for (int pass = 0; pass < 3; ++pass) {  // forward, backward, deterministic backward
       const SdpaDims d = dims(s.B, s.Hq, s.Hkv, s.T, s.D, s.causal, s.bthd);
@@ -75,6 +95,7 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
       CAPTURE(label);
       const SdpaGraph g = pass == 0 ? sdpa_forward_graph(d) : sdpa_backward_graph(d, pass == 2);
       PlanReport rep;
+      const int loaded_before = shim.present() ? shim.count() : 0;
       const Outcome o = plan(g, *props, pass == 2, rep);
       if (!stub && o == Outcome::Declined && rep.offered == 0) {
         // Without a driver library cuDNN filters every runtime-compiled engine out: nothing to
@@ -84,6 +105,16 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
       }
       CHECK_MESSAGE(o != Outcome::Declined, label, ": ", rep.text);
       compiled += o == Outcome::CompiledStubDriver, planned += o == Outcome::Planned;
+      // The engine cuDNN ranks first must be its Hopper flash attention (wgmma), not the sm80 one.
+      if (o == Outcome::CompiledStubDriver && shim.present()) {
+        REQUIRE(shim.count() > loaded_before);
+        const std::string first = shim.name(loaded_before);
+        CAPTURE(first);
+        CHECK(first.find("sdpa_sm90_flash") != std::string::npos);
+        CHECK(first.find("wgmma") != std::string::npos);
+        CHECK(first.find(pass == 0 ? "fprop" : "bprop") != std::string::npos);
+        if (s.T == 2048 && pass < 2) MESSAGE(label, ": cuDNN's first engine compiles ", first);
+      }
     }
   MESSAGE(compiled, " graphs compiled by cuDNN (module load refused by the stub driver), ", planned, " planned");
 

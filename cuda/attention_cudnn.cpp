@@ -3,6 +3,7 @@
 #ifdef VT_WITH_CUDNN
 #include "attention_cudnn.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -59,8 +60,15 @@ std::optional<SdpaDims> sdpa_dims(const Tensor& q, const Tensor& k, const Tensor
   d.q = strides4(q), d.k = strides4(k), d.v = strides4(v);
   if (dout) d.dout = strides4(*dout);
   d.causal = *causal;
-  // Broadcast dims of size 1 may carry any stride; cuDNN wants them consistent.
-  if (d.B == 1) d.q[0] = d.Hq * d.q[1], d.k[0] = d.Hkv * d.k[1], d.v[0] = d.Hkv * d.v[1], d.dout[0] = d.Hq * d.dout[1];
+  // A batch of one may carry any batch stride (a view's); give cuDNN the one a contiguous batch
+  // would have, the span of one (H, T, D) block, so its strides still order the dims as stored.
+  if (d.B == 1) {
+    const auto span = [&](std::array<int64_t, 4>& s, int64_t H, int64_t T) {
+      s[0] = std::max({s[1] * H, s[2] * T, d.D});
+    };
+    span(d.q, d.Hq, d.Tq), span(d.k, d.Hkv, d.Tk), span(d.v, d.Hkv, d.Tk);
+    if (dout) span(d.dout, d.Hq, d.Tq);
+  }
   return d;
 }
 

@@ -197,6 +197,13 @@ TEST_CASE("cuDNN SDPA routing: takes no mask and top-left causal, bf16/f16, D 64
   CHECK(t->q == std::array<int64_t, 4>{128 * 8 * 128, 128, 8 * 128, 1});
   CHECK(t->k == std::array<int64_t, 4>{128 * 2 * 128, 128, 2 * 128, 1});
   CHECK(t->dout == t->q);
+  // A batch of one: its batch stride becomes the span of one (H, T, D) block, in either storage.
+  const vt::Tensor q1 = vt::empty({1, 128, 8, 64}, {bf16, vt::Device::cpu()}).transpose(1, 2);
+  const vt::Tensor k1 = vt::empty({1, 2, 128, 64}, {bf16, vt::Device::cpu()});
+  const auto one = sdpa_dims(q1, k1, k1, {}, nullptr);
+  REQUIRE(one.has_value());
+  CHECK(one->q == std::array<int64_t, 4>{128 * 8 * 64, 64, 8 * 64, 1});
+  CHECK(one->k == std::array<int64_t, 4>{2 * 128 * 64, 128 * 64, 64, 1});
 }
 
 #else

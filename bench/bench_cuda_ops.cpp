@@ -2,6 +2,7 @@
 //
 //   gemm_8192      bf16 (8192, 8192) @ (8192, 8192), f32 accumulation     TFLOP/s
 //   gemm_ffn       bf16 (8192, 3584) @ (3584, 18944) (Qwen2-7B MLP up)    TFLOP/s
+//                  (and gemm_ffn_repeat: the same, timed again at the end)
 //   add_bf16       a + b over 256M bf16 elements (read 2, write 1)        GB/s
 //   bias_add_bf16  (65536, 4096) + (4096) broadcast, bf16                 GB/s
 //   memcpy_d2d     cudaMemcpyAsync of 512 MiB (read + write)              GB/s, the bandwidth ceiling
@@ -148,6 +149,9 @@ int main(int argc, char** argv) {
     pairs += static_cast<double>(T - end);
     bench_attention("attn_block", T, nn::AttentionMask::block_causal(lengths), pairs, false);
   }
+  // The FFN shape once more, last: its spread against the first row says how much of a gap to
+  // torch is noise (METHOD.md: time the same version twice).
+  if (want("gemm")) bench_gemm("gemm_ffn_repeat", 8192, 3584, 18944);
   const vt::cuda::MemoryStats st = vt::cuda::memory_stats();
   std::printf("allocator: %s\n", st.str().c_str());
   return 0;

@@ -27,6 +27,10 @@ AddNorm LayerNorm::forward_add(const Tensor& x, const Tensor& residual) const {
   return {forward(s), s};
 }
 
+AddNorm LayerNorm::forward(const ResidualStream& h) const {
+  return h.delta.defined() ? forward_add(h.residual, h.delta) : AddNorm{forward(h.residual), h.residual};
+}
+
 RMSNorm::RMSNorm(int64_t dim, double eps_, DType dtype) : eps(eps_) {
   weight = register_parameter("weight", ones({dim}, dtype));  // (C)
 }
@@ -37,6 +41,10 @@ AddNorm RMSNorm::forward_add(const Tensor& x, const Tensor& residual) const {
   if (x.dtype() == residual.dtype()) return add_rms_norm(x, residual, weight, eps);
   Tensor s = add(x, residual);
   return {rms_norm(s, weight, eps), s};
+}
+
+AddNorm RMSNorm::forward(const ResidualStream& h) const {
+  return h.delta.defined() ? forward_add(h.residual, h.delta) : AddNorm{forward(h.residual), h.residual};
 }
 
 }  // namespace vt::nn

@@ -54,12 +54,13 @@ DecoderLayer::DecoderLayer(const Qwen2Config& cfg, DType dtype) {
                                              std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, dtype));
 }
 
-Tensor DecoderLayer::forward(const Tensor& h, const nn::RopeCosSin& rope, const nn::AttentionMask& mask,
-                             nn::KVCache* cache) const {
-  // r = h + attention; the add and the second norm in one pass (bitwise the two ops).
-  const nn::AddNorm r = post_attention_layernorm->forward_add(
-      h, self_attn->forward(input_layernorm->forward(h), rope, mask, cache));
-  return add(r.sum, mlp->forward(r.normed));
+nn::ResidualStream DecoderLayer::forward(const nn::ResidualStream& in, const nn::RopeCosSin& rope,
+                                         const nn::AttentionMask& mask, nn::KVCache* cache) const {
+  // Each residual add runs in one pass with the norm after it (bitwise the two ops): h = residual
+  // + the previous layer's MLP output with input_layernorm, r = h + attention with the second norm.
+  const nn::AddNorm h = input_layernorm->forward(in);
+  const nn::AddNorm r = post_attention_layernorm->forward_add(h.sum, self_attn->forward(h.normed, rope, mask, cache));
+  return {r.sum, mlp->forward(r.normed)};
 }
 
 // ---- the decoder -------------------------------------------------------------------------------
@@ -105,10 +106,10 @@ Tensor Qwen2Model::forward(const Tensor& inputs_embeds, const nn::RopeCosSin& ro
              key_mask.shape().str());
     mask = mask.with_tensor(ne(key_mask, 0.0).view({B, 1, 1, past + T}));
   }
-  Tensor h = inputs_embeds;  // (B, T, C)
+  nn::ResidualStream h{inputs_embeds, Tensor()};  // (B, T, C)
   for (size_t i = 0; i < layers->size(); ++i)
     h = layers->at<DecoderLayer>(i).forward(h, rope, mask, caches ? &(*caches)[i] : nullptr);
-  return norm->forward(h);
+  return norm->forward(h).normed;
 }
 
 // ---- the causal LM -----------------------------------------------------------------------------

@@ -59,8 +59,10 @@ class MLP : public nn::Module {
 class DecoderLayer : public nn::Module {
  public:
   DecoderLayer(const Qwen2Config& cfg, DType dtype);
-  Tensor forward(const Tensor& h, const nn::RopeCosSin& rope, const nn::AttentionMask& mask,
-                 nn::KVCache* cache) const;
+  // HF's Qwen2DecoderLayer on h = in.residual + in.delta (each (B, T, C)): returns {h + attention,
+  // mlp(...)}, whose sum is the layer's output; the adds run fused with the norms after them.
+  nn::ResidualStream forward(const nn::ResidualStream& in, const nn::RopeCosSin& rope, const nn::AttentionMask& mask,
+                         nn::KVCache* cache) const;
   std::shared_ptr<Attention> self_attn;
   std::shared_ptr<MLP> mlp;
   std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;

@@ -112,10 +112,13 @@ VisionBlock::VisionBlock(const VisionConfig& cfg, DType dtype) {
   mlp = register_module("mlp", std::make_shared<VisionMlp>(cfg, dtype));
 }
 
-Tensor VisionBlock::forward(const Tensor& h, const nn::RopeCosSin& rope, const nn::AttentionMask& mask) const {
-  // x = h + attention; the add and norm2 in one pass (bitwise the two ops).
-  const nn::AddNorm x = norm2->forward_add(h, attn->forward(norm1->forward(h), rope, mask));
-  return x.sum + mlp->forward(x.normed);
+nn::ResidualStream VisionBlock::forward(const nn::ResidualStream& in, const nn::RopeCosSin& rope,
+                                       const nn::AttentionMask& mask) const {
+  // Each residual add runs in one pass with the norm after it (bitwise the two ops): h = residual
+  // + the previous block's MLP output with norm1, x = h + attention with norm2.
+  const nn::AddNorm h = norm1->forward(in);
+  const nn::AddNorm x = norm2->forward_add(h.sum, attn->forward(h.normed, rope, mask));
+  return {x.sum, mlp->forward(x.normed)};
 }
 
 PatchMerger::PatchMerger(const VisionConfig& cfg, DType dtype) : merged_dim_(cfg.embed_dim * cfg.merge_area()) {
@@ -124,8 +127,10 @@ PatchMerger::PatchMerger(const VisionConfig& cfg, DType dtype) : merged_dim_(cfg
   fc2 = register_module("mlp.2", std::make_shared<Linear>(merged_dim_, cfg.hidden_size, true, dtype));
 }
 
-Tensor PatchMerger::forward(const Tensor& h) const {
-  Tensor x = ln_q->forward(h).reshape({-1, merged_dim_});  // (N/4, 4E): one 2x2 window per row
+Tensor PatchMerger::forward(const Tensor& h) const { return forward(nn::ResidualStream{h, Tensor()}); }
+
+Tensor PatchMerger::forward(const nn::ResidualStream& h) const {
+  Tensor x = ln_q->forward(h).normed.reshape({-1, merged_dim_});  // (N/4, 4E): one 2x2 window per row
   return fc2->forward(nn::gelu(fc0->forward(x)));           // exact (erf) GELU, nn.GELU()
 }
 
@@ -177,18 +182,24 @@ void VisionTransformer::check_inputs(const Tensor& pixel_values, const std::vect
            " patches but pixel_values has ", pixel_values.size(0), " rows");
 }
 
-Tensor VisionTransformer::forward_blocks(const Tensor& pixel_values, const std::vector<GridTHW>& grid_thw) const {
+nn::ResidualStream VisionTransformer::run_blocks(const Tensor& pixel_values,
+                                                const std::vector<GridTHW>& grid_thw) const {
   check_inputs(pixel_values, grid_thw);
-  Tensor h = patch_embed->forward(pixel_values);  // (N, E)
+  nn::ResidualStream h{patch_embed->forward(pixel_values), Tensor()};  // (N, E)
   nn::RopeCosSin r = rope(grid_thw);  // built on the host: move to the activations' device
-  r = {r.cos.to(h.device()), r.sin.to(h.device())};
+  r = {r.cos.to(h.residual.device()), r.sin.to(h.residual.device())};
   nn::AttentionMask mask = nn::AttentionMask::varlen(cu_seqlens(grid_thw));
   for (size_t i = 0; i < blocks->size(); ++i) h = blocks->at<VisionBlock>(i).forward(h, r, mask);
   return h;
 }
 
+Tensor VisionTransformer::forward_blocks(const Tensor& pixel_values, const std::vector<GridTHW>& grid_thw) const {
+  const nn::ResidualStream h = run_blocks(pixel_values, grid_thw);
+  return h.delta.defined() ? h.residual + h.delta : h.residual;
+}
+
 Tensor VisionTransformer::forward(const Tensor& pixel_values, const std::vector<GridTHW>& grid_thw) const {
-  return merger->forward(forward_blocks(pixel_values, grid_thw));  // (N/4, hidden_size)
+  return merger->forward(run_blocks(pixel_values, grid_thw));  // (N/4, hidden_size)
 }
 
 // ---- loading ----------------------------------------------------------------------------------------

@@ -93,7 +93,10 @@ class VisionMlp : public nn::Module {
 class VisionBlock : public nn::Module {
  public:
   VisionBlock(const VisionConfig& cfg, DType dtype);
-  Tensor forward(const Tensor& h, const nn::RopeCosSin& rope, const nn::AttentionMask& mask) const;
+  // HF's Qwen2VLVisionBlock on h = in.residual + in.delta (each (S, E)): returns {h + attention,
+  // mlp(...)}, whose sum is the block's output; the adds run fused with the norms after them.
+  nn::ResidualStream forward(const nn::ResidualStream& in, const nn::RopeCosSin& rope,
+                             const nn::AttentionMask& mask) const;
   std::shared_ptr<LayerNorm> norm1, norm2;
   std::shared_ptr<VisionAttention> attn;
   std::shared_ptr<VisionMlp> mlp;
@@ -104,6 +107,8 @@ class PatchMerger : public nn::Module {
  public:
   PatchMerger(const VisionConfig& cfg, DType dtype);
   Tensor forward(const Tensor& h) const;  // (N, E) -> (N/4, hidden_size)
+  // The same on the last block's residual stream: its pending add runs fused with ln_q.
+  Tensor forward(const nn::ResidualStream& h) const;
   std::shared_ptr<LayerNorm> ln_q;
   std::shared_ptr<Linear> fc0, fc2;  // registered as "mlp.0" and "mlp.2" (nn.Sequential indices)
 
@@ -139,6 +144,7 @@ class VisionTransformer : public nn::Module {
 
  private:
   void check_inputs(const Tensor& pixel_values, const std::vector<GridTHW>& grid_thw) const;
+  nn::ResidualStream run_blocks(const Tensor& pixel_values, const std::vector<GridTHW>& grid_thw) const;
   VisionConfig cfg_;
 };
 

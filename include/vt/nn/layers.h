@@ -22,6 +22,13 @@ class Linear : public Module {
   Tensor weight, bias;
 };
 
+// The residual stream of a pre-norm transformer with its last add pending: h = residual + delta
+// (delta undefined: h = residual). Passed from block to block, so that every residual add runs in
+// one pass with the norm after it (the norms' forward(ResidualStream)).
+struct ResidualStream {
+  Tensor residual, delta;
+};
+
 class LayerNorm : public Module {
  public:
   LayerNorm(int64_t dim, double eps = 1e-5, DType dtype = DType::F32);
@@ -29,6 +36,7 @@ class LayerNorm : public Module {
   // {layer_norm(x + residual), x + residual} in one pass (add_layer_norm) when both share a dtype,
   // else as the two ops (add's type promotion).
   AddNorm forward_add(const Tensor& x, const Tensor& residual) const;
+  AddNorm forward(const ResidualStream& h) const;  // {layer_norm(h), h}, the add fused when pending
   Tensor weight, bias;
   double eps;
 };
@@ -40,6 +48,7 @@ class RMSNorm : public Module {
   // {rms_norm(x + residual), x + residual} in one pass (add_rms_norm) when both share a dtype, else
   // as the two ops (add's type promotion).
   AddNorm forward_add(const Tensor& x, const Tensor& residual) const;
+  AddNorm forward(const ResidualStream& h) const;  // {rms_norm(h), h}, the add fused when pending
   Tensor weight;
   double eps;
 };

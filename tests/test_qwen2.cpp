@@ -334,6 +334,30 @@ TEST_CASE("M-RoPE with t = h = w positions equals 1-D RoPE in the decoder") {
   CHECK(error_of([&] { model("untied")->rope(pos3); }).find("mrope_section") != std::string::npos);
 }
 
+TEST_CASE("the fused residual stream gives the bits of the decoder written op by op (bf16 and f32)") {
+  // The reference: HF's layer as separate ops (norm, attention, add, norm, MLP, add), then the final
+  // norm. The model runs every add fused with the norm after it (add_rms_norm): bit for bit the same.
+  NoGradGuard no_grad;
+  for (DType dt : {DType::BF16, DType::F32}) {
+    CAPTURE(dtype_name(dt));
+    const auto m = model("untied", dt);
+    const Tensor ids = fx("untied.prompt");
+    const nn::RopeCosSin rope = m->rope(sequential_positions(1, ids.size(1)));
+    const Tensor embeds = m->model->embed(ids);
+    Tensor h = embeds;
+    for (size_t i = 0; i < m->model->layers->size(); ++i) {
+      const DecoderLayer& L = m->model->layers->at<DecoderLayer>(i);
+      const Tensor r = add(h, L.self_attn->forward(L.input_layernorm->forward(h), rope, nn::AttentionMask::causal(),
+                                                   nullptr));
+      h = add(r, L.mlp->forward(L.post_attention_layernorm->forward(r)));
+    }
+    const Tensor want = m->model->norm->forward(h);
+    const Tensor got = m->model->forward(embeds, rope);
+    REQUIRE(got.shape() == want.shape());
+    CHECK(sum(ne(got, want)).item() == 0);  // no element differs
+  }
+}
+
 // ---- checkpoint errors ------------------------------------------------------------------------------
 
 TEST_CASE("a checkpoint with a missing, extra or mis-shaped tensor names it and the expected shape") {

@@ -179,6 +179,10 @@ if want models && ((bench)) && (($(left) > 60)); then
   step "VAE rows again with one block per GroupNorm group (VT_GROUP_NORM_SPLIT=0), for comparison"
   VT_GROUP_NORM_SPLIT=0 timeout 40 "$BUILD/bench_gpu_models" --only vae | grep "^vt " | sed 's/^vt /gn_groups /'
 fi
+if want models && ((bench)) && (($(left) > 90)); then
+  step "Qwen2 rows again with attention on cuDNN's fused SDPA (VT_ATTENTION_CUDNN=1), for comparison"
+  VT_ATTENTION_CUDNN=1 timeout 60 "$BUILD/bench_gpu_models" --only qwen2 | grep "^vt " | sed 's/^vt /cudnn_attn /'
+fi
 want infinity && run_pair bench_gpu_infinity 120 torch_gpu_infinity.py 120
 
 step "summary"

@@ -25,15 +25,15 @@ using namespace vt::cuda::cudnn;
 
 namespace {
 
-// (B, Hq, Hkv, T, D) in (B, H, T, D) storage, or read from (B, T, H, D) storage when `bthd`.
-SdpaDims dims(int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, bool causal, bool bthd) {
+// (B, Hq, Hkv, Tq, Tk, D) in (B, H, T, D) storage, or read from (B, T, H, D) storage when `bthd`.
+SdpaDims dims(int64_t B, int64_t Hq, int64_t Hkv, int64_t Tq, int64_t Tk, int64_t D, bool causal, bool bthd) {
   SdpaDims d;
-  d.B = B, d.Hq = Hq, d.Hkv = Hkv, d.Tq = d.Tk = T, d.D = D, d.causal = causal;
-  auto strides = [&](int64_t H) -> std::array<int64_t, 4> {
+  d.B = B, d.Hq = Hq, d.Hkv = Hkv, d.Tq = Tq, d.Tk = Tk, d.D = D, d.causal = causal;
+  auto strides = [&](int64_t H, int64_t T) -> std::array<int64_t, 4> {
     if (bthd) return {T * H * D, D, H * D, 1};
     return {H * T * D, T * D, D, 1};
   };
-  d.q = d.dout = strides(Hq), d.k = d.v = strides(Hkv);
+  d.q = d.dout = strides(Hq, Tq), d.k = d.v = strides(Hkv, Tk);
   return d;
 }
 
@@ -73,23 +73,23 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
   }
   const bool stub = std::getenv("VT_CUDA_STUB") != nullptr;
   struct Shape {
-    int64_t B, Hq, Hkv, T, D;
+    int64_t B, Hq, Hkv, Tq, Tk, D;
     bool causal, bthd;
   };
   const Shape shapes[] = {
-      {4, 16, 16, 2048, 128, true, false},  // the benchmark's shape
-      {2, 8, 2, 300, 64, true, true},       // GQA 4, T not a multiple of 64, (B, T, H, D) storage
-      {1, 4, 4, 77, 128, false, true},      // no mask
-      {2, 7, 1, 129, 64, false, false},     // GQA 7 (MQA), no mask
+      {4, 16, 16, 2048, 2048, 128, true, false},  // the benchmark's shape
+      {2, 8, 2, 300, 300, 64, true, true},        // GQA 4, T not a multiple of 64, (B, T, H, D) storage
+      {1, 4, 4, 77, 190, 128, false, true},       // no mask, cross attention (Tq != Tk)
+      {2, 7, 1, 129, 129, 64, false, false},      // GQA 7 (MQA), no mask
   };
   int compiled = 0, planned = 0;
   const ShimKernels shim;
   for (const Shape& s : shapes)
     for (int pass = 0; pass < 3; ++pass) {  // forward, backward, deterministic backward
-      const SdpaDims d = dims(s.B, s.Hq, s.Hkv, s.T, s.D, s.causal, s.bthd);
+      const SdpaDims d = dims(s.B, s.Hq, s.Hkv, s.Tq, s.Tk, s.D, s.causal, s.bthd);
       const std::string label = std::string(pass == 0 ? "forward" : pass == 1 ? "backward" : "deterministic backward") +
                                 " B=" + std::to_string(s.B) + " Hq=" + std::to_string(s.Hq) +
-                                " Hkv=" + std::to_string(s.Hkv) + " T=" + std::to_string(s.T) +
+                                " Hkv=" + std::to_string(s.Hkv) + " Tq=" + std::to_string(s.Tq) + " Tk=" + std::to_string(s.Tk) +
                                 " D=" + std::to_string(s.D) + (s.causal ? " causal" : " no mask") +
                                 (s.bthd ? " (B,T,H,D)" : "");
       CAPTURE(label);
@@ -113,7 +113,7 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
         CHECK(first.find("sdpa_sm90_flash") != std::string::npos);
         CHECK(first.find("wgmma") != std::string::npos);
         CHECK(first.find(pass == 0 ? "fprop" : "bprop") != std::string::npos);
-        if (s.T == 2048 && pass < 2) MESSAGE(label, ": cuDNN's first engine compiles ", first);
+        if (s.Tq == 2048 && pass < 2) MESSAGE(label, ": cuDNN's first engine compiles ", first);
       }
     }
   MESSAGE(compiled, " graphs compiled by cuDNN (module load refused by the stub driver), ", planned, " planned");

@@ -166,78 +166,87 @@ std::vector<cudnnBackendNumericalNote_t> notes_of(const Desc& cfg) {
     return {};
   return {notes, notes + n};
 }
+// The start of cuDNN's JSON description of a finalized plan (which engine, which knobs), or "".
+std::string plan_json(cudnnBackendDescriptor_t plan) {
+  int64_t len = 0;
+  if (cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, 0, &len,
+                               nullptr) != CUDNN_STATUS_SUCCESS ||
+      len <= 0)
+    return "";
+  std::string json(static_cast<size_t>(len), '\0');
+  if (cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, len, &len,
+                               json.data()) != CUDNN_STATUS_SUCCESS)
+    return "";
+  return json.substr(0, std::min<size_t>(json.find('\0'), 200));
+}
 }  // namespace
 
 std::unique_ptr<Plan> make_plan(const Graph& graph, cudnnHandle_t handle, const Desc* device_props,
                                 const std::vector<cudnnBackendNumericalNote_t>& exclude_notes, PlanReport* report) {
   VT_CHECK(handle || device_props, "cuDNN graph: a plan needs a handle or a device description");
   Desc og = graph.finalize(handle);
-  Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, "engine heuristics");
-  const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
-  heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, og).set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
-  if (!handle) heur.set_desc(CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, *device_props);
-  heur.finalize();
-
-  int64_t count = 0;
-  cudnnStatus_t s = cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                             0, &count, nullptr);
-  if (s != CUDNN_STATUS_SUCCESS) fail("cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", "engine heuristics", -1, s);
-  std::vector<Desc> cfgs;
-  std::vector<cudnnBackendDescriptor_t> raw;
-  for (int64_t i = 0; i < count; ++i) {
-    cfgs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, "engine config");
-    raw.push_back(cfgs.back().get());
-  }
-  int64_t got = 0;
-  if (count > 0) {
-    s = cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got,
-                                 raw.data());
-    if (s != CUDNN_STATUS_SUCCESS) fail("cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", "engine heuristics", -1, s);
-  }
   PlanReport local;
   PlanReport& rep = report ? *report : local;
-  rep.offered = got;
-  rep.text = ::vt::detail::concat("cuDNN's heuristics offered ", got, " engine configs");
-  for (int64_t i = 0; i < got; ++i) {
-    const std::vector<cudnnBackendNumericalNote_t> notes = notes_of(cfgs[i]);
-    const auto excluded = std::find_first_of(notes.begin(), notes.end(), exclude_notes.begin(), exclude_notes.end());
-    if (excluded != notes.end()) {
-      rep.text += ::vt::detail::concat("; config ", i, ": skipped (numerical note ", static_cast<int>(*excluded), ")");
-      continue;
+  rep = PlanReport{};
+  // Mode A's ranking first (cuDNN's own choice, as its frontend asks); the fallback list after it.
+  for (const cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
+    Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, "engine heuristics");
+    heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, og).set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+    if (!handle) heur.set_desc(CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, *device_props);
+    heur.finalize();
+    int64_t count = 0;
+    cudnnStatus_t s = cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, nullptr);
+    if (s != CUDNN_STATUS_SUCCESS) fail("cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", "engine heuristics", -1, s);
+    std::vector<Desc> cfgs;
+    std::vector<cudnnBackendDescriptor_t> raw;
+    for (int64_t i = 0; i < count; ++i) {
+      cfgs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, "engine config");
+      raw.push_back(cfgs.back().get());
     }
-    auto plan = std::make_unique<Plan>();
-    cudnnBackendDescriptor_t p = plan->plan.get(), c = cfgs[i].get();
-    if (handle) {
-      s = cudnnBackendSetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
-    } else {
-      cudnnBackendDescriptor_t dp = device_props->get();
-      s = cudnnBackendSetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &dp);
+    int64_t got = 0;
+    if (count > 0) {
+      s = cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count,
+                                   &got, raw.data());
+      if (s != CUDNN_STATUS_SUCCESS) fail("cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)", "engine heuristics", -1, s);
     }
-    if (s == CUDNN_STATUS_SUCCESS)
-      s = cudnnBackendSetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c);
-    if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendFinalize(p);
-    rep.tried.push_back(s);
-    if (s != CUDNN_STATUS_SUCCESS) {
-      rep.text += ::vt::detail::concat("; config ", i, ": ", cudnnGetErrorString(s), " ", last_error());
-      continue;
+    rep.offered += got;
+    rep.text += ::vt::detail::concat(rep.text.empty() ? "" : "; ", "heuristics ",
+                                     mode == CUDNN_HEUR_MODE_A ? "A" : "FALLBACK", " offered ", got,
+                                     " engine configs");
+    for (int64_t i = 0; i < got; ++i) {
+      const std::vector<cudnnBackendNumericalNote_t> notes = notes_of(cfgs[i]);
+      const auto excluded = std::find_first_of(notes.begin(), notes.end(), exclude_notes.begin(), exclude_notes.end());
+      if (excluded != notes.end()) {
+        rep.text += ::vt::detail::concat("; config ", i, ": skipped (numerical note ", static_cast<int>(*excluded), ")");
+        continue;
+      }
+      auto plan = std::make_unique<Plan>();
+      cudnnBackendDescriptor_t p = plan->plan.get(), c = cfgs[i].get();
+      if (handle) {
+        s = cudnnBackendSetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+      } else {
+        cudnnBackendDescriptor_t dp = device_props->get();
+        s = cudnnBackendSetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &dp);
+      }
+      if (s == CUDNN_STATUS_SUCCESS)
+        s = cudnnBackendSetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c);
+      if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendFinalize(p);
+      rep.tried.push_back(s);
+      if (s != CUDNN_STATUS_SUCCESS) {
+        rep.text += ::vt::detail::concat("; config ", i, ": ", cudnnGetErrorString(s), " ", last_error());
+        continue;
+      }
+      int64_t n = 0;
+      s = cudnnBackendGetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n,
+                                   &plan->workspace_bytes);
+      if (s != CUDNN_STATUS_SUCCESS) fail("cudnnBackendGetAttribute(WORKSPACE_SIZE)", "execution plan", -1, s);
+      plan->engine = plan_json(p);
+      plan->keep.push_back(std::move(og));  // the plan may refer to these; they live as long as it
+      plan->keep.push_back(std::move(heur));
+      plan->keep.push_back(std::move(cfgs[i]));
+      return plan;
     }
-    int64_t n = 0;
-    s = cudnnBackendGetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n,
-                                 &plan->workspace_bytes);
-    if (s != CUDNN_STATUS_SUCCESS) fail("cudnnBackendGetAttribute(WORKSPACE_SIZE)", "execution plan", -1, s);
-    int64_t len = 0;
-    if (cudnnBackendGetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, 0, &len,
-                                 nullptr) == CUDNN_STATUS_SUCCESS &&
-        len > 0) {
-      std::string json(static_cast<size_t>(len), '\0');
-      if (cudnnBackendGetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, len, &len,
-                                   json.data()) == CUDNN_STATUS_SUCCESS)
-        plan->engine = json.substr(0, std::min<size_t>(json.find('\0'), 200));
-    }
-    plan->keep.push_back(std::move(og));  // the plan may refer to these; they live as long as it
-    plan->keep.push_back(std::move(heur));
-    plan->keep.push_back(std::move(cfgs[i]));
-    return plan;
   }
   return nullptr;
 }

@@ -116,8 +116,10 @@ struct PlanReport {
   std::string text;
 };
 
-// Plans `graph` on the device behind `handle`, or, with `handle` null, deviceless for `device_props`.
-// Engines whose numerical notes include one in `exclude_notes` are skipped (e.g. NONDETERMINISTIC).
+// Plans `graph` on the device behind `handle`, or, with `handle` null, deviceless for `device_props`:
+// the first engine config that finalizes, in the order of cuDNN's heuristics mode A, then of its
+// fallback list. Engines whose numerical notes include one in `exclude_notes` are skipped (e.g.
+// NONDETERMINISTIC).
 // Returns null when no engine takes the graph; `report` (when given) says why.
 std::unique_ptr<Plan> make_plan(const Graph& graph, cudnnHandle_t handle, const Desc* device_props,
                                 const std::vector<cudnnBackendNumericalNote_t>& exclude_notes,

@@ -184,6 +184,10 @@ if want models && ((bench)) && (($(left) > 90)); then
   VT_ATTENTION_CUDNN=1 timeout 60 "$BUILD/bench_gpu_models" --only qwen2 | grep "^vt " | sed 's/^vt /cudnn_attn /'
 fi
 want infinity && run_pair bench_gpu_infinity 120 torch_gpu_infinity.py 120
+if want infinity && ((bench)) && (($(left) > 90)); then
+  step "Infinity rows again with attention on cuDNN's fused SDPA (VT_ATTENTION_CUDNN=1), for comparison"
+  VT_ATTENTION_CUDNN=1 timeout 80 "$BUILD/bench_gpu_infinity" --runs 2 --no-image | grep "^vt " | sed 's/^vt /cudnn_attn /'
+fi
 
 step "summary"
 {

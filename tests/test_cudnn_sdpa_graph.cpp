@@ -40,7 +40,8 @@ SdpaDims dims(int64_t B, int64_t Hq, int64_t Hkv, int64_t Tq, int64_t Tk, int64_
 enum class Outcome { Planned, CompiledStubDriver, Declined };
 
 // The kernels cuDNN compiled and tried to load, as tests/cuda_driver_shim.c (the libcuda.so.1 that
-// CTest puts first on the library path) kept their names; empty when another driver is loaded.
+// CTest puts first on the library path) kept their names; absent when another driver, or none yet,
+// is loaded (cuDNN loads it when it first needs it: look again after each plan).
 struct ShimKernels {
   int (*count)() = nullptr;
   const char* (*name)(int) = nullptr;
@@ -82,8 +83,7 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
       {1, 4, 4, 77, 190, 128, false, true},       // no mask, cross attention (Tq != Tk)
       {2, 7, 1, 129, 129, 64, false, false},      // GQA 7 (MQA), no mask
   };
-  int compiled = 0, planned = 0;
-  const ShimKernels shim;
+  int compiled = 0, planned = 0, named = 0;
   for (const Shape& s : shapes)
     for (int pass = 0; pass < 3; ++pass) {  // forward, backward, deterministic backward
       const SdpaDims d = dims(s.B, s.Hq, s.Hkv, s.Tq, s.Tk, s.D, s.causal, s.bthd);
@@ -95,8 +95,10 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
       CAPTURE(label);
       const SdpaGraph g = pass == 0 ? sdpa_forward_graph(d) : sdpa_backward_graph(d, pass == 2);
       PlanReport rep;
-      const int loaded_before = shim.present() ? shim.count() : 0;
+      const ShimKernels before;
+      const int loaded_before = before.present() ? before.count() : 0;
       const Outcome o = plan(g, *props, pass == 2, rep);
+      const ShimKernels shim;
       if (!stub && o == Outcome::Declined && rep.offered == 0) {
         // Without a driver library cuDNN filters every runtime-compiled engine out: nothing to
         // learn beyond the operation graph having been accepted (it was, or make_plan threw).
@@ -108,6 +110,7 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
       // The engine cuDNN ranks first must be its Hopper flash attention (wgmma), not the sm80 one.
       if (o == Outcome::CompiledStubDriver && shim.present()) {
         REQUIRE(shim.count() > loaded_before);
+        ++named;
         const std::string first = shim.name(loaded_before);
         CAPTURE(first);
         CHECK(first.find("sdpa_sm90_flash") != std::string::npos);
@@ -117,6 +120,8 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
       }
     }
   MESSAGE(compiled, " graphs compiled by cuDNN (module load refused by the stub driver), ", planned, " planned");
+  // Under CTest the stub is the shim (VT_CUDA_STUB): every compiled graph's engine was named.
+  if (stub) CHECK_MESSAGE(named == compiled, "the driver shim named ", named, " of ", compiled, " compiled graphs");
 
   // The control: attention whose P enters the P V product in f32 (cuDNN's fused engines want it in
   // the I/O dtype) must be declined, so that an accepted graph means something.

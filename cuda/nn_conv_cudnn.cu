@@ -33,8 +33,8 @@
 #include "allocator.h"
 #include "backend.h"
 #include "check.h"
-#include "device.h"
 #include "cudnn_graph.h"
+#include "device.h"
 #include "nn_conv_cudnn.h"
 
 namespace vt::cuda {

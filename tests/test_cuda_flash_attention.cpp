@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_rows.h"
 #include "cuda_test_util.h"
 #ifdef VT_WITH_CUDNN
 #include "../cuda/attention_cudnn.h"
@@ -29,6 +30,7 @@ using namespace vt;
 using test::bytes_of;
 using test::kCpu;
 using test::kGpu;
+using test::rows_of;
 
 namespace {
 
@@ -61,25 +63,6 @@ std::vector<Case> cases() {
       {"none: cross attention Tq=77 Tk=190, (B,T,H,D)", 2, 2, 2, 77, 190, Mask::none(), true},
       {"none: one exact tile T=64", 1, 1, 1, 64, 64, Mask::none()},
   };
-}
-
-// The contract's per-row key ranges, read off the mask's visible matrix (each row's visible keys
-// form one range for every structural mask).
-nn::AttentionRows rows_of(const Mask& m, int64_t Tq, int64_t Tk) {
-  nn::AttentionRows r;
-  if (m.kind == Mask::Kind::None) return r;
-  const std::vector<float> vis = m.visible(Tq, Tk).to(DType::F32).tolist<float>();
-  r.key_begin.assign(Tq, 0), r.key_end.assign(Tq, 0);
-  for (int64_t i = 0; i < Tq; ++i) {
-    int64_t a = -1, e = -1;
-    for (int64_t j = 0; j < Tk; ++j)
-      if (vis[i * Tk + j] != 0.f) {
-        if (a < 0) a = j;
-        e = j + 1;
-      }
-    if (a >= 0) r.key_begin[i] = a, r.key_end[i] = e;
-  }
-  return r;
 }
 
 struct Inputs {

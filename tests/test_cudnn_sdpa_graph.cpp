@@ -19,6 +19,7 @@
 #include <string>
 
 #include "../cuda/attention_cudnn.h"
+#include "attention_rows.h"
 #include "vt/ops.h"
 
 using namespace vt::cuda::cudnn;
@@ -147,19 +148,7 @@ TEST_CASE("cuDNN SDPA graphs: an engine takes every forward and backward graph v
 // for device ones (the routing reads only dtypes, shapes, strides and addresses).
 TEST_CASE("cuDNN SDPA routing: takes no mask and top-left causal, bf16/f16, D 64/128, Tq >= 64; keeps strides") {
   using vt::nn::AttentionMask;
-  const auto rows = [](const AttentionMask& m, int64_t Tq, int64_t Tk) {
-    vt::nn::AttentionRows r;
-    if (m.kind == AttentionMask::Kind::None) return r;
-    const std::vector<float> vis = m.visible(Tq, Tk).to(vt::DType::F32).tolist<float>();
-    r.key_begin.assign(Tq, 0), r.key_end.assign(Tq, 0);
-    for (int64_t i = 0; i < Tq; ++i) {
-      int64_t a = -1, e = -1;
-      for (int64_t j = 0; j < Tk; ++j)
-        if (vis[i * Tk + j] != 0.f) a = a < 0 ? j : a, e = j + 1;
-      if (a >= 0) r.key_begin[i] = a, r.key_end[i] = e;
-    }
-    return r;
-  };
+  const auto rows = vt::test::rows_of;
   const auto qkv = [](int64_t B, int64_t H, int64_t T, int64_t D, vt::DType dt) {
     return vt::empty({B, H, T, D}, {dt, vt::Device::cpu()});
   };

@@ -105,13 +105,23 @@ Entry& entry_for(int device, int pass, const SdpaDims& d, cudnnHandle_t h) {
   return *e;
 }
 
-// Runs `e`'s plan on the tensors `uids` name (device pointers `ptrs`), plus the by-value scalars
-// and the scratch buffers, on the current stream of `device`.
-void run(cudnnHandle_t h, const Entry& e, int device, float scale, std::vector<int64_t> uids,
-         std::vector<void*> ptrs) {
+// A graph tensor (by its uid field in SdpaGraph) and the device memory it reads or writes.
+using Binding = std::pair<int64_t SdpaGraph::*, const void*>;
+
+// Pass `pass` (0 forward, 1 backward, 2 deterministic backward) of call `d`: plans it once, then
+// runs it on `bound` plus the by-value scalars and the scratch buffers, on the current stream of
+// `device`. False when cuDNN declined the graph (the caller's own kernel runs it then).
+bool run_pass(int device, int pass, const SdpaDims& d, double scale, const std::vector<Binding>& bound) {
+  std::lock_guard<std::mutex> lock(mutex());
+  cudnnHandle_t h = handle(device);
+  const Entry& e = entry_for(device, pass, d, h);
+  if (!e.plan) return false;
   const SdpaGraph& g = e.graph;
-  float neg_inf = -INFINITY, one = 1.f;
-  uids.push_back(g.scale), ptrs.push_back(&scale);
+  std::vector<int64_t> uids;
+  std::vector<void*> ptrs;
+  for (const auto& [uid, ptr] : bound) uids.push_back(g.*uid), ptrs.push_back(const_cast<void*>(ptr));
+  float scale_f = static_cast<float>(scale), neg_inf = -INFINITY, one = 1.f;
+  uids.push_back(g.scale), ptrs.push_back(&scale_f);
   if (g.neg_inf) uids.push_back(g.neg_inf), ptrs.push_back(&neg_inf);
   if (g.one) uids.push_back(g.one), ptrs.push_back(&one);
   std::shared_ptr<void> sum, acc, ws;
@@ -126,6 +136,8 @@ void run(cudnnHandle_t h, const Entry& e, int device, float scale, std::vector<i
   }
   if (e.plan->workspace_bytes > 0) ws = allocate_workspace(e.plan->workspace_bytes, device);
   execute(h, *e.plan, uids, ptrs, ws.get());
+  ++g_runs[pass == 0 ? 0 : 1];
+  return true;
 }
 
 }  // namespace
@@ -134,17 +146,9 @@ bool sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const nn::A
                   const Tensor& out, const Tensor& lse) {
   if (mode() == Mode::Off) return false;
   const std::optional<SdpaDims> d = sdpa_dims(q, k, v, rows, nullptr);
-  if (!d) return false;
-  std::lock_guard<std::mutex> lock(mutex());
-  const int device = q.device().index;
-  cudnnHandle_t h = handle(device);
-  const Entry& e = entry_for(device, 0, *d, h);
-  if (!e.plan) return false;
-  const SdpaGraph& g = e.graph;
-  run(h, e, device, static_cast<float>(scale), {g.q, g.k, g.v, g.o, g.stats},
-      {q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(), lse.raw_data()});
-  ++g_runs[0];
-  return true;
+  return d && run_pass(q.device().index, 0, *d, scale,
+                       {{&SdpaGraph::q, q.raw_data()}, {&SdpaGraph::k, k.raw_data()}, {&SdpaGraph::v, v.raw_data()},
+                        {&SdpaGraph::o, out.raw_data()}, {&SdpaGraph::stats, lse.raw_data()}});
 }
 
 bool sdpa_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
@@ -153,18 +157,11 @@ bool sdpa_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   const Mode m = mode();
   if (m == Mode::Off) return false;
   const std::optional<SdpaDims> d = sdpa_dims(q, k, v, rows, &dout);
-  if (!d) return false;
-  std::lock_guard<std::mutex> lock(mutex());
-  const int device = q.device().index;
-  cudnnHandle_t h = handle(device);
-  const Entry& e = entry_for(device, m == Mode::Deterministic ? 2 : 1, *d, h);
-  if (!e.plan) return false;
-  const SdpaGraph& g = e.graph;
-  run(h, e, device, static_cast<float>(scale), {g.q, g.k, g.v, g.o, g.dout, g.stats, g.dq, g.dk, g.dv},
-      {q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(), dout.raw_data(), lse.raw_data(), dq.raw_data(),
-       dk.raw_data(), dv.raw_data()});
-  ++g_runs[1];
-  return true;
+  return d && run_pass(q.device().index, m == Mode::Deterministic ? 2 : 1, *d, scale,
+                       {{&SdpaGraph::q, q.raw_data()}, {&SdpaGraph::k, k.raw_data()}, {&SdpaGraph::v, v.raw_data()},
+                        {&SdpaGraph::o, out.raw_data()}, {&SdpaGraph::dout, dout.raw_data()},
+                        {&SdpaGraph::stats, lse.raw_data()}, {&SdpaGraph::dq, dq.raw_data()},
+                        {&SdpaGraph::dk, dk.raw_data()}, {&SdpaGraph::dv, dv.raw_data()}});
 }
 
 std::array<int64_t, 2> sdpa_runs() { return {g_runs[0].load(), g_runs[1].load()}; }

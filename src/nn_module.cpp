@@ -313,18 +313,27 @@ LoadResult Module::load_state_dict(const std::map<std::string, Tensor>& state, b
   return load_into(state_dict(), info, [&](const std::string& n) { return state.at(n); }, strict, source);
 }
 
-LoadResult Module::load(const std::string& path, bool strict) {
+LoadResult Module::load(const std::string& path, bool strict) { return load(path, strict, nullptr); }
+
+LoadResult Module::load(const std::string& path, bool strict, const CheckpointRename& rename) {
   io::CheckpointReader reader(path);
   std::map<std::string, SourceInfo> info;
+  std::map<std::string, std::string> file_name;  // module name -> checkpoint name
   for (const std::string& name : reader.names()) {
     const io::TensorEntry& e = reader.entry(name);
     VT_CHECK(e.shape.size() <= static_cast<size_t>(kMaxDims), "load ", reader.path(), ": tensor '", name, "' has ",
              e.shape.size(), " dims");
-    info[name] = {Shape(e.shape), e.dtype};
+    const std::optional<std::string> target = rename ? rename(name) : std::optional<std::string>(name);
+    if (!target) continue;
+    VT_CHECK(!file_name.count(*target), "load ", reader.path(), ": tensors '", file_name[*target], "' and '", name,
+             "' both load into '", *target, "'");
+    file_name[*target] = name;
+    info[*target] = {Shape(e.shape), e.dtype};
   }
-  auto fetch = [&](const std::string& name) {
+  auto fetch = [&](const std::string& target) {
     // A view of the mapped bytes (no copy) that lives only until copy_ has read it; the reader
     // keeps the mapping alive. The aliasing shared_ptr owns nothing.
+    const std::string& name = file_name.at(target);
     const uint8_t* data = reader.data(name);
     std::shared_ptr<void> view(std::shared_ptr<void>(), const_cast<uint8_t*>(data));
     return io::tensor_from_entry(reader.entry(name), data, view, true, reader.path());

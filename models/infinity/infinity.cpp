@@ -95,6 +95,15 @@ Infinity::Infinity(InfinityConfig cfg) : cfg_(std::move(cfg)) {
 
 // ---- conditioning ----------------------------------------------------------------------------------
 Condition Infinity::condition(const PackedText& text) const {
+  Condition c;
+  c.cond_BD = condition_vector(text);  // (B, C)
+  const Tensor t = nn::rms_norm(text.rows, text_norm_weight, cfg_.norm_eps);  // (ΣT, Ct)
+  c.memory = ca_proj2->forward(nn::gelu(ca_proj0->forward(t), /*approximate_tanh=*/true));  // (ΣT, C)
+  c.cu_seqlens = text.cu_seqlens;
+  return c;
+}
+
+Tensor Infinity::condition_vector(const PackedText& text) const {
   const int64_t C = cfg_.embed_dim, H = cfg_.num_heads, D = C / H, B = text.batch();
   VT_CHECK(B >= 1 && text.rows.dim() == 2 && text.rows.size(1) == cfg_.text_channels &&
                text.cu_seqlens.front() == 0 && text.cu_seqlens.back() == text.rows.size(0),
@@ -112,11 +121,7 @@ Condition Infinity::condition(const PackedText& text) const {
   for (int64_t b = 0; b <= B; ++b) cu_q[b] = b;
   Tensor pooled = nn::scaled_dot_product_attention(q, kv.select(0, 0), kv.select(0, 1),
                                                    nn::AttentionMask::varlen(cu_q, text.cu_seqlens));
-  Condition c;
-  c.cond_BD = sos_proj->forward(pooled.squeeze(0).transpose(0, 1).reshape({B, C}));  // (B, C)
-  c.memory = ca_proj2->forward(nn::gelu(ca_proj0->forward(t), /*approximate_tanh=*/true));  // (ΣT, C)
-  c.cu_seqlens = text.cu_seqlens;
-  return c;
+  return sos_proj->forward(pooled.squeeze(0).transpose(0, 1).reshape({B, C}));  // (B, C)
 }
 
 PackedText Infinity::unconditional_text(const std::vector<int64_t>& lengths) const {

@@ -60,6 +60,9 @@ class Infinity : public nn::Module {
   // ---- conditioning (§6.2) -----------------------------------------------------------------------
   // text rows -> cond_BD (attentive pooling) and memory (text_proj_for_ca), both after text_norm.
   Condition condition(const PackedText& text) const;
+  // cond_BD alone (text_norm, then text_proj_for_sos): (B, C). VARGPT conditions on one sos row
+  // and brings its own memory, so it skips text_proj_for_ca (vargpt.md Q7).
+  Tensor condition_vector(const PackedText& text) const;
   // The unconditional rows: cfg_uncond[:T_b] for each sample's length (error when a length exceeds
   // the table). Used for CFG at inference and for condition dropout in training.
   PackedText unconditional_text(const std::vector<int64_t>& lengths) const;

@@ -49,6 +49,11 @@ Tensor cfg_combine(const Tensor& cond_logits, const Tensor& uncond_logits, doubl
 }
 
 Tensor sample_bits(const Tensor& logits, int64_t top_k, double top_p, Generator* gen) {
+  const Tensor p1 = bit_probabilities(logits, top_k, top_p);
+  return lt(rand(p1.shape(), {DType::F32, p1.device()}, gen), p1);
+}
+
+Tensor bit_probabilities(const Tensor& logits, int64_t top_k, double top_p) {
   VT_CHECK(logits.size(-1) % 2 == 0, "sample_bits: the last dim (", logits.size(-1), ") is not 2d");
   Shape pair_shape = logits.shape();
   pair_shape[pair_shape.size() - 1] /= 2;
@@ -66,7 +71,7 @@ Tensor sample_bits(const Tensor& logits, int64_t top_k, double top_p, Generator*
     decided = decided.defined() ? logical_or(decided, by_p) : by_p;
   }
   if (decided.defined()) p1 = where(decided, cast(one_larger, DType::F32), p1);
-  return lt(rand(p1.shape(), {DType::F32, p1.device()}, gen), p1);
+  return p1;
 }
 
 // ---- sampling -----------------------------------------------------------------------------------------

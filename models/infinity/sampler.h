@@ -83,6 +83,9 @@ Tensor cfg_combine(const Tensor& cond_logits, const Tensor& uncond_logits, doubl
                    bool var_linear_ramp);
 // logits (..., 2d) -> bits (..., d) Bool, with the per-bit top-k / top-p rules above.
 Tensor sample_bits(const Tensor& logits, int64_t top_k, double top_p, Generator* gen);
+// The probability of each bit being 1 after the top-k / top-p rules: (..., 2d) -> (..., d) f32.
+// sample_bits draws bit = [u < p] with u uniform in [0, 1).
+Tensor bit_probabilities(const Tensor& logits, int64_t top_k, double top_p);
 
 // The KV-cached logits of every scale (no CFG, tau 1) with the given bits as the inputs: equals
 // the teacher-forced forward (tests; upstream's gt_leak = K).

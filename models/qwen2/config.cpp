@@ -71,10 +71,12 @@ Qwen2Config Qwen2Config::from_json_text(const std::string& text, const std::stri
   VT_CHECK(top.is_object(), source, ": expected a JSON object at the top level");
   Qwen2Config c;
   VT_CHECK(top.contains("model_type") && top["model_type"].is_string(), source,
-           ": no \"model_type\" (expected \"qwen2\" or \"qwen2_vl\")");
+           ": no \"model_type\" (expected \"qwen2\", \"qwen2_vl\" or \"vargpt_qwen2_vl\")");
   c.model_type = top["model_type"].get<std::string>();
-  VT_CHECK(c.model_type == "qwen2" || c.model_type == "qwen2_vl", source, ": model_type \"", c.model_type,
-           "\" is not a Qwen2 decoder (expected \"qwen2\" or \"qwen2_vl\")");
+  // vargpt_qwen2_vl (VARGPT-v1.1) is a qwen2_vl config plus its generation fields (vargpt.md §15).
+  VT_CHECK(c.model_type == "qwen2" || c.model_type == "qwen2_vl" || c.model_type == "vargpt_qwen2_vl", source,
+           ": model_type \"", c.model_type,
+           "\" is not a Qwen2 decoder (expected \"qwen2\", \"qwen2_vl\" or \"vargpt_qwen2_vl\")");
   const json* text_config = nullptr;
   if (top.contains("text_config") && top["text_config"].is_object()) text_config = &top["text_config"];
   const Fields f{top, text_config, source};

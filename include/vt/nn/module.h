@@ -24,7 +24,9 @@
 // mismatch (both shapes). strict=false tolerates missing and unexpected tensors (they are returned)
 // but never a shape mismatch. Nothing is modified when loading fails.
 #pragma once
+#include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -97,6 +99,11 @@ class Module {
   // A .safetensors file, a directory with model.safetensors or a sharded index, or the index file.
   // Tensors are copied straight from the mapped file into the parameters, one at a time.
   LoadResult load(const std::string& path, bool strict = true);
+  // The same, with each checkpoint name passed through `rename` first: it returns the module name
+  // the tensor loads into, or std::nullopt to skip the tensor (a buffer the module does not keep).
+  // Used where a checkpoint spells names differently from the module (BSQ-VAE's wrapped convs).
+  using CheckpointRename = std::function<std::optional<std::string>(const std::string&)>;
+  LoadResult load(const std::string& path, bool strict, const CheckpointRename& rename);
   // state_dict() to one safetensors file, atomically (temp file + rename).
   void save(const std::string& path, const std::map<std::string, std::string>& metadata = {}) const;
   // HF layout: dir/model.safetensors, or shards of at most max_shard_bytes plus the index.

@@ -1,0 +1,118 @@
+// vargpt/vargpt.h: VARGPTQwen2VLForConditionalGeneration (vargpt.md §1-§4, §15): Qwen2-VL for
+// understanding, with Infinity's bitwise next-scale decoder and the BSQ-VAE for generation, joined
+// by two GenPatchMerger projectors. The LLM stays in the loop at every scale.
+//
+//   understanding:  ids + images --visual, model--> hidden (B, T, Cl) --lm_head--> logits
+//   generation (one image, spec §6; Cl = LLM width 3584, C = Infinity width 2048, d = 32 bits):
+//     prefix hidden H_prefix (L, Cl) --image_gen_projector_out--> cross-attention memory (L, C)
+//     sos_embedding[<|image_gen_start|>] --text_norm, text_proj_for_sos--> cond_BD (C)   (constant, Q3)
+//     per scale k:  X_k (n_k, d) --word_embed--> (n_k, C) --image_gen_projector--> (n_k, Cl)
+//                   --model (KV cache of the prompt and earlier scales)--> (n_k, Cl)
+//                   --image_gen_projector_out--> (n_k, C) --vargpt_gen blocks, head--> (n_k, 2d)
+//                   CFG against an unconditional row, bits sampled, accumulated into S (d, h, w)
+//     S --vae_local decoder--> image (3, 16 h, 16 w)
+//
+// The attribute names are upstream's and are also the checkpoint prefixes: visual, model, lm_head,
+// vargpt_gen, vae_local, image_gen_projector, image_gen_projector_out, sos_embedding. The files of
+// this folder: vargpt.{h,cpp} (configuration, projectors, conditions, loading), generate.{h,cpp}
+// (text decoding with the hand-off and the per-scale loop), training.{h,cpp} (the teacher-forced
+// forward, its loss and the stage freeze presets).
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bsq_vae/bsq_vae.h"
+#include "infinity/infinity.h"
+#include "qwen2/config.h"
+#include "qwen2_vl/qwen2_vl.h"
+#include "qwen2_vl/vision.h"
+
+namespace vt::tok {
+class Tokenizer;
+}
+
+namespace vt::vargpt {
+
+// The three generation tokens (vargpt.md §2), read from config.json's "special_tokens".
+struct GenerationTokens {
+  int64_t start = 151657;  // <|image_gen_start|>: switches the model to image generation
+  int64_t end = 151658;    // <|image_gen_end|>: closes an image span in training sequences
+  int64_t pad = 151659;    // <|image_gen_pad|>: one per Infinity token slot in training sequences
+};
+
+struct VargptConfig {
+  qwen2::Qwen2Config llm;            // config.json (model_type vargpt_qwen2_vl)
+  qwen2_vl::VisionConfig vision;     // config.json "vision_config"
+  infinity::InfinityConfig gen;      // read off the vargpt_gen.* tensor shapes (upstream hard-codes it)
+  bsq::BsqVaeConfig vae;             // read off the vae_local.* tensor shapes
+  GenerationTokens tokens;
+  int64_t sos_rows = 0;              // sos_embedding rows: tokens.start + 1 (Q2: only the last is read)
+
+  // dir/config.json and the checkpoint's tensor shapes (no tensor data is read). Errors name the
+  // file and field; a checkpoint without generation tensors is an error that says `vargpt chat`
+  // still runs it.
+  static VargptConfig load(const std::string& dir);
+  // True when dir's config.json declares a VARGPT model (model_type vargpt_qwen2_vl or a
+  // "special_tokens" entry) and its checkpoint holds vargpt_gen.* tensors.
+  static bool has_generation(const std::string& dir);
+};
+
+// Refuses a tokenizer whose generation tokens are not the config's: a Qwen2.5 tokenizer maps
+// 151657.. to <tool_call> etc., and a tokenizer without the three added tokens cannot write them.
+void check_tokenizer(const tok::Tokenizer& tokenizer, const GenerationTokens& tokens, const std::string& source);
+
+// GenPatchMerger (M:1444): y = mlp.2(GELU_erf(mlp.0(x))). ln_q is built, loaded and saved but never
+// applied upstream (Q1), so it is kept here for the checkpoint only.
+class GenPatchMerger : public nn::Module {
+ public:
+  GenPatchMerger(int64_t dim_out, int64_t in_dim, DType dtype);
+  Tensor forward(const Tensor& x) const;  // (..., in_dim) -> (..., dim_out)
+  std::shared_ptr<nn::Linear> fc1, fc2;   // mlp.0 (in, in), mlp.2 (out, in)
+  Tensor ln_q_weight, ln_q_bias;          // (in) each, unused (Q1)
+};
+
+class VARGPTQwen2VLForConditionalGeneration : public nn::Module {
+ public:
+  // Parameters in `dtype` except vae_local, which stays f32 (vargpt.md §16: sign decisions of the
+  // training labels are taken on its latent).
+  VARGPTQwen2VLForConditionalGeneration(const VargptConfig& cfg, DType dtype = DType::F32);
+  // dir: config.json, tokenizer.json (optional here; checked when present), and model.safetensors
+  // or shards + model.safetensors.index.json, read by mmap. Every missing, unexpected or mis-shaped
+  // tensor is listed in one error. The vae_local.quantizer.lfq.mask buffer is accepted and ignored.
+  static std::shared_ptr<VARGPTQwen2VLForConditionalGeneration> from_pretrained(
+      const std::string& dir, std::optional<DType> dtype = std::nullopt);
+
+  const VargptConfig& config() const { return cfg_; }
+  const GenerationTokens& tokens() const { return cfg_.tokens; }
+  DType dtype() const { return lm->dtype(); }
+  Device device() const { return lm->model->embed_tokens.device(); }
+
+  // ---- the conditions of the decoder (vargpt.md §4.2, §4.3) --------------------------------------
+  // cond_BD (B, C) of the sos row (or, for condition dropout and the CFG row, of cfg_uncond[0:1]):
+  // text_norm then text_proj_for_sos over that single row, repeated for B rows.
+  Tensor sos_condition(int64_t batch, bool unconditional = false) const;
+  // The cross-attention memory of the conditional rows: image_gen_projector_out of each sample's
+  // prefix hidden states (L_b, Cl), packed (ΣL, C) with cu_seqlens.
+  infinity::PackedText prefix_memory(const std::vector<Tensor>& prefix_hidden) const;
+
+  // ---- the language half, shared with Qwen2-VL -----------------------------------------------------
+  std::shared_ptr<qwen2_vl::Qwen2VLForConditionalGeneration> vl;  // embed(), positions()
+  std::shared_ptr<qwen2_vl::VisionTransformer> visual;
+  std::shared_ptr<qwen2::Qwen2ForCausalLM> lm;  // lm->model is "model", lm->lm_head is "lm_head"
+
+  // ---- the generation half --------------------------------------------------------------------------
+  std::shared_ptr<infinity::Infinity> vargpt_gen;
+  std::shared_ptr<bsq::BsqVae> vae_local;
+  std::shared_ptr<GenPatchMerger> image_gen_projector;      // Infinity -> LLM: C -> C -> Cl
+  std::shared_ptr<GenPatchMerger> image_gen_projector_out;  // LLM -> Infinity: Cl -> Cl -> C
+  Tensor sos_embedding;                                     // (tokens.start + 1, C), "sos_embedding.weight"
+
+ private:
+  VargptConfig cfg_;
+};
+
+using Vargpt = VARGPTQwen2VLForConditionalGeneration;
+
+}  // namespace vt::vargpt

@@ -113,13 +113,25 @@ TrainingOutput training_forward(const Vargpt& model, const TrainingBatch& batch,
     key_mask = batch.attention_mask.to(dev);
   const Tensor hidden = model.lm->model->forward(embeds, model.lm->rope(positions.to(dev)), key_mask);  // (B, T, Cl)
 
-  // Text loss (§11): labels are the ids with the pad slots ignored; every other position counts,
-  // the prompt and padding included (Q8), unless the dataset labels are asked for.
-  Tensor labels = opt.mask_prompt_loss ? batch.labels : batch.input_ids;
-  VT_CHECK(labels.defined() && labels.dim() == 2 && labels.size(0) == B && labels.size(1) == T,
-           "VARGPT training: mask_prompt_loss needs labels of shape (", B, ", ", T, ")");
-  labels = where(eq(batch.input_ids.to(dev), double(tk.pad)), full({B, T}, -100.0, {DType::I64, dev}),
-                 labels.to(dev).to(DType::I64));
+  // Text loss (§11). A generation row's labels are its ids with the pad slots ignored: every other
+  // position counts, the prompt and padding included (Q8), unless mask_prompt_loss asks for the
+  // dataset labels. A row without a span (understanding) always takes the dataset labels, as
+  // upstream's plain Qwen2-VL branch does.
+  const bool need_labels = opt.mask_prompt_loss || G < B;
+  VT_CHECK(!need_labels || (batch.labels.defined() && batch.labels.dim() == 2 && batch.labels.size(0) == B &&
+                            batch.labels.size(1) == T),
+           "VARGPT training: ", opt.mask_prompt_loss ? "mask_prompt_loss" : "a row without an <image_gen> span",
+           " needs dataset labels of shape (", B, ", ", T, "), got ",
+           batch.labels.defined() ? batch.labels.shape().str() : std::string("none"));
+  Tensor labels = batch.input_ids.to(dev).to(DType::I64);
+  if (need_labels) {
+    std::vector<uint8_t> use_ids(B, 0);
+    if (!opt.mask_prompt_loss)
+      for (const Span& s : spans) use_ids[s.row] = 1;
+    const Tensor rows = from_vector(use_ids, {B, 1}).to(dev).to(DType::Bool);
+    labels = where(rows, labels, batch.labels.to(dev).to(DType::I64));
+  }
+  labels = where(eq(batch.input_ids.to(dev), double(tk.pad)), full({B, T}, -100.0, {DType::I64, dev}), labels);
   const Tensor logits = model.lm->logits(hidden);  // (B, T, V)
   if (opt.text_logits) out.text_logits = logits;
   out.text_loss = nn::cross_entropy(logits.narrow(1, 0, T - 1), labels.narrow(1, 1, T - 1));

@@ -27,7 +27,8 @@ namespace vt::vargpt {
 struct TrainingBatch {
   Tensor input_ids;       // (B, T) int64, right-padded
   Tensor attention_mask;  // (B, T), 1 = token; undefined = no padding
-  Tensor labels;          // (B, T) int64 dataset labels (-100 = no loss), used with mask_prompt_loss
+  Tensor labels;          // (B, T) int64 dataset labels (-100 = no loss): rows without a span, and
+                          // every row with mask_prompt_loss
   Tensor pixel_values;    // (Σ t h w, 1176) understanding images (ViT), or undefined
   std::vector<qwen2_vl::GridTHW> image_grid_thw;
   // Generation targets of the G rows holding an <image_gen> span, in batch order:

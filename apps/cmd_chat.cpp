@@ -1,8 +1,12 @@
 // cmd_chat.cpp: `vargpt chat`: talk to a Qwen2, Qwen2-VL or VARGPT-v1.1 checkpoint directory
 // (config.json, tokenizer.json, safetensors), with images, one prompt or interactively, streaming
-// tokens as they are produced. The generation half of a VARGPT-v1.1 checkpoint is not loaded here.
+// tokens as they are produced. A VARGPT-v1.1 checkpoint with generation tensors is loaded whole and
+// answers through vargpt::decode_text: when its reply reaches <|image_gen_start|>, the per-scale loop
+// draws the image and it is written as a PNG (vargpt.md §5). Without generation tensors it runs as
+// Qwen2-VL, the generation prefixes skipped.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -13,13 +17,17 @@
 #include "qwen2/qwen2.h"
 #include "qwen2_vl/image_processor.h"
 #include "qwen2_vl/qwen2_vl.h"
+#include "shapeworld/render.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/chat_template.h"
+#include "vargpt/generate.h"
 #include "vt/ops.h"
 
 namespace {
 
 using namespace vt;
+namespace vg = vt::vargpt;  // the model; ::vargpt is the command line
+namespace cli = ::vargpt;
 
 const char* const kUsage =
     "usage:\n"
@@ -39,13 +47,22 @@ const char* const kUsage =
     "  --device cpu|cuda     default cpu;  --dtype f32|bf16: weights (default: the config's)\n"
     "  --tokenizer PATH      default DIR/tokenizer.json;  --threads N\n"
     "  --print-ids           also print the generated token ids\n"
+    "a VARGPT-v1.1 checkpoint with generation tensors draws an image when its reply asks for one:\n"
+    "  --image-out PATH      where (default vargpt_chat_<n>.png, n = 1, 2, ... in the current directory;\n"
+    "                        a given PATH takes the first image, PATH's stem + _<n> the later ones)\n"
+    "  --size SIZE           256, 512 or WxH, width x height (default 512);  --cfg C (default 3)\n"
+    "  --seed S              also the image seed: image n of the session uses S + n - 1\n"
     "interactive commands: /image PATH (attach to the next turn), /reset, /quit\n";
 
 bool file_exists(const std::string& p) { return std::ifstream(p).good(); }
 
 struct Chat {
   std::shared_ptr<qwen2::Qwen2ForCausalLM> text;                  // model_type qwen2
-  std::shared_ptr<qwen2_vl::Qwen2VLForConditionalGeneration> vl;  // qwen2_vl
+  std::shared_ptr<qwen2_vl::Qwen2VLForConditionalGeneration> vl;  // qwen2_vl (also vargpt->vl)
+  std::shared_ptr<vg::Vargpt> vargpt;  // a VARGPT-v1.1 checkpoint with generation tensors
+  vg::ImageOptions image;              // its images: --size, --cfg
+  std::string image_out;               // --image-out, or empty for vargpt_chat_<n>.png
+  int64_t images_written = 0;
   std::unique_ptr<tok::Tokenizer> tokenizer;
   qwen2_vl::ImageProcessorConfig image_cfg;
   qwen2_vl::PositionMode positions = qwen2_vl::PositionMode::MRope;
@@ -56,7 +73,7 @@ struct Chat {
   const qwen2::Qwen2Config& config() const { return vl ? vl->config() : text->config(); }
 };
 
-Chat load_chat(const vargpt::Options& o) {
+Chat load_chat(const cli::Options& o) {
   Chat c;
   const std::string dir = o.required("model");
   c.device = Device::parse(o.value_or("device", "cpu"));
@@ -66,8 +83,27 @@ Chat load_chat(const vargpt::Options& o) {
   else if (d == "bf16") dtype = DType::BF16;
   else VT_CHECK(d.empty(), "--dtype must be f32 or bf16, got '", d, "'");
   const qwen2::Qwen2Config cfg = qwen2::Qwen2Config::load(dir);
+  const std::string pm = o.value_or("positions", "mrope");
+  VT_CHECK(pm == "mrope" || pm == "sequential", "--positions must be mrope or sequential, got '", pm, "'");
+  c.positions = pm == "mrope" ? qwen2_vl::PositionMode::MRope : qwen2_vl::PositionMode::Sequential;
+  std::tie(c.image.height, c.image.width) = parse_image_size(o.value_or("size", "512"));
+  c.image.cfg = o.real("cfg", 3.0);
+  c.image_out = o.value_or("image-out", "");
+  const bool generation = cfg.model_type != "qwen2" && vg::VargptConfig::has_generation(dir);
+  if (generation && c.positions != qwen2_vl::PositionMode::MRope)
+    std::fprintf(stderr, "chat: --positions sequential: the generation half is not loaded (decode_text uses M-RoPE)\n");
   const auto t0 = std::chrono::steady_clock::now();
-  if (cfg.model_type == "qwen2") {
+  if (generation && c.positions == qwen2_vl::PositionMode::MRope) {
+    c.vargpt = vg::Vargpt::from_pretrained(dir, dtype);
+    c.vargpt->to(c.device);
+    c.vl = c.vargpt->vl;
+    const int64_t scales = infinity::schedule_for_image(c.image.height, c.image.width).num_scales();
+    VT_CHECK(scales <= c.vargpt->config().gen.num_levels, "--size ", c.image.width, "x", c.image.height, " takes ",
+             scales, " scales; this checkpoint's generator has ", c.vargpt->config().gen.num_levels,
+             " level embeddings (try a smaller --size)");
+    if (file_exists(dir + "/preprocessor_config.json"))
+      c.image_cfg = qwen2_vl::ImageProcessorConfig::from_json_file(dir + "/preprocessor_config.json");
+  } else if (cfg.model_type == "qwen2") {
     c.text = qwen2::Qwen2ForCausalLM::from_pretrained(dir, dtype);
     c.text->to(c.device);
   } else {
@@ -77,13 +113,10 @@ Chat load_chat(const vargpt::Options& o) {
       c.image_cfg = qwen2_vl::ImageProcessorConfig::from_json_file(dir + "/preprocessor_config.json");
   }
   c.tokenizer = std::make_unique<tok::Tokenizer>(tok::Tokenizer::from_file(o.value_or("tokenizer", dir + "/tokenizer.json")));
-  std::fprintf(stderr, "chat: loaded %s (%s, %lld layers, %s) in %.1f s\n", dir.c_str(), cfg.model_type.c_str(),
+  std::fprintf(stderr, "chat: loaded %s (%s, %lld layers, %s%s) in %.1f s\n", dir.c_str(), cfg.model_type.c_str(),
                (long long)cfg.num_hidden_layers, std::string(dtype_name(c.vl ? c.vl->dtype() : c.text->dtype())).c_str(),
+               c.vargpt ? ", image generation" : "",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-
-  const std::string pm = o.value_or("positions", "mrope");
-  VT_CHECK(pm == "mrope" || pm == "sequential", "--positions must be mrope or sequential, got '", pm, "'");
-  c.positions = pm == "mrope" ? qwen2_vl::PositionMode::MRope : qwen2_vl::PositionMode::Sequential;
   c.gen.max_new_tokens = o.integer("max-new-tokens", 256);
   VT_CHECK(c.gen.max_new_tokens > 0, "--max-new-tokens must be positive");
   c.gen.stop_tokens = cfg.eos_token_ids;
@@ -120,6 +153,58 @@ struct Streamer {
   }
 };
 
+// The path of the session's n-th image (n from 1).
+std::string image_path(const Chat& c, int64_t n) {
+  if (c.image_out.empty()) return "vargpt_chat_" + std::to_string(n) + ".png";
+  if (n == 1) return c.image_out;
+  const std::filesystem::path p(c.image_out);
+  return (p.parent_path() / (p.stem().string() + "_" + std::to_string(n) + p.extension().string())).string();
+}
+
+// A VARGPT-v1.1 reply: decode_text streams the text and, when the model writes
+// <|image_gen_start|>, hands its state to generate_image; the image is written as a PNG.
+std::string reply_vargpt(Chat& c, const vg::Prompt& prompt) {
+  Streamer stream{*c.tokenizer, {}, 0};
+  vg::TextOptions text;
+  text.max_new_tokens = c.gen.max_new_tokens;
+  text.sampling = c.gen.sampling;
+  text.stop_tokens = c.gen.stop_tokens;
+  const int64_t start_id = c.vargpt->tokens().start;
+  text.on_token = [&](int64_t, int64_t token) {
+    for (int64_t stop : text.stop_tokens)
+      if (token == stop) return;
+    // the start token, and ids past the tokenizer (the embedding has more rows), are not text
+    if (token != start_id && token < int64_t(c.tokenizer->vocab_size())) stream.push(token);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  vg::TextResult r = vg::decode_text(*c.vargpt, {prompt}, text);
+  std::printf("\n");
+  std::fprintf(stderr, "chat: prompt %zu tokens, %zu new tokens in %.2f s\n", prompt.ids.size(), r.tokens[0].size(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (c.print_ids) {
+    std::printf("ids:");
+    for (int64_t id : r.tokens[0]) std::printf(" %lld", (long long)id);
+    std::printf("\n");
+  }
+  if (r.wants_image[0]) {
+    vg::ImageOptions opt = c.image;
+    opt.seeds = {c.gen.sampling.seed + uint64_t(c.images_written)};
+    const auto t1 = std::chrono::steady_clock::now();
+    const vg::ImageResult image = vg::generate_image(*c.vargpt, r.state, opt);
+    for (const std::string& w : image.warnings) std::fprintf(stderr, "chat: warning: %s\n", w.c_str());
+    const Tensor pixels = image.pixels.contiguous();  // (1, H, W, 3) uint8 RGB
+    shapes::Image png{int(pixels.size(2)), int(pixels.size(1))};
+    std::copy(pixels.data<uint8_t>(), pixels.data<uint8_t>() + pixels.numel(), png.rgb.begin());
+    const std::string path = image_path(c, ++c.images_written);
+    shapes::write_png(path, png);
+    std::printf("[image: %s]\n", path.c_str());
+    std::fflush(stdout);
+    std::fprintf(stderr, "chat: %dx%d image in %.2f s\n", png.width, png.height,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
+  }
+  return c.tokenizer->decode(stream.ids, true);
+}
+
 // One assistant reply to `messages` (whose user turns reference `images` in order). Returns its text.
 std::string reply(Chat& c, const std::vector<tok::ChatMessage>& messages, const std::vector<std::string>& images) {
   qwen2_vl::ProcessedImages px;
@@ -145,6 +230,14 @@ std::string reply(Chat& c, const std::vector<tok::ChatMessage>& messages, const 
     VT_CHECK(id < c.config().vocab_size, "chat: token id ", id, " is outside the model's vocabulary (",
              c.config().vocab_size, "): does the tokenizer belong to this checkpoint?");
   std::vector<int64_t> ids(ids32.begin(), ids32.end());
+  if (c.vargpt) {
+    vg::Prompt p{ids, {}, {}};
+    if (!images.empty()) {
+      p.pixel_values = px.pixel_values;
+      p.image_grid_thw = qwen2_vl::grid_rows(px.image_grid_thw);
+    }
+    return reply_vargpt(c, p);
+  }
   const Tensor input_ids = from_blob(ids.data(), {1, int64_t(ids.size())}, DType::I64).clone();
 
   Streamer stream{*c.tokenizer, {}, 0};
@@ -197,11 +290,12 @@ int cmd_chat(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  auto o = vargpt::parse_options(argc, argv, 1,
-                                 {"model", "image", "prompt", "system", "max-new-tokens", "temperature", "top-k", "top-p",
-                                  "repetition-penalty", "seed", "positions", "device", "dtype", "tokenizer", "threads"},
-                                 {"sample", "print-ids"}, kUsage);
-  vargpt::set_threads(o);
+  auto o = cli::parse_options(argc, argv, 1,
+                              {"model", "image", "prompt", "system", "max-new-tokens", "temperature", "top-k", "top-p",
+                               "repetition-penalty", "seed", "positions", "device", "dtype", "tokenizer", "threads",
+                               "image-out", "size", "cfg"},
+                              {"sample", "print-ids"}, kUsage);
+  cli::set_threads(o);
   Chat c = load_chat(o);
   std::vector<tok::ChatMessage> history;
   if (o.has("system")) history.push_back({"system", {tok::ChatPart::of_text(o.value_or("system", ""))}});

@@ -5,7 +5,17 @@
 // line to the table in apps/vargpt.cpp. Functions return the process exit status; they may throw
 // vt::Error, which main() prints as "vargpt xxx: error: <message>" with exit status 1.
 #pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
 
 int cmd_shapes(int argc, char** argv);  // ShapeWorld data and evaluation (apps/cmd_shapes.cpp)
 int cmd_vae(int argc, char** argv);     // BSQ-VAE tokenizer: encode, decode, round trip (apps/cmd_vae.cpp)
 int cmd_chat(int argc, char** argv);    // Qwen2 / Qwen2-VL / VARGPT chat with images (apps/cmd_chat.cpp)
+int cmd_generate(int argc, char** argv);  // VARGPT text to image, batched (apps/cmd_generate.cpp)
+int cmd_edit(int argc, char** argv);      // VARGPT image editing (apps/cmd_generate.cpp)
+
+// --size of generate, edit and chat: "256", "512" (square) or "WxH" (width x height) -> (height,
+// width), checked against Infinity's templates (the error lists the sizes the aspect allows).
+// Defined in apps/cmd_generate.cpp.
+std::pair<int64_t, int64_t> parse_image_size(const std::string& text);

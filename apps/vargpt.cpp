@@ -18,6 +18,8 @@ struct Subcommand {
 const Subcommand kSubcommands[] = {
     {"shapes", cmd_shapes, "ShapeWorld: write the procedural dataset; score generations, answers, edits"},
     {"chat", cmd_chat, "talk to a Qwen2 / Qwen2-VL / VARGPT-v1.1 checkpoint, with images"},
+    {"generate", cmd_generate, "VARGPT-v1.1 text to image: prompts (or a prompts file) -> PNGs, batched"},
+    {"edit", cmd_edit, "VARGPT-v1.1 image editing: an image and an instruction -> PNG"},
     {"vae", cmd_vae, "BSQ-VAE tokenizer: image -> per-scale bits -> image, round-trip PSNR"},
 };
 

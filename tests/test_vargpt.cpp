@@ -108,20 +108,22 @@ vargpt::Prompt reference_prompt(const std::string& which) {
   return p;
 }
 
-// Prefill a prompt that already ends with <|image_gen_start|> (max_new_tokens is not reached: the
-// caller forces the hand-off by ending the ids with the start token, so decode_text feeds nothing).
-vargpt::HandOff hand_off(const Vargpt& m, std::vector<vargpt::Prompt> prompts) {
-  // decode_text prefills the whole prompt; the start token then is the prompt's last id, so the
-  // hand-off is the prefill itself: strip it and let decode_text force it as the first token.
+// The hand-off of prompts that end with <|image_gen_start|>: the prefill itself (the reference
+// prefills the start token with the prompt). With `as_decode_step` the start token is stripped and
+// decode_text forces it as its first token instead, which must give the same image.
+vargpt::HandOff hand_off(const Vargpt& m, std::vector<vargpt::Prompt> prompts, bool as_decode_step = false) {
   vargpt::TextOptions opt;
   opt.max_new_tokens = 1;
   opt.force_image = true;
   for (auto& p : prompts) {
     REQUIRE(p.ids.back() == m.tokens().start);
-    p.ids.pop_back();
+    if (as_decode_step) p.ids.pop_back();
   }
   vargpt::TextResult r = vargpt::decode_text(m, prompts, opt);
-  for (size_t b = 0; b < prompts.size(); ++b) REQUIRE(r.wants_image[b]);
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    REQUIRE(r.wants_image[b]);
+    CHECK(r.tokens[b].size() == (as_decode_step ? 1u : 0u));
+  }
   return std::move(r.state);
 }
 
@@ -233,9 +235,10 @@ TEST_CASE("VARGPT: each stage's freeze preset trains exactly its set, and its gr
 TEST_CASE("VARGPT: the per-scale loop fed the reference's draws gives its bits, logits and pixels") {
   const auto m = model();
   const auto& r = ref();
-  for (const std::string which : {"t2i", "edit"}) {
-    INFO(which);
-    vargpt::HandOff st = hand_off(*m, {reference_prompt(which)});
+  for (const auto& [which, as_step] : std::vector<std::pair<std::string, bool>>{{"t2i", false}, {"edit", false},
+                                                                               {"t2i", true}}) {
+    INFO(which, as_step ? " (start token as a decode step)" : "");
+    vargpt::HandOff st = hand_off(*m, {reference_prompt(which)}, as_step);
     vargpt::ImageOptions opt = reference_image_options();
     opt.uniforms = r.at(which + ".uniform");
     const vargpt::ImageResult out = vargpt::generate_image(*m, st, opt);

@@ -112,7 +112,12 @@ TextResult decode_text(const Vargpt& model, const std::vector<Prompt>& prompts, 
   r.tokens.assign(B, {});
   r.wants_image.assign(B, false);
   std::vector<uint8_t> active(B, 1);
-  for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
+  // A prompt that already ends with <|image_gen_start|> (a reply forced by the caller) has handed
+  // off in the prefill: the start token is in the cache, its hidden state is not in the memory.
+  for (int64_t b = 0; b < B; ++b)
+    if (prompts[b].ids.back() == start_id) r.wants_image[b] = true, active[b] = 0;
+  for (int64_t step = 0; step < opt.max_new_tokens && std::find(active.begin(), active.end(), 1) != active.end();
+       ++step) {
     const bool last = step + 1 == opt.max_new_tokens;
     std::vector<int64_t> feed(B, 0);
     std::vector<uint8_t> fed(B, 0);

@@ -66,7 +66,8 @@ struct TextResult {
   HandOff state;  // every row; select_rows() keeps those that make images
 };
 
-// Prefills the prompts (left-padded) and decodes their replies.
+// Prefills the prompts (left-padded) and decodes their replies. A prompt ending with
+// <|image_gen_start|> (the caller forced the reply) hands off right after the prefill.
 TextResult decode_text(const Vargpt& model, const std::vector<Prompt>& prompts, const TextOptions& opt);
 // The rows `rows` of a hand-off, in that order.
 HandOff select_rows(const HandOff& state, const std::vector<int64_t>& rows);

@@ -1,0 +1,221 @@
+// trainer.cpp: the training loop; see trainer.h.
+#include "trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "infinity/self_correction.h"
+#include "vt/autograd.h"
+#include "vt/ops.h"
+#include "vt/optim/adamw.h"
+#include "vt/optim/clip.h"
+#include "vt/optim/schedule.h"
+
+namespace vt::train {
+
+using json = nlohmann::json;
+
+vargpt::TrainingBatch make_training_batch(const vargpt::Vargpt& model, const Batch& batch, const Recipe& recipe,
+                                          Generator& gen) {
+  vargpt::TrainingBatch tb;
+  tb.input_ids = batch.input_ids;
+  tb.attention_mask = batch.attention_mask;
+  tb.labels = batch.labels;
+  tb.pixel_values = batch.pixel_values;
+  tb.image_grid_thw = batch.image_grid_thw;
+  tb.schedule = infinity::schedule_for_image(recipe.gen_size, recipe.gen_size);
+  if (!batch.gen_images.defined() || batch.gen_images.size(0) == 0) return tb;
+  const int64_t G = batch.gen_images.size(0);
+  VT_CHECK(batch.gen_images.dim() == 4 && batch.gen_images.size(2) == recipe.gen_size &&
+               batch.gen_images.size(3) == recipe.gen_size,
+           "training: generation targets are ", batch.gen_images.shape().str(), ", the recipe's gen_size is ",
+           recipe.gen_size);
+  NoGradGuard no_grad;
+  // The labels come from the continuous latent of the frozen f32 VAE (vargpt.md §10 steps 2-3).
+  const Tensor f = model.vae_local->encode_latent(batch.gen_images.to(model.device()).to(DType::F32));
+  infinity::SelfCorrectionConfig bsc;
+  bsc.noise_apply_layers = recipe.bsc_layers;
+  bsc.noise_apply_strength = recipe.bsc_strength;
+  const infinity::TeacherBatch t = infinity::bitwise_self_correction(f, tb.schedule, bsc, &gen);
+  tb.gen_inputs = t.inputs;
+  tb.gen_labels = t.labels;
+  const std::vector<float> u = rand({G}, DType::F32, &gen).tolist<float>();
+  for (int64_t g = 0; g < G; ++g) tb.drop_condition.push_back(u[g] < recipe.cond_drop);
+  return tb;
+}
+
+namespace {
+
+double peak_rss_mb() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+std::string clock_text(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60),
+                (long long)(s % 60));
+  return buf;
+}
+
+// A progress bar on a terminal; elsewhere a line at every tenth of the run.
+void progress(const Recipe& r, int64_t step, int64_t first, double elapsed, const json& log, bool quiet) {
+  if (quiet) return;
+  const bool tty = ::isatty(2);
+  const int64_t done = step - first, left = r.steps - step;
+  const double eta = done > 0 ? elapsed / done * left : 0;
+  const int width = 24, fill = static_cast<int>(width * step / r.steps);
+  if (!tty && step != r.steps && step % std::max<int64_t>(1, r.steps / 10) != 0) return;
+  std::fprintf(stderr, "%s%-14s %5lld/%lld [%s%s] loss %.4f lr %.2e %.0f tok/s ETA %s%s", tty ? "\r" : "",
+               r.name.c_str(), (long long)step, (long long)r.steps, std::string(fill, '#').c_str(),
+               std::string(width - fill, '.').c_str(), log.value("loss", 0.0), log.value("lr", 0.0),
+               log.value("tokens_per_s", 0.0), clock_text(eta).c_str(), tty && step != r.steps ? "" : "\n");
+  std::fflush(stderr);
+}
+
+// The first trainable parameter whose gradient holds a NaN or Inf, for the error message.
+std::string first_nonfinite(const vargpt::Vargpt& model) {
+  for (const auto& [name, p] : model.named_parameters(/*trainable_only=*/true)) {
+    if (!p.grad().defined()) continue;
+    const Tensor g = p.grad().to(DType::F64);
+    if (!std::isfinite(sum(abs(g)).item())) return name;
+  }
+  return "(none found)";
+}
+
+}  // namespace
+
+TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
+  VT_CHECK(r.kind == "sft", "training: recipe ", r.name, " is of kind '", r.kind, "'; this loop runs sft recipes");
+  VT_CHECK(!o.out_dir.empty() && !o.init_dir.empty(), "training: an output and an initial model directory are needed");
+  namespace fs = std::filesystem;
+  fs::create_directories(o.out_dir);
+
+  // ---- the model, its trainable set, the optimizer and the schedule -----------------------------------
+  const DType dtype = r.dtype == "bf16" ? DType::BF16 : DType::F32;
+  std::shared_ptr<vargpt::Vargpt> model = vargpt::Vargpt::from_pretrained(o.init_dir, dtype);
+  vargpt::apply_freeze_preset(*model, vargpt::freeze_preset_stage(r.freeze));
+  model->train();
+  optim::ParamGroupSpec group;
+  for (const auto& [name, p] : model->named_parameters(/*trainable_only=*/true)) {
+    group.params.push_back(p);
+    group.names.push_back(name);
+  }
+  VT_CHECK(!group.params.empty(), "training: the freeze preset ", r.freeze, " leaves nothing to train");
+  group.options = {r.lr, r.beta1, r.beta2, r.eps, r.weight_decay};
+  group.name = "trainable";
+  optim::AdamW opt({group});
+  const int64_t warmup = optim::warmup_steps_from_ratio(r.warmup_ratio, r.steps);
+  optim::LrMultiplier mult = r.schedule == "cosine"   ? optim::cosine_schedule_with_warmup(warmup, r.steps)
+                             : r.schedule == "linear" ? optim::linear_schedule_with_warmup(warmup, r.steps)
+                                                      : optim::constant_schedule_with_warmup(warmup);
+  optim::Scheduler sched(opt, mult);
+  Generator gen(r.seed);
+  const std::vector<Tensor> params = group.params;
+
+  // ---- resume ---------------------------------------------------------------------------------------------
+  int64_t step = 0;
+  const std::string log_path = o.out_dir + "/log.jsonl";
+  if (o.resume) {
+    if (const auto ck = latest_checkpoint(o.out_dir)) {
+      const TrainerState s = load_trainer_state(*ck);
+      model->load(*ck);
+      opt.load(checkpoint_paths(*ck).optimizer);
+      step = s.step;
+      sched.set_last_step(step);
+      gen.set_state(s.rng_seed, s.rng_offset);
+      if (data.restore) data.restore(s.data_position);
+      // The log keeps the lines of the steps the checkpoint holds.
+      std::ifstream in(log_path);
+      std::string kept, line;
+      while (std::getline(in, line))
+        if (!line.empty() && json::parse(line).value("step", int64_t(0)) <= step) kept += line + "\n";
+      write_text_atomic(log_path, kept);
+      if (!o.quiet) std::fprintf(stderr, "%s: resumed from %s (step %lld)\n", r.name.c_str(), ck->c_str(), (long long)step);
+    }
+  } else {
+    write_text_atomic(log_path, "");
+  }
+
+  vargpt::TrainingOptions topt;
+  topt.mask_prompt_loss = r.mask_prompt_loss;
+  topt.reweight_by_scale = r.reweight_by_scale;
+  topt.mrope_consistent = r.mrope_consistent;
+  topt.cfg_drop_ca = r.cfg_drop_ca;
+  const int64_t accum = r.accumulation();
+  TrainResult result;
+  auto save = [&] {
+    TrainerState s;
+    s.step = step;
+    s.recipe = r.to_json();
+    s.rng_seed = gen.seed();
+    s.rng_offset = gen.offset();
+    if (data.position) s.data_position = data.position();
+    s.extra = result.last_log;
+    result.checkpoint = save_checkpoint(o.out_dir, *model, &opt, s, o.init_dir, r.keep_last);
+  };
+
+  // ---- the loop ----------------------------------------------------------------------------------------------
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t first = step;
+  int64_t this_call = 0;
+  while (step < r.steps) {
+    const auto ts = std::chrono::steady_clock::now();
+    double loss = 0, text = 0, image = 0, acc = 0;
+    int64_t tokens = 0, gen_micro = 0;
+    for (int64_t a = 0; a < accum; ++a) {
+      const Batch b = data.next();
+      const vargpt::TrainingBatch tb = make_training_batch(*model, b, r, gen);
+      const vargpt::TrainingOutput out = vargpt::training_forward(*model, tb, topt);
+      const double l = out.loss.item(), lt = out.text_loss.item();
+      const double li = out.image_loss.defined() ? out.image_loss.item() : 0.0;
+      VT_CHECK(std::isfinite(l), "training ", r.name, ": step ", step + 1, " micro-batch ", a, " has a non-finite loss (",
+               std::isfinite(lt) ? "image loss " + std::to_string(li) : "text loss " + std::to_string(lt),
+               "); the last good checkpoint is kept");
+      (out.loss * (1.0 / static_cast<double>(accum))).backward();
+      loss += l / accum;
+      text += lt / accum;
+      if (out.image_loss.defined()) image += li, acc += out.bit_accuracy.item(), ++gen_micro;
+      tokens += b.tokens;
+    }
+    const double grad_norm = optim::clip_grad_norm_(params, r.max_grad_norm);
+    VT_CHECK(std::isfinite(grad_norm), "training ", r.name, ": step ", step + 1, " has a non-finite gradient norm; ",
+             "first parameter holding it: ", first_nonfinite(*model), "; the last good checkpoint is kept");
+    const double lr = sched.last_lr()[0];
+    opt.step();
+    sched.step();
+    opt.zero_grad();
+    ++step;
+    ++this_call;
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    json log = {{"step", step},           {"loss", loss},       {"text_loss", text},
+                {"lr", lr},               {"grad_norm", grad_norm}, {"tokens", tokens},
+                {"tokens_per_s", tokens / std::max(dt, 1e-9)}, {"step_s", dt},
+                {"peak_rss_mb", peak_rss_mb()}, {"elapsed_s", elapsed}};
+    if (gen_micro > 0) log["image_loss"] = image * accum / gen_micro, log["bit_accuracy"] = acc / gen_micro;
+    result.last_log = log;
+    if (r.log_every > 0 && (step % r.log_every == 0 || step == r.steps)) {
+      std::ofstream out(log_path, std::ios::app);
+      out << log.dump() << "\n";
+    }
+    progress(r, step, first, elapsed, log, o.quiet);
+    if (o.on_step) o.on_step(step, log);
+    const bool stop_now = o.stop_after >= 0 && this_call >= o.stop_after;
+    if ((r.save_every > 0 && step % r.save_every == 0) || step == r.steps || stop_now) save();
+    if (stop_now) break;
+  }
+  if (result.checkpoint.empty()) save();  // resumed at the end already: the checkpoint is current
+  result.steps = step;
+  return result;
+}
+
+}  // namespace vt::train

@@ -1,0 +1,59 @@
+// train/trainer.h: the training loop of every VARGPT stage, read top to bottom (nanoGPT's train.py):
+//
+//   load the model (recipe.init) -> freeze preset -> AdamW over the trainable set (frozen tensors get
+//   no state) -> cosine schedule with warmup -> [resume: weights, optimizer, schedule, RNG, data
+//   position from OUT/latest] -> for each step:
+//       for each micro-batch (global_batch / micro_batch of them):
+//           batch -> VAE-encode the targets (f32, no grad) -> bitwise self-correction -> condition
+//           dropout -> training_forward (SFT) or dpo_forward (DPO) -> (loss / accumulation).backward()
+//       NaN/Inf check (names the step, the loss part and the first parameter) -> clip 1.0 ->
+//       AdamW step -> schedule step -> log (JSON lines) -> checkpoint every save_every steps
+//
+// The data comes through a BatchSource, so the loop knows nothing of files; train/data's Loader is
+// one. The loop is deterministic: a run resumed from a checkpoint continues bit for bit.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "data/sample.h"
+#include "recipe.h"
+#include "vargpt/training.h"
+#include "vt/random.h"
+
+namespace vt::train {
+
+// Where batches come from: next() returns micro-batches forever (epochs wrap); position() and
+// restore() make the data order resumable.
+struct BatchSource {
+  std::function<Batch()> next;
+  std::function<nlohmann::json()> position;
+  std::function<void(const nlohmann::json&)> restore;
+};
+
+// The model's TrainingBatch for a data batch: the targets VAE-encoded in f32 without gradient,
+// bitwise self-correction (recipe bsc.*) and condition dropout (recipe cond_drop) drawn from `gen`.
+vargpt::TrainingBatch make_training_batch(const vargpt::Vargpt& model, const Batch& batch, const Recipe& recipe,
+                                          Generator& gen);
+
+struct TrainOptions {
+  std::string out_dir;           // checkpoints and logs
+  std::string init_dir;          // the model to start from (a checkpoint directory)
+  bool resume = false;           // continue from out_dir/latest when present
+  bool quiet = false;            // no progress bar
+  int64_t stop_after = -1;       // stop (with a checkpoint) after this many steps of this call (tests)
+  std::function<void(int64_t step, const nlohmann::json& log)> on_step;
+};
+
+struct TrainResult {
+  std::string checkpoint;        // the last checkpoint written
+  int64_t steps = 0;             // optimizer steps done in total
+  nlohmann::json last_log;
+};
+
+// SFT stages (recipe.kind == "sft"). DPO recipes run through the same loop with a reference model.
+TrainResult train(const Recipe& recipe, BatchSource data, const TrainOptions& opt);
+
+}  // namespace vt::train

@@ -14,6 +14,7 @@ int cmd_vae(int argc, char** argv);     // BSQ-VAE tokenizer: encode, decode, ro
 int cmd_chat(int argc, char** argv);    // Qwen2 / Qwen2-VL / VARGPT chat with images (apps/cmd_chat.cpp)
 int cmd_generate(int argc, char** argv);  // VARGPT text to image, batched (apps/cmd_generate.cpp)
 int cmd_edit(int argc, char** argv);      // VARGPT image editing (apps/cmd_generate.cpp)
+int cmd_train(int argc, char** argv);     // one training phase from a recipe (apps/cmd_train.cpp)
 
 // --size of generate, edit and chat: "256", "512" (square) or "WxH" (width x height) -> (height,
 // width), checked against Infinity's templates (the error lists the sizes the aspect allows).

@@ -20,6 +20,7 @@ const Subcommand kSubcommands[] = {
     {"chat", cmd_chat, "talk to a Qwen2 / Qwen2-VL / VARGPT-v1.1 checkpoint, with images"},
     {"generate", cmd_generate, "VARGPT-v1.1 text to image: prompts (or a prompts file) -> PNGs, batched"},
     {"edit", cmd_edit, "VARGPT-v1.1 image editing: an image and an instruction -> PNG"},
+    {"train", cmd_train, "train one phase from a recipe: sft, dpo or the BSQ tokenizer; resumable"},
     {"vae", cmd_vae, "BSQ-VAE tokenizer: image -> per-scale bits -> image, round-trip PSNR"},
 };
 

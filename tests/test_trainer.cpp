@@ -223,3 +223,29 @@ TEST_CASE("training: a non-finite loss stops the run naming the step; a killed s
   CHECK_NOTHROW(vargpt::Vargpt::from_pretrained(*last, DType::F32));
   fs::remove_all(base);
 }
+
+TEST_CASE("training: a dpo recipe starts at ln 2 against its own reference and widens the margin") {
+  const fs::path base = fs::temp_directory_path() / "vt_trainer_dpo";
+  fs::remove_all(base);
+  train::Recipe r = tiny_recipe(3);
+  r.kind = "dpo";
+  r.reference = kTiny;
+  r.lr = 1e-6;  // the paper's DPO rate; larger rates saturate a single pair at once
+  int64_t n = 0;
+  train::TrainOptions o;
+  o.out_dir = base.string();
+  o.init_dir = kTiny;
+  o.reference_dir = kTiny;
+  o.quiet = true;
+  std::vector<nlohmann::json> logs;
+  o.on_step = [&](int64_t, const nlohmann::json& log) { logs.push_back(log); };
+  // The fixture batch's two rows form one pair: the text-to-image row is "chosen", the edit "rejected".
+  train::train(r, fixture_source(&n), o);
+  REQUIRE(logs.size() == 3);
+  CHECK(logs[0].at("loss").get<double>() == doctest::Approx(std::log(2.0)).epsilon(1e-6));
+  CHECK(logs[0].at("rewards/margins").get<double>() == doctest::Approx(0.0));
+  CHECK(logs[1].at("rewards/margins").get<double>() > 0);
+  CHECK(logs[2].at("rewards/margins").get<double>() > logs[1].at("rewards/margins").get<double>());
+  CHECK(logs[2].at("loss").get<double>() < std::log(2.0));
+  fs::remove_all(base);
+}

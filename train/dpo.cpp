@@ -7,6 +7,15 @@
 
 namespace vt::train {
 
+namespace {
+// DPO scores image bits only (vargpt.md §13): no lm_head, no text loss.
+vargpt::TrainingOptions image_only() {
+  vargpt::TrainingOptions o;
+  o.text_loss = false;
+  return o;
+}
+}  // namespace
+
 Tensor image_logps(const Tensor& gen_logits, const Tensor& labels) {
   VT_CHECK(gen_logits.defined() && gen_logits.dim() == 3 && gen_logits.size(2) % 2 == 0,
            "image_logps: gen_logits must be (N, L, 2d), got ",
@@ -49,7 +58,7 @@ Tensor reference_logps(const vargpt::Vargpt& reference, const vargpt::TrainingBa
   VT_CHECK(!reference.is_training(), "DPO: the reference model is in train mode; call eval() on it (TRL runs the ",
            "reference in eval mode, training.md §4.2)");
   NoGradGuard no_grad;
-  return row_logps(vargpt::training_forward(reference, pairs), pairs, "reference").detach();
+  return row_logps(vargpt::training_forward(reference, pairs, image_only()), pairs, "reference").detach();
 }
 
 DpoStepOutput dpo_loss(const Tensor& policy_logps, const Tensor& reference_logps, int64_t image_tokens,
@@ -93,7 +102,7 @@ DpoStepOutput dpo_forward(const vargpt::Vargpt& policy, const vargpt::Vargpt* re
     ref = reference_logps(*reference, pairs);  // before the policy: its activations are gone by then
   }
 
-  const vargpt::TrainingOutput out = vargpt::training_forward(policy, pairs);
+  const vargpt::TrainingOutput out = vargpt::training_forward(policy, pairs, image_only());
   DpoStepOutput s = dpo_loss(row_logps(out, pairs, "policy"), ref, out.gen_logits.size(1), opt);
   const Tensor logits = out.gen_logits.detach();  // (2N, L, 2d)
   const DType acc = s.policy_chosen_logps.dtype();

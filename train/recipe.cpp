@@ -94,13 +94,13 @@ void read_field(Recipe& r, const std::string& key, const json& value, const std:
   }
 }
 
-std::vector<DataSource> read_data(const json& v, const std::string& source) {
+std::vector<RecipeData> read_data(const json& v, const std::string& source) {
   VT_CHECK(v.is_array(), source, ": \"data\" must be a list of {\"file\", \"kind\", \"fraction\", \"root\"}");
-  std::vector<DataSource> out;
+  std::vector<RecipeData> out;
   for (const json& e : v) {
     VT_CHECK(e.is_object() && e.contains("file") && e.contains("kind"), source,
              ": each \"data\" entry needs \"file\" and \"kind\", got ", e.dump());
-    DataSource d;
+    RecipeData d;
     for (const auto& [k, x] : e.items()) {
       if (k == "file") d.file = x.get<std::string>();
       else if (k == "kind") d.kind = x.get<std::string>();
@@ -169,7 +169,7 @@ json Recipe::to_json() const {
   json j = json::object();
   for (const auto& [k, f] : fields()) j[k] = f.write(*this);
   json d = json::array();
-  for (const DataSource& s : data) d.push_back({{"file", s.file}, {"kind", s.kind}, {"fraction", s.fraction}, {"root", s.root}});
+  for (const RecipeData& s : data) d.push_back({{"file", s.file}, {"kind", s.kind}, {"fraction", s.fraction}, {"root", s.root}});
   j["data"] = d;
   return j;
 }

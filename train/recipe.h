@@ -19,7 +19,7 @@
 
 namespace vt::train {
 
-struct DataSource {
+struct RecipeData {
   std::string file;            // JSON / JSONL, relative to the data directory
   std::string kind;            // understanding | generation | editing | preference | images (vae)
   double fraction = 1.0;       // share of this source in the mixture (by sampling weight)
@@ -59,7 +59,7 @@ struct Recipe {
   int64_t log_every = 1;
   int64_t workers = 2;             // data threads
   bool strict = false;             // bad records are errors instead of counted warnings
-  std::vector<DataSource> data;
+  std::vector<RecipeData> data;
 
   // Reads a recipe file; `source` names it in errors.
   static Recipe from_json(const nlohmann::json& j, const std::string& source);

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "dpo.h"
+#include "vae_stage.h"
 #include "infinity/self_correction.h"
 #include "vt/autograd.h"
 #include "vt/ops.h"
@@ -94,7 +96,9 @@ std::string first_nonfinite(const vargpt::Vargpt& model) {
 }  // namespace
 
 TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
-  VT_CHECK(r.kind == "sft", "training: recipe ", r.name, " is of kind '", r.kind, "'; this loop runs sft recipes");
+  VT_CHECK(r.kind == "sft" || r.kind == "dpo" || r.kind == "vae", "training: recipe ", r.name, " is of kind '",
+           r.kind, "' (sft, dpo or vae)");
+  VT_CHECK(r.kind != "dpo" || !o.reference_dir.empty(), "training: dpo recipe ", r.name, " needs a reference model");
   VT_CHECK(!o.out_dir.empty() && !o.init_dir.empty(), "training: an output and an initial model directory are needed");
   namespace fs = std::filesystem;
   fs::create_directories(o.out_dir);
@@ -102,7 +106,26 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   // ---- the model, its trainable set, the optimizer and the schedule -----------------------------------
   const DType dtype = r.dtype == "bf16" ? DType::BF16 : DType::F32;
   std::shared_ptr<vargpt::Vargpt> model = vargpt::Vargpt::from_pretrained(o.init_dir, dtype);
-  vargpt::apply_freeze_preset(*model, vargpt::freeze_preset_stage(r.freeze));
+  // DPO's reference: a frozen copy in eval mode (vargpt.md §13), given the policy's batch, so its
+  // self-correction flips and condition dropout are the policy's (the deterministic reference).
+  std::shared_ptr<vargpt::Vargpt> reference;
+  if (r.kind == "dpo") {
+    reference = vargpt::Vargpt::from_pretrained(o.reference_dir, dtype);
+    reference->freeze("*");
+    reference->eval();
+  }
+  DpoOptions dpo;
+  dpo.beta = r.dpo_beta;
+  dpo.label_smoothing = r.dpo_label_smoothing;
+  dpo.ftx = r.dpo_ftx;
+  if (r.kind == "vae") {
+    // The BSQ tokenizer stage trains vae_local alone (reconstruction, commitment, entropy) on the
+    // generation targets; the checkpoint is the whole model, so the next stage starts from it.
+    model->freeze("*");
+    model->unfreeze("vae_local");
+  } else {
+    vargpt::apply_freeze_preset(*model, vargpt::freeze_preset_stage(r.freeze));
+  }
   model->train();
   optim::ParamGroupSpec group;
   for (const auto& [name, p] : model->named_parameters(/*trainable_only=*/true)) {
@@ -170,21 +193,43 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   while (step < r.steps) {
     const auto ts = std::chrono::steady_clock::now();
     double loss = 0, text = 0, image = 0, acc = 0;
+    std::map<std::string, double> dpo_sums;  // per-kind metrics (DPO rewards, VAE terms)
     int64_t tokens = 0, gen_micro = 0;
     for (int64_t a = 0; a < accum; ++a) {
       const Batch b = data.next();
       const vargpt::TrainingBatch tb = make_training_batch(*model, b, r, gen);
-      const vargpt::TrainingOutput out = vargpt::training_forward(*model, tb, topt);
-      const double l = out.loss.item(), lt = out.text_loss.item();
-      const double li = out.image_loss.defined() ? out.image_loss.item() : 0.0;
-      VT_CHECK(std::isfinite(l), "training ", r.name, ": step ", step + 1, " micro-batch ", a, " has a non-finite loss (",
-               std::isfinite(lt) ? "image loss " + std::to_string(li) : "text loss " + std::to_string(lt),
-               "); the last good checkpoint is kept");
-      (out.loss * (1.0 / static_cast<double>(accum))).backward();
-      loss += l / accum;
-      text += lt / accum;
-      if (out.image_loss.defined()) image += li, acc += out.bit_accuracy.item(), ++gen_micro;
-      tokens += b.tokens;
+      Tensor step_loss;
+      if (r.kind == "vae") {
+        VT_CHECK(b.gen_images.defined(), "training ", r.name, ": the vae stage trains on generation targets; batch ",
+                 "without images (data kinds generation, editing or preference)");
+        const VaeLossOutput out = vae_training_loss(*model->vae_local, b.gen_images.to(model->device()), VaeLossOptions{});
+        VT_CHECK(std::isfinite(out.loss.item()), "training ", r.name, ": step ", step + 1,
+                 " has a non-finite VAE loss; the last good checkpoint is kept");
+        dpo_sums["l1"] += out.l1.item() / accum;
+        dpo_sums["commit"] += out.commit.item() / accum;
+        dpo_sums["entropy"] += out.entropy.item() / accum;
+        dpo_sums["psnr"] += out.psnr / accum;
+        step_loss = out.loss;
+      } else if (reference) {
+        const DpoStepOutput out = dpo_forward(*model, reference.get(), tb, dpo);
+        for (const auto& [k, v] : dpo_metrics(out)) dpo_sums[k] += v / accum;
+        step_loss = out.loss;
+        VT_CHECK(std::isfinite(out.loss.item()), "training ", r.name, ": step ", step + 1, " micro-batch ", a,
+                 " has a non-finite DPO loss; the last good checkpoint is kept");
+      } else {
+        const vargpt::TrainingOutput out = vargpt::training_forward(*model, tb, topt);
+        const double lt = out.text_loss.item(), li = out.image_loss.defined() ? out.image_loss.item() : 0.0;
+        VT_CHECK(std::isfinite(out.loss.item()), "training ", r.name, ": step ", step + 1, " micro-batch ", a,
+                 " has a non-finite loss (",
+                 std::isfinite(lt) ? "image loss " + std::to_string(li) : "text loss " + std::to_string(lt),
+                 "); the last good checkpoint is kept");
+        text += lt / accum;
+        if (out.image_loss.defined()) image += li, acc += out.bit_accuracy.item(), ++gen_micro;
+        step_loss = out.loss;
+      }
+      loss += step_loss.item() / accum;
+      (step_loss * (1.0 / static_cast<double>(accum))).backward();
+      tokens += r.kind == "vae" ? b.gen_images.numel() / 3 : b.tokens;  // pixels for the tokenizer
     }
     const double grad_norm = optim::clip_grad_norm_(params, r.max_grad_norm);
     VT_CHECK(std::isfinite(grad_norm), "training ", r.name, ": step ", step + 1, " has a non-finite gradient norm; ",
@@ -202,6 +247,10 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
                 {"tokens_per_s", tokens / std::max(dt, 1e-9)}, {"step_s", dt},
                 {"peak_rss_mb", peak_rss_mb()}, {"elapsed_s", elapsed}};
     if (gen_micro > 0) log["image_loss"] = image * accum / gen_micro, log["bit_accuracy"] = acc / gen_micro;
+    if (reference || r.kind == "vae") {
+      log.erase("text_loss");
+      for (const auto& [k, v] : dpo_sums) log[k] = v;
+    }
     result.last_log = log;
     if (r.log_every > 0 && (step % r.log_every == 0 || step == r.steps)) {
       std::ofstream out(log_path, std::ios::app);

@@ -41,6 +41,7 @@ vargpt::TrainingBatch make_training_batch(const vargpt::Vargpt& model, const Bat
 struct TrainOptions {
   std::string out_dir;           // checkpoints and logs
   std::string init_dir;          // the model to start from (a checkpoint directory)
+  std::string reference_dir;     // dpo: the frozen reference model (recipe.reference, resolved)
   bool resume = false;           // continue from out_dir/latest when present
   bool quiet = false;            // no progress bar
   int64_t stop_after = -1;       // stop (with a checkpoint) after this many steps of this call (tests)
@@ -53,7 +54,8 @@ struct TrainResult {
   nlohmann::json last_log;
 };
 
-// SFT stages (recipe.kind == "sft"). DPO recipes run through the same loop with a reference model.
+// SFT and DPO recipes (kind "sft", "dpo"; DPO adds the frozen reference model). The BSQ tokenizer
+// (kind "vae") has its own loop, train_vae() in vae_stage.h.
 TrainResult train(const Recipe& recipe, BatchSource data, const TrainOptions& opt);
 
 }  // namespace vt::train

@@ -132,9 +132,12 @@ TrainingOutput training_forward(const Vargpt& model, const TrainingBatch& batch,
     labels = where(rows, labels, batch.labels.to(dev).to(DType::I64));
   }
   labels = where(eq(batch.input_ids.to(dev), double(tk.pad)), full({B, T}, -100.0, {DType::I64, dev}), labels);
-  const Tensor logits = model.lm->logits(hidden);  // (B, T, V)
-  if (opt.text_logits) out.text_logits = logits;
-  out.text_loss = nn::cross_entropy(logits.narrow(1, 0, T - 1), labels.narrow(1, 1, T - 1));
+  if (opt.text_loss || opt.text_logits) {
+    const Tensor logits = model.lm->logits(hidden);  // (B, T, V)
+    if (opt.text_logits) out.text_logits = logits;
+    out.text_loss = nn::cross_entropy(logits.narrow(1, 0, T - 1), labels.narrow(1, 1, T - 1));
+  }
+  if (!opt.text_loss) out.text_loss = zeros({}, {DType::F32, dev});
   out.loss = out.text_loss;
   if (G == 0) return out;
 

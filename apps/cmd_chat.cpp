@@ -86,7 +86,7 @@ Chat load_chat(const cli::Options& o) {
   const std::string pm = o.value_or("positions", "mrope");
   VT_CHECK(pm == "mrope" || pm == "sequential", "--positions must be mrope or sequential, got '", pm, "'");
   c.positions = pm == "mrope" ? qwen2_vl::PositionMode::MRope : qwen2_vl::PositionMode::Sequential;
-  std::tie(c.image.height, c.image.width) = parse_image_size(o.value_or("size", "512"));
+  std::tie(c.image.height, c.image.width) = parse_image_size(o.value_or("size", ""));
   c.image.cfg = o.real("cfg", 3.0);
   c.image_out = o.value_or("image-out", "");
   const bool generation = cfg.model_type != "qwen2" && vg::VargptConfig::has_generation(dir);

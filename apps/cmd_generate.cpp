@@ -36,7 +36,8 @@ namespace cli = ::vargpt;
 #define GENERATION_OPTIONS_USAGE                                                                                \
   "  --n N                 images per prompt (default 1)\n"                                               \
   "  --seed S              default 0: image i of prompt j uses seed S + j*N + i, for its bits and its text\n" \
-  "  --size SIZE           256, 512 (square) or WxH, width x height, an Infinity template (default 512)\n" \
+  "  --size SIZE           256, 512 (square) or WxH, width x height, an Infinity template, or a size of\n" \
+  "                        the model's vt_gen_sides (default: the model's, 512 for templates)\n" \
   "  --cfg C (3)  --tau T (0.5)  --top-p P (0.97)  --top-k K (900): the bitwise sampler (vargpt.md §7)\n" \
   "  --batch B             rows per model call (default 8)\n"                                             \
   "  --system TEXT         system prompt (default: \"You are a helpful assistant.\")\n"                    \
@@ -102,7 +103,7 @@ Session parse_session(const cli::Options& o) {
   const fs::path parent = fs::path(s.out).parent_path();
   VT_CHECK(parent.empty() || fs::is_directory(parent), "--out ", s.out, ": directory '", parent.string(),
            "' does not exist");
-  std::tie(s.image.height, s.image.width) = parse_image_size(o.value_or("size", "512"));
+  std::tie(s.image.height, s.image.width) = parse_image_size(o.value_or("size", ""));
   s.image.cfg = o.real("cfg", 3.0);
   s.image.tau = o.real("tau", 0.5);
   s.image.top_p = o.real("top-p", 0.97);
@@ -151,6 +152,13 @@ void load_model(Session& s, const cli::Options& o) {
   else if (d == "bf16") dtype = DType::BF16;
   else VT_CHECK(d.empty(), "--dtype must be f32 or bf16, got '", d, "'");
   const Device device = Device::parse(o.value_or("device", "cpu"));
+  // The size against the model's schedules (Infinity's templates, or its vt_gen_sides) before the
+  // weights are read.
+  try {
+    vg::VargptConfig::load(dir).schedule_for(s.image.height, s.image.width);
+  } catch (const vt::Error& e) {
+    VT_FAIL("--size ", s.image.width, "x", s.image.height, ": ", e.what());
+  }
   const auto t0 = std::chrono::steady_clock::now();
   s.model = vg::Vargpt::from_pretrained(dir, dtype);
   s.model->to(device);
@@ -158,7 +166,7 @@ void load_model(Session& s, const cli::Options& o) {
   vg::check_tokenizer(*s.tokenizer, s.model->tokens(), dir + "/tokenizer.json");
   for (const char* stop : {"<|im_end|>", "<|endoftext|>"})
     if (const int32_t id = s.tokenizer->find_token(stop); id >= 0) s.text.stop_tokens.push_back(id);
-  const int64_t scales = infinity::schedule_for_image(s.image.height, s.image.width).num_scales();
+  const int64_t scales = s.model->config().schedule_for(s.image.height, s.image.width).num_scales();
   const int64_t levels = s.model->config().gen.num_levels;
   VT_CHECK(scales <= levels, "--size ", s.image.width, "x", s.image.height, " takes ", scales,
            " scales; this checkpoint's generator has ", levels, " level embeddings (try a smaller --size)");
@@ -351,11 +359,7 @@ std::pair<int64_t, int64_t> parse_image_size(const std::string& text) {
     h = std::strtoll(text.c_str() + x + 1, &end, 10);
     ok = ok && x + 1 < text.size() && *end == '\0';
   }
+  if (text.empty()) return {0, 0};  // the model's default size
   VT_CHECK(ok && w > 0 && h > 0, "--size must be 256, 512 or WxH (width x height), got '", text, "'");
-  try {
-    vt::infinity::schedule_for_image(h, w);
-  } catch (const vt::Error& e) {
-    VT_FAIL("--size ", text, " (width ", w, ", height ", h, "): ", e.what());
-  }
   return {h, w};
 }

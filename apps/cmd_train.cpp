@@ -12,6 +12,8 @@
 #include "recipe.h"
 #include "tokenizer/bpe.h"
 #include "trainer.h"
+#include "vt/dist/process_group.h"
+#include "vargpt/vargpt.h"
 
 namespace {
 
@@ -32,7 +34,10 @@ const char* const kUsage =
     "  --resume          continue from OUT/latest (weights, optimizer, schedule, RNG, data position)\n"
     "  --set key=value   override a recipe value (repeatable), e.g. --set steps=100 --set dpo.beta=0.2\n"
     "  --quiet           no progress bar;  --threads N\n"
-    "Each checkpoint OUT/checkpoint-<step> is a model directory for vargpt chat | generate | edit.\n";
+    "Each checkpoint OUT/checkpoint-<step> is a model directory for vargpt chat | generate | edit.\n"
+    "Data parallel: launch N copies (mpirun -np N vargpt train ..., srun, or RANK/WORLD_SIZE/LOCAL_RANK\n"
+    "variables as torchrun sets them); the recipe's zero_stage (0-3, --set zero_stage=2) picks ZeRO and\n"
+    "global_batch = micro_batch x N x accumulation. A checkpoint of N ranks resumes on any M.\n";
 
 // A recipe path value: "@previous" -> the latest checkpoint under --previous.
 std::string resolve(const std::string& value, const std::string& previous, const char* what) {
@@ -55,6 +60,9 @@ int cmd_train(int argc, char** argv) {
                                        {"recipe", "data", "init", "previous", "reference", "out", "set", "threads"},
                                        {"resume", "quiet"}, kUsage);
   ::vargpt::set_threads(o);
+  // The ranks of this job (world 1 without a launcher). A CPU run uses MPI; a CUDA one would use NCCL.
+  const std::shared_ptr<dist::ProcessGroup> group = dist::init_process_group();
+  const bool lead = group->rank() == 0;
   train::Recipe recipe = train::Recipe::load(o.required("recipe"));
   for (const std::string& s : o.all("set")) recipe.set(s);
   const std::string previous = o.value_or("previous", "");
@@ -66,7 +74,8 @@ int cmd_train(int argc, char** argv) {
   opt.out_dir = o.value_or("out", "out/" + recipe.name);
   opt.resume = o.has("resume");
   opt.quiet = o.has("quiet");
-  if (!opt.quiet) std::fprintf(stderr, "train: recipe %s\n%s\n", recipe.name.c_str(), recipe.to_json().dump(1).c_str());
+  if (group->size() > 1) opt.group = group;
+  if (!opt.quiet && lead) std::fprintf(stderr, "train: recipe %s\n%s\n", recipe.name.c_str(), recipe.to_json().dump(1).c_str());
 
   // The data: the recipe's files under --data, tokenized with the starting model's tokenizer.
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(opt.init_dir + "/tokenizer.json");
@@ -88,6 +97,9 @@ int cmd_train(int argc, char** argv) {
   lo.strict = recipe.strict;
   lo.num_workers = static_cast<int>(recipe.workers);
   lo.sequence.gen.size = recipe.gen_size;
+  lo.sequence.gen_pads = vt::vargpt::VargptConfig::load(opt.init_dir)
+                             .schedule_for(recipe.gen_size, recipe.gen_size)
+                             .padded_tokens(infinity::kSequencePadMultiple);
   if (fs::exists(opt.init_dir + "/preprocessor_config.json"))
     lo.sequence.vit = qwen2_vl::ImageProcessorConfig::from_json_file(opt.init_dir + "/preprocessor_config.json");
   auto loader = std::make_shared<train::Loader>(tokenizer, sources, lo);
@@ -100,9 +112,16 @@ int cmd_train(int argc, char** argv) {
   data.position = [loader] { return loader->position().to_json(); };
   data.restore = [loader](const nlohmann::json& p) { loader->restore(train::LoaderPosition::from_json(p)); };
 
-  const train::TrainResult r = train::train(recipe, data, opt);
+  train::TrainResult r;
+  try {
+    r = train::train(recipe, data, opt);
+  } catch (const std::exception& e) {
+    if (group->size() == 1) throw;
+    dist::abort_job(group.get(), e.what());  // the other ranks would wait in a collective: end the job
+  }
   const train::DataStats st = loader->stats();
   (void)st;
+  if (!lead) return 0;
   std::printf("%s\n", r.checkpoint.c_str());
   if (!opt.quiet) std::fprintf(stderr, "train: %s done after %lld steps: %s\n", recipe.name.c_str(), (long long)r.steps,
                                r.last_log.dump().c_str());

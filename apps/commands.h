@@ -17,6 +17,7 @@ int cmd_edit(int argc, char** argv);      // VARGPT image editing (apps/cmd_gene
 int cmd_train(int argc, char** argv);     // one training phase from a recipe (apps/cmd_train.cpp)
 
 // --size of generate, edit and chat: "256", "512" (square) or "WxH" (width x height) -> (height,
-// width), checked against Infinity's templates (the error lists the sizes the aspect allows).
+// width); "" -> (0, 0), the model's default. The model's schedules check the size (VargptConfig::
+// schedule_for lists the allowed sizes).
 // Defined in apps/cmd_generate.cpp.
 std::pair<int64_t, int64_t> parse_image_size(const std::string& text);

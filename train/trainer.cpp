@@ -18,6 +18,7 @@
 #include "vt/optim/adamw.h"
 #include "vt/optim/clip.h"
 #include "vt/optim/schedule.h"
+#include "vt/optim/zero.h"
 
 namespace vt::train {
 
@@ -31,7 +32,7 @@ vargpt::TrainingBatch make_training_batch(const vargpt::Vargpt& model, const Bat
   tb.labels = batch.labels;
   tb.pixel_values = batch.pixel_values;
   tb.image_grid_thw = batch.image_grid_thw;
-  tb.schedule = infinity::schedule_for_image(recipe.gen_size, recipe.gen_size);
+  tb.schedule = model.config().schedule_for(recipe.gen_size, recipe.gen_size);
   if (!batch.gen_images.defined() || batch.gen_images.size(0) == 0) return tb;
   const int64_t G = batch.gen_images.size(0);
   VT_CHECK(batch.gen_images.dim() == 4 && batch.gen_images.size(2) == recipe.gen_size &&
@@ -102,6 +103,8 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   VT_CHECK(!o.out_dir.empty() && !o.init_dir.empty(), "training: an output and an initial model directory are needed");
   namespace fs = std::filesystem;
   fs::create_directories(o.out_dir);
+  const int world = o.group ? o.group->size() : 1, rank = o.group ? o.group->rank() : 0;
+  const bool lead = rank == 0;  // writes the log, the model and the trainer state
 
   // ---- the model, its trainable set, the optimizer and the schedule -----------------------------------
   const DType dtype = r.dtype == "bf16" ? DType::BF16 : DType::F32;
@@ -135,7 +138,32 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   VT_CHECK(!group.params.empty(), "training: the freeze preset ", r.freeze, " leaves nothing to train");
   group.options = {r.lr, r.beta1, r.beta2, r.eps, r.weight_decay};
   group.name = "trainable";
-  optim::AdamW opt({group});
+  // One process: AdamW. N ranks: ZeRO at the recipe's stage, which moves the trainable parameters
+  // into its flat arena and wraps an AdamW over this rank's shard (the schedule drives that one).
+  std::unique_ptr<optim::AdamW> plain;
+  std::unique_ptr<optim::ZeroOptimizer> zero;
+  if (world == 1) {
+    plain = std::make_unique<optim::AdamW>(std::vector<optim::ParamGroupSpec>{group});
+  } else {
+    optim::ZeroOptions zo;
+    zo.stage = static_cast<int>(r.zero_stage);
+    zero = std::make_unique<optim::ZeroOptimizer>(std::vector<optim::ParamGroupSpec>{group}, o.group, zo);
+    if (!o.quiet) {
+      std::string report = zero->memory_report();  // every rank its bytes, rank 0 the formulas too
+      if (!lead) report = report.substr(0, report.find('\n') + 1);
+      std::fputs(report.c_str(), stderr);
+    }
+    // Rank r takes micro-batch r of every N consecutive ones: the global order of a one-process run.
+    data.next = [next = data.next, world, rank] {
+      Batch mine;
+      for (int i = 0; i < world; ++i) {
+        Batch b = next();
+        if (i == rank) mine = std::move(b);
+      }
+      return mine;
+    };
+  }
+  optim::AdamW& opt = zero ? zero->inner() : *plain;
   const int64_t warmup = optim::warmup_steps_from_ratio(r.warmup_ratio, r.steps);
   optim::LrMultiplier mult = r.schedule == "cosine"   ? optim::cosine_schedule_with_warmup(warmup, r.steps)
                              : r.schedule == "linear" ? optim::linear_schedule_with_warmup(warmup, r.steps)
@@ -150,21 +178,28 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   if (o.resume) {
     if (const auto ck = latest_checkpoint(o.out_dir)) {
       const TrainerState s = load_trainer_state(*ck);
-      model->load(*ck);
-      opt.load(checkpoint_paths(*ck).optimizer);
+      if (zero) {
+        zero->load_shards(*ck);  // the trainable weights come from the fp32 master; frozen ones never moved
+      } else {
+        model->load(*ck);
+        if (fs::exists(checkpoint_paths(*ck).optimizer)) opt.load(checkpoint_paths(*ck).optimizer);
+        else opt.load_state_dict(optim::ZeroOptimizer::consolidate_shards(*ck), *ck);  // saved by N ranks
+      }
       step = s.step;
       sched.set_last_step(step);
       gen.set_state(s.rng_seed, s.rng_offset);
       if (data.restore) data.restore(s.data_position);
       // The log keeps the lines of the steps the checkpoint holds.
-      std::ifstream in(log_path);
-      std::string kept, line;
-      while (std::getline(in, line))
-        if (!line.empty() && json::parse(line).value("step", int64_t(0)) <= step) kept += line + "\n";
-      write_text_atomic(log_path, kept);
-      if (!o.quiet) std::fprintf(stderr, "%s: resumed from %s (step %lld)\n", r.name.c_str(), ck->c_str(), (long long)step);
+      if (lead) {
+        std::ifstream in(log_path);
+        std::string kept, line;
+        while (std::getline(in, line))
+          if (!line.empty() && json::parse(line).value("step", int64_t(0)) <= step) kept += line + "\n";
+        write_text_atomic(log_path, kept);
+      }
+      if (!o.quiet && lead) std::fprintf(stderr, "%s: resumed from %s (step %lld)\n", r.name.c_str(), ck->c_str(), (long long)step);
     }
-  } else {
+  } else if (lead) {
     write_text_atomic(log_path, "");
   }
 
@@ -173,7 +208,8 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   topt.reweight_by_scale = r.reweight_by_scale;
   topt.mrope_consistent = r.mrope_consistent;
   topt.cfg_drop_ca = r.cfg_drop_ca;
-  const int64_t accum = r.accumulation();
+  const int64_t accum = r.accumulation(world);
+  constexpr uint64_t kRngStride = uint64_t{1} << 32;  // Philox offsets reserved per micro-batch (N ranks)
   TrainResult result;
   auto save = [&] {
     TrainerState s;
@@ -183,7 +219,22 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
     s.rng_offset = gen.offset();
     if (data.position) s.data_position = data.position();
     s.extra = result.last_log;
-    result.checkpoint = save_checkpoint(o.out_dir, *model, &opt, s, o.init_dir, r.keep_last);
+    if (!zero) {
+      result.checkpoint = save_checkpoint(o.out_dir, *model, &opt, s, o.init_dir, r.keep_last);
+      return;
+    }
+    // Rank 0 opens checkpoint-<step>.tmp, every rank writes its optimizer shard into it, rank 0 writes
+    // the consolidated model (stage 3 gathers it first) and moves the directory into place.
+    const std::string dir = o.out_dir + "/checkpoint-" + std::to_string(step);
+    if (lead) begin_checkpoint(o.out_dir, step);
+    o.group->barrier();
+    zero->save_shard(dir + ".tmp");
+    zero->gather_parameters();
+    o.group->barrier();
+    if (lead) finish_checkpoint(o.out_dir, *model, nullptr, s, o.init_dir, r.keep_last);
+    zero->release_parameters();
+    o.group->barrier();
+    result.checkpoint = dir;
   };
 
   // ---- the loop ----------------------------------------------------------------------------------------------
@@ -195,7 +246,11 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
     double loss = 0, text = 0, image = 0, acc = 0;
     std::map<std::string, double> dpo_sums;  // per-kind metrics (DPO rewards, VAE terms)
     int64_t tokens = 0, gen_micro = 0;
+    const uint64_t rng_base = gen.offset();
+    if (zero) zero->gather_parameters();  // stage 3
     for (int64_t a = 0; a < accum; ++a) {
+      // N ranks: global micro-batch a·N + rank draws from its own Philox range.
+      if (world > 1) gen.set_state(gen.seed(), rng_base + static_cast<uint64_t>(a * world + rank) * kRngStride);
       const Batch b = data.next();
       const vargpt::TrainingBatch tb = make_training_batch(*model, b, r, gen);
       Tensor step_loss;
@@ -228,16 +283,33 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
         step_loss = out.loss;
       }
       loss += step_loss.item() / accum;
-      (step_loss * (1.0 / static_cast<double>(accum))).backward();
+      (step_loss * (1.0 / static_cast<double>(accum * world))).backward();
+      if (zero) zero->reduce_gradients();
       tokens += r.kind == "vae" ? b.gen_images.numel() / 3 : b.tokens;  // pixels for the tokenizer
     }
-    const double grad_norm = optim::clip_grad_norm_(params, r.max_grad_norm);
+    if (world > 1) {
+      gen.set_state(gen.seed(), rng_base + static_cast<uint64_t>(accum * world) * kRngStride);
+      // The logged metrics over all ranks: means of the per-rank means, sums of the counts.
+      std::vector<double> m = {loss, text, image, acc, static_cast<double>(gen_micro), static_cast<double>(tokens)};
+      for (const auto& [k, v] : dpo_sums) m.push_back(v);
+      Tensor t = from_vector(m);
+      o.group->all_reduce(t);
+      m = t.tolist<double>();
+      loss = m[0] / world, text = m[1] / world, image = m[2], acc = m[3];
+      gen_micro = static_cast<int64_t>(m[4]), tokens = static_cast<int64_t>(m[5]);
+      size_t i = 6;
+      for (auto& [k, v] : dpo_sums) v = m[i++] / world;
+    }
+    const double grad_norm = zero ? zero->clip_grad_norm(r.max_grad_norm) : optim::clip_grad_norm_(params, r.max_grad_norm);
     VT_CHECK(std::isfinite(grad_norm), "training ", r.name, ": step ", step + 1, " has a non-finite gradient norm; ",
-             "first parameter holding it: ", first_nonfinite(*model), "; the last good checkpoint is kept");
+             "first parameter holding it: ", zero ? std::string("(sharded across ranks)") : first_nonfinite(*model),
+             "; the last good checkpoint is kept");
     const double lr = sched.last_lr()[0];
-    opt.step();
+    if (zero) zero->step();
+    else opt.step();
     sched.step();
-    opt.zero_grad();
+    if (zero) zero->zero_grad();
+    else opt.zero_grad();
     ++step;
     ++this_call;
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
@@ -252,11 +324,11 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
       for (const auto& [k, v] : dpo_sums) log[k] = v;
     }
     result.last_log = log;
-    if (r.log_every > 0 && (step % r.log_every == 0 || step == r.steps)) {
+    if (lead && r.log_every > 0 && (step % r.log_every == 0 || step == r.steps)) {
       std::ofstream out(log_path, std::ios::app);
       out << log.dump() << "\n";
     }
-    progress(r, step, first, elapsed, log, o.quiet);
+    progress(r, step, first, elapsed, log, o.quiet || !lead);
     if (o.on_step) o.on_step(step, log);
     const bool stop_now = o.stop_after >= 0 && this_call >= o.stop_after;
     if ((r.save_every > 0 && step % r.save_every == 0) || step == r.steps || stop_now) save();

@@ -208,7 +208,7 @@ ImageResult generate_image(const Vargpt& model, HandOff& st, const ImageOptions&
   const infinity::InfinityConfig& gc = gen.config();
   const int64_t B = st.batch(), d = gc.codebook_dim;
   VT_CHECK(B >= 1, "vargpt: generate_image needs at least one row");
-  const infinity::ScaleSchedule schedule = infinity::schedule_for_image(opt.height, opt.width);
+  const infinity::ScaleSchedule schedule = model.config().schedule_for(opt.height, opt.width);
   const int64_t K = schedule.num_scales();
   VT_CHECK(K <= gc.num_levels, "vargpt: a ", opt.height, "x", opt.width, " image takes ", K,
            " scales; this model has ", gc.num_levels, " level embeddings");

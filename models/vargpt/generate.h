@@ -79,7 +79,8 @@ enum class UncondLength {
 };
 
 struct ImageOptions {
-  int64_t height = 512, width = 512;  // a size of Infinity's templates (256² and 512² budgets)
+  int64_t height = 0, width = 0;      // a size of Infinity's templates (256² and 512² budgets), or
+                                       // of the model's vt_gen_sides; 0: the model's default (512²)
   double cfg = 3.0;                    // l = cfg l_c + (1 - cfg) l_u, on tau-scaled logits
   double tau = 0.5;
   double top_p = 0.97;                 // per bit: the smaller class is dropped when its p <= 1 - top_p

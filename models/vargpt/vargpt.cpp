@@ -130,6 +130,16 @@ VargptConfig VargptConfig::load(const std::string& path) {
            ": the generation token ids must differ (start ", c.tokens.start, ", end ", c.tokens.end, ", pad ",
            c.tokens.pad, ")");
   c.sos_rows = c.tokens.start + 1;
+  if (top.contains("vt_gen_sides")) {
+    try {
+      c.gen_sides = top["vt_gen_sides"].get<std::vector<int64_t>>();
+    } catch (const json::exception& e) {
+      VT_FAIL(source, ": \"vt_gen_sides\" must be a list of integers: ", e.what());
+    }
+    for (size_t i = 0; i < c.gen_sides.size(); ++i)
+      VT_CHECK(c.gen_sides[i] > 0 && (i == 0 || c.gen_sides[i] > c.gen_sides[i - 1]), source,
+               ": \"vt_gen_sides\" must be increasing positive sides, got ", top["vt_gen_sides"].dump());
+  }
 
   io::CheckpointReader reader(dir);
   VT_CHECK(reader.contains("vargpt_gen.word_embed.weight"), "VARGPT checkpoint ", dir,
@@ -152,6 +162,26 @@ VargptConfig VargptConfig::load(const std::string& path) {
   VT_CHECK(c.vae.codebook_dim == c.gen.codebook_dim, "VARGPT checkpoint ", dir, ": the VAE has ",
            c.vae.codebook_dim, " bits per token, Infinity ", c.gen.codebook_dim);
   return c;
+}
+
+infinity::ScaleSchedule VargptConfig::schedule_for(int64_t h, int64_t w) const {
+  if (gen_sides.empty()) return infinity::schedule_for_image(h > 0 ? h : 512, w > 0 ? w : 512);
+  const int64_t patch = vae.patch_size, full = gen_sides.back() * patch;
+  if (h <= 0 && w <= 0) h = w = full;
+  std::string allowed;
+  std::vector<infinity::ScaleHW> scales;
+  for (int64_t s : gen_sides) {
+    allowed += " " + std::to_string(s * patch);
+    scales.push_back({s, s});
+    if (h == w && s * patch == h) {
+      infinity::ScaleSchedule sched = infinity::custom_schedule(scales);
+      // RoPE positions normalised to the largest grid at every size, as Infinity's templates do (Q20).
+      sched.rope_grid_h = sched.rope_grid_w = gen_sides.back();
+      return sched;
+    }
+  }
+  VT_FAIL("VARGPT: this model generates square images of", allowed, " pixels (vt_gen_sides x VAE patch ", patch,
+          "), not ", w, "x", h);
 }
 
 void check_tokenizer(const tok::Tokenizer& tokenizer, const GenerationTokens& tokens, const std::string& source) {

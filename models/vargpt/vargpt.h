@@ -49,6 +49,14 @@ struct VargptConfig {
   bsq::BsqVaeConfig vae;             // read off the vae_local.* tensor shapes
   GenerationTokens tokens;
   int64_t sos_rows = 0;              // sos_embedding rows: tokens.start + 1 (Q2: only the last is read)
+  // vt's extension for small models (config.json "vt_gen_sides", e.g. [1, 2, 4, 8]): square scale
+  // sides ending at the largest latent grid, instead of Infinity's templates. A smaller image takes
+  // the prefix of sides up to its latent side. Empty: Infinity's templates (every released model).
+  std::vector<int64_t> gen_sides;
+
+  // The schedule of an h x w image (0 x 0: the model's default size, 512 x 512 for templates).
+  // Errors list the sizes the model allows.
+  infinity::ScaleSchedule schedule_for(int64_t h = 0, int64_t w = 0) const;
 
   // dir/config.json and the checkpoint's tensor shapes (no tensor data is read). Errors name the
   // file and field; a checkpoint without generation tensors is an error that says `vargpt chat`

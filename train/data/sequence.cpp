@@ -52,7 +52,9 @@ SequenceBuilder::SequenceBuilder(const tok::Tokenizer& tokenizer, SequenceOption
   ids_.gen.start = need_token(tok_, "<|image_gen_start|>");
   ids_.gen.end = need_token(tok_, "<|image_gen_end|>");
   ids_.gen.pad = need_token(tok_, "<|image_gen_pad|>");
-  gen_pads_ = infinity::schedule_for_image(opt_.gen.size, opt_.gen.size).padded_tokens(infinity::kSequencePadMultiple);
+  gen_pads_ = opt_.gen_pads > 0 ? opt_.gen_pads
+                                : infinity::schedule_for_image(opt_.gen.size, opt_.gen.size)
+                                      .padded_tokens(infinity::kSequencePadMultiple);
 }
 
 Example SequenceBuilder::build(const Record& record, uint64_t seed) const {

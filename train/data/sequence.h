@@ -37,6 +37,8 @@ struct SequenceOptions {
   bool nearest_cap = true;             // Q17: NEAREST cap before everything (false = --no-nearest-cap)
   int64_t cap_pixels = 512 * 512;      // LLaMA-Factory's image_resolution
   std::string default_system = "You are a helpful assistant.";
+  int64_t gen_pads = 0;  // P of an <image_gen> span; 0: schedule_for_image(gen.size).padded_tokens(128)
+                         // (a model with vt_gen_sides passes its own schedule's count)
 };
 
 // The token ids the builder writes and checks, read off the tokenizer.

@@ -48,14 +48,27 @@ CheckpointPaths checkpoint_paths(const std::string& dir) {
   return {dir, dir + "/optimizer.safetensors", dir + "/trainer_state.json"};
 }
 
+std::string begin_checkpoint(const std::string& out_dir, int64_t step) {
+  fs::create_directories(out_dir);
+  const std::string tmp_dir = out_dir + "/checkpoint-" + std::to_string(step) + ".tmp";
+  fs::remove_all(tmp_dir);
+  fs::create_directories(tmp_dir);
+  return tmp_dir;
+}
+
 std::string save_checkpoint(const std::string& out_dir, const nn::Module& model, const optim::AdamW* optimizer,
                             const TrainerState& state, const std::string& model_files_from, int64_t keep_last,
                             uint64_t max_shard_bytes) {
-  fs::create_directories(out_dir);
+  begin_checkpoint(out_dir, state.step);
+  return finish_checkpoint(out_dir, model, optimizer, state, model_files_from, keep_last, max_shard_bytes);
+}
+
+std::string finish_checkpoint(const std::string& out_dir, const nn::Module& model, const optim::AdamW* optimizer,
+                              const TrainerState& state, const std::string& model_files_from, int64_t keep_last,
+                              uint64_t max_shard_bytes) {
   const std::string name = "checkpoint-" + std::to_string(state.step);
   const std::string final_dir = out_dir + "/" + name, tmp_dir = final_dir + ".tmp";
-  fs::remove_all(tmp_dir);
-  fs::create_directories(tmp_dir);
+  VT_CHECK(fs::is_directory(tmp_dir), "checkpoint: ", tmp_dir, " was not begun (begin_checkpoint)");
   for (const char* f : kModelFiles) {
     const fs::path src = fs::path(model_files_from) / f;
     if (fs::exists(src)) fs::copy_file(src, fs::path(tmp_dir) / f, fs::copy_options::overwrite_existing);

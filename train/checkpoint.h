@@ -2,7 +2,8 @@
 //
 //   OUT/checkpoint-<step>/  config.json, tokenizer.json, preprocessor_config.json (copied from the
 //                           initial model), model.safetensors or shards + index (Module::save_sharded),
-//                           optimizer.safetensors (AdamW master, moments, steps), trainer_state.json
+//                           optimizer.safetensors (AdamW master, moments, steps) or, from a run on
+//                           N ranks, optimizer-rank<r>-of-<N>.safetensors (optim/zero.h), trainer_state.json
 //                           (step, recipe, scheduler, RNG, data position, caller's extras)
 //   OUT/latest              the name of the newest complete checkpoint
 //
@@ -43,6 +44,15 @@ struct CheckpointPaths {
 std::string save_checkpoint(const std::string& out_dir, const nn::Module& model, const optim::AdamW* optimizer,
                             const TrainerState& state, const std::string& model_files_from, int64_t keep_last,
                             uint64_t max_shard_bytes = 4ull << 30);
+
+// save_checkpoint in two halves, for data-parallel runs (trainer.cpp): rank 0 begins (creates an empty
+// OUT/checkpoint-<step>.tmp), every rank writes its optimizer shard into it
+// (optim::ZeroOptimizer::save_shard), then rank 0 finishes (the model in HF layout, the trainer state,
+// the rename, `latest`, pruning) with optimizer = nullptr. Returns the .tmp / final directory.
+std::string begin_checkpoint(const std::string& out_dir, int64_t step);
+std::string finish_checkpoint(const std::string& out_dir, const nn::Module& model, const optim::AdamW* optimizer,
+                              const TrainerState& state, const std::string& model_files_from, int64_t keep_last,
+                              uint64_t max_shard_bytes = 4ull << 30);
 
 // The newest complete checkpoint under out_dir (by `latest`), or nullopt when there is none.
 std::optional<std::string> latest_checkpoint(const std::string& out_dir);

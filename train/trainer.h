@@ -10,7 +10,9 @@
 //       AdamW step -> schedule step -> log (JSON lines) -> checkpoint every save_every steps
 //
 // The data comes through a BatchSource, so the loop knows nothing of files; train/data's Loader is
-// one. The loop is deterministic: a run resumed from a checkpoint continues bit for bit.
+// one. The loop is deterministic: a run resumed from a checkpoint continues bit for bit. On N ranks
+// (TrainOptions::group) the same loop runs data-parallel: reduce after each backward, ZeRO's clip,
+// step and gather (optim/zero.h); a checkpoint of N ranks resumes on M.
 #pragma once
 #include <functional>
 #include <memory>
@@ -21,6 +23,7 @@
 #include "data/sample.h"
 #include "recipe.h"
 #include "vargpt/training.h"
+#include "vt/dist/process_group.h"
 #include "vt/random.h"
 
 namespace vt::train {
@@ -46,6 +49,12 @@ struct TrainOptions {
   bool quiet = false;            // no progress bar
   int64_t stop_after = -1;       // stop (with a checkpoint) after this many steps of this call (tests)
   std::function<void(int64_t step, const nlohmann::json& log)> on_step;
+  // Data parallelism: the ranks of the job (null or world 1: one process with a plain AdamW, as
+  // before). With N > 1 ranks the optimizer is optim::ZeroOptimizer at recipe.zero_stage; rank r
+  // takes every N-th micro-batch of the BatchSource (micro-step a: batch a·N + r), the loss is
+  // scaled by 1/(accumulation·N), the training generator is re-seeded per global micro-batch (so the
+  // draws do not depend on N), rank 0 writes the log and the model, every rank its optimizer shard.
+  std::shared_ptr<dist::ProcessGroup> group;
 };
 
 struct TrainResult {

@@ -1,12 +1,123 @@
 #!/usr/bin/env bash
-# The main job, until the ShapeWorld demo trains a miniature VARGPT end to end: build vt, render a
-# ShapeWorld dataset (generation pairs, understanding conversations, edits, preferences), and
-# score its ground-truth images and answers with the GenEval-style evaluator.
+# The main job: the ShapeWorld miniature. Builds vt, renders ShapeWorld, cuts a ShapeWorld
+# vocabulary from the real Qwen2 tokenizer, makes a small VARGPT from random weights, and trains it
+# through the paper's pipeline with the same code paths as the full-size model (vargpt train and
+# the recipes of train/recipes/shapeworld/):
+#   BSQ tokenizer -> stage 1 (projectors) -> stage 2 (understanding + generation mix) ->
+#   stage 3 SFT and DPO at 32 px, then at 64 px -> editing SFT
+# then evaluates every checkpoint on the held-out test split (vargpt eval: GenEval-style
+# generation, understanding with POPE-style questions, editing) and writes OUT/REPORT.md.
+#
+#   scripts/main_job.sh [--quick] [--out DIR]     (default out/demo; --quick: a small smoke run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
-cmake --build build -j"$(nproc)" --target vargpt
-out=${1:-out/shapeworld}
-./build/vargpt shapes make --out "$out" --size 128 --train 2000 --test 500 --seed 0
-./build/vargpt shapes eval gen --data "$out" --split test
-./build/vargpt shapes eval edit --data "$out" --split test
+quick=0
+out=out/demo
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --out) out=$2; shift ;;
+    *) echo "usage: scripts/main_job.sh [--quick] [--out DIR]"; exit 2 ;;
+  esac
+  shift
+done
+build=${VT_BUILD_DIR:-build}
+if [ ! -x "$build/vargpt" ] || [ -z "${VT_NO_BUILD:-}" ]; then
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release > /dev/null
+  cmake --build "$build" -j"$(nproc)" --target vargpt > /dev/null
+fi
+vargpt=$PWD/$build/vargpt
+recipes=train/recipes/shapeworld
+mkdir -p "$out"
+report=$out/REPORT.md
+t_start=$(date +%s)
+if [ "$quick" = 1 ]; then
+  scenes="--train 48 --test 12"; eval_limit=6; steps_scale=0   # steps: --set steps=<small>
+else
+  scenes="--train 600 --test 120"; eval_limit=120; steps_scale=1
+fi
+stage_times=""
+elapsed() { echo $(( $(date +%s) - $1 )); }
+note() { echo "== $*" >&2; }
+
+# ---- data, vocabulary, the untrained model --------------------------------------------------------
+t=$(date +%s)
+note "ShapeWorld ($scenes, 64 px)"
+rm -rf "$out/data"
+"$vargpt" shapes make --out "$out/data" --size 64 $scenes --seed 0 --quiet
+note "vocabulary cut from the Qwen2 tokenizer"
+"$vargpt" tokenizer cut --from third_party/qwen2/tokenizer.json --shapeworld "$out/data" --out "$out/tokenizer.json" > /dev/null
+note "a random miniature VARGPT"
+rm -rf "$out/init"
+"$vargpt" init --spec $recipes/model.json --tokenizer "$out/tokenizer.json" --out "$out/init" --seed 0 > /dev/null
+stage_times="$stage_times| data, vocabulary, init | $(elapsed $t) s |\n"
+
+evaluate() {  # evaluate MODEL NAME
+  "$vargpt" eval --model "$1" --data "$out/data" --split test --limit $eval_limit --out "$out/eval/$2" \
+    --json "$out/eval/$2.json" --quiet > "$out/eval/$2.txt"
+}
+mkdir -p "$out/eval"
+evaluate "$out/init" untrained
+
+# ---- the stages ------------------------------------------------------------------------------------
+prev=$out/init
+run_stage() {  # run_stage RECIPE QUICK_STEPS
+  local name=$1 quick_steps=$2 t
+  t=$(date +%s)
+  note "train $name"
+  local extra=""
+  [ "$steps_scale" = 0 ] && extra="--set steps=$quick_steps"
+  local set_ref=""
+  grep -q '"kind": "dpo"' "$recipes/$name.json" && set_ref="--reference $prev"
+  prev=$("$vargpt" train --recipe "$recipes/$name.json" --data "$out/data" --init "$prev" $set_ref \
+           --out "$out/$name" $extra)
+  stage_times="$stage_times| $name | $(elapsed $t) s |\n"
+}
+run_stage bsq_tokenizer 2
+run_stage stage1 2
+run_stage stage2 3
+evaluate "$prev" stage2
+run_stage stage3_sft_32 2
+run_stage stage3_dpo_32 1
+run_stage stage3_sft_64 2
+evaluate "$prev" stage3_sft_64
+run_stage stage3_dpo_64 1
+evaluate "$prev" stage3_dpo_64
+run_stage editing 2
+evaluate "$prev" final
+
+# ---- the report ------------------------------------------------------------------------------------
+{
+  echo "# ShapeWorld miniature: a VARGPT-v1.1 trained from random weights on $(nproc) CPU cores"
+  echo
+  echo "Run: \`scripts/main_job.sh$([ "$quick" = 1 ] && echo " --quick")\`, $(date -u +%Y-%m-%d), total $(elapsed "$t_start") s."
+  echo "The vocabulary is cut from the real Qwen2 tokenizer (\`vargpt tokenizer cut\`): ShapeWorld's texts"
+  echo "encode to the same tokens as with Qwen2's, renumbered. Model: \`$recipes/model.json\`."
+  echo
+  echo "## Time per stage"
+  echo
+  echo "| stage | wall time |"
+  echo "|---|---|"
+  printf "%b" "$stage_times"
+  echo
+  echo "## Evaluation on the test split (first $eval_limit records of each task)"
+  for e in untrained stage2 stage3_sft_64 stage3_dpo_64 final; do
+    echo
+    echo "### $e"
+    echo
+    echo '```'
+    cat "$out/eval/$e.txt"
+    echo '```'
+  done
+  echo
+  echo "## Configuration"
+  echo
+  echo '```json'
+  cat $recipes/model.json
+  echo '```'
+  echo
+  echo "Recipes: \`$recipes/*.json\`; each stage's log: \`$out/<stage>/log.jsonl\`; checkpoints: \`$out/<stage>/checkpoint-*\`."
+} > "$report.tmp"
+mv "$report.tmp" "$report"
+note "wrote $report"
+cat "$report"

@@ -421,3 +421,22 @@ TEST_CASE("VARGPT: the tokenizer and chat template give the reference's prompt i
     CHECK(std::vector<int64_t>(got.begin(), got.end()) == ids_of(ref().at(which + ".input_ids")));
   }
 }
+
+TEST_CASE("VARGPT: a non-square aspect template generates an image of its size") {
+  const auto m = model();
+  NoGradGuard no_grad;
+  const infinity::ScaleSchedule s = infinity::scale_schedule(0.75, "0.06M");  // h / w = 0.75
+  REQUIRE(s.image_h() != s.image_w());
+  vargpt::HandOff st = hand_off(*m, {reference_prompt("t2i")});
+  vargpt::ImageOptions opt = reference_image_options();
+  opt.height = s.image_h();
+  opt.width = s.image_w();
+  const vargpt::ImageResult out = vargpt::generate_image(*m, st, opt);
+  CHECK(out.pixels.shape() == Shape{1, s.image_h(), s.image_w(), 3});
+  CHECK(out.bits.back().shape() == Shape{1, s.scales.back().h, s.scales.back().w, 16});
+  // A size no template holds is refused, naming the sizes the aspect allows.
+  opt.height = 300;
+  opt.width = 300;
+  vargpt::HandOff st2 = hand_off(*m, {reference_prompt("t2i")});
+  CHECK_THROWS_WITH_AS(vargpt::generate_image(*m, st2, opt), doctest::Contains("256x256"), Error);
+}

@@ -257,7 +257,9 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
       if (r.kind == "vae") {
         VT_CHECK(b.gen_images.defined(), "training ", r.name, ": the vae stage trains on generation targets; batch ",
                  "without images (data kinds generation, editing or preference)");
-        const VaeLossOutput out = vae_training_loss(*model->vae_local, b.gen_images.to(model->device()), VaeLossOptions{});
+        VaeLossOptions vo;
+        vo.scales = model->config().schedule_for(r.gen_size, r.gen_size).scales;  // the model's own schedule
+        const VaeLossOutput out = vae_training_loss(*model->vae_local, b.gen_images.to(model->device()), vo);
         VT_CHECK(std::isfinite(out.loss.item()), "training ", r.name, ": step ", step + 1,
                  " has a non-finite VAE loss; the last good checkpoint is kept");
         dpo_sums["l1"] += out.l1.item() / accum;

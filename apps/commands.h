@@ -15,6 +15,9 @@ int cmd_chat(int argc, char** argv);    // Qwen2 / Qwen2-VL / VARGPT chat with i
 int cmd_generate(int argc, char** argv);  // VARGPT text to image, batched (apps/cmd_generate.cpp)
 int cmd_edit(int argc, char** argv);      // VARGPT image editing (apps/cmd_generate.cpp)
 int cmd_train(int argc, char** argv);     // one training phase from a recipe (apps/cmd_train.cpp)
+int cmd_init(int argc, char** argv);      // a VARGPT model of given sizes from random weights (apps/cmd_init.cpp)
+int cmd_eval(int argc, char** argv);      // a VARGPT checkpoint on a ShapeWorld split, judged (apps/cmd_eval.cpp)
+int cmd_tokenizer(int argc, char** argv);  // a vocabulary cut from the Qwen2 tokenizer (apps/cmd_tokenizer.cpp)
 
 // --size of generate, edit and chat: "256", "512" (square) or "WxH" (width x height) -> (height,
 // width); "" -> (0, 0), the model's default. The model's schedules check the size (VargptConfig::

@@ -20,7 +20,10 @@ const Subcommand kSubcommands[] = {
     {"chat", cmd_chat, "talk to a Qwen2 / Qwen2-VL / VARGPT-v1.1 checkpoint, with images"},
     {"generate", cmd_generate, "VARGPT-v1.1 text to image: prompts (or a prompts file) -> PNGs, batched"},
     {"edit", cmd_edit, "VARGPT-v1.1 image editing: an image and an instruction -> PNG"},
+    {"eval", cmd_eval, "evaluate a VARGPT-v1.1 checkpoint on a ShapeWorld split: gen, understand, edit"},
+    {"init", cmd_init, "a VARGPT model of given sizes from random weights, as a model directory"},
     {"train", cmd_train, "train one phase from a recipe: sft, dpo or the BSQ tokenizer; resumable"},
+    {"tokenizer", cmd_tokenizer, "a small vocabulary (ShapeWorld) cut from the Qwen2 tokenizer; same tokens for its corpus"},
     {"vae", cmd_vae, "BSQ-VAE tokenizer: image -> per-scale bits -> image, round-trip PSNR"},
 };
 

@@ -52,5 +52,25 @@ pair bench_tokenizer hf_tokenizer.py
 pair bench_bsq_vae torch_bsq_vae.py
 pair bench_infinity torch_infinity.py
 pair bench_qwen2 torch_qwen2.py --decode 32
+# VARGPT-v1.1 generating one 256x256 image with CFG (tiny fixture, small random checkpoint): each vt
+# config in its own process (its peak RSS is that config's), then the reference loop, which joins
+# them into the ratios vt/torch (goal <= 0.5) and peak RSS / weight bytes (goal <= 1.15). Passive
+# OpenMP waits on both sides: on a shared machine spinning workers bill their waits as CPU time.
+if [ -x "$build"/bench_vargpt ]; then
+  echo "== bench_vargpt (one 256x256 image with CFG, prompt to pixels; vs tools/vargpt_reference.py)"
+  small="$build/vargpt_small"
+  [ -f "$small/config.json" ] || "$build"/bench_vargpt --make-small "$small"
+  outs=()
+  for c in tiny small; do
+    out=/tmp/vt_bench_vargpt_$c.$$.json
+    OMP_WAIT_POLICY=passive "$build"/bench_vargpt --small-dir "$small" --benchmark_filter="vargpt/$c/" --benchmark_out="$out" \
+      --benchmark_out_format=json 2>/dev/null | grep -vE "^(Run|\*\*\*|CPU|  L|Load|---|Benchmark)"
+    outs+=("$out")
+  done
+  OMP_WAIT_POLICY=passive python3 bench/torch_vargpt.py --small-dir "$small" --vt "${outs[@]}" 2>/dev/null | grep -vE "Warning|Qwen2VLRotaryEmbedding" \
+    || echo "(baseline torch_vargpt.py failed: python3/torch/transformers missing?)"
+  rm -f "${outs[@]}"
+  echo
+fi
 echo "== size of the tensor library"
 wc -l include/vt/*.h include/vt/*/*.h src/*.cpp src/*.h src/*.inc 2>/dev/null | tail -1 | sed 's/total/lines in include\/vt and src/'

@@ -9,7 +9,10 @@
 #                                     cuda` check against transformers' tokens), ops (bench_cuda_ops:
 #                                     GEMM, elementwise, attention), nn (bench_cuda_nn: linear, norms,
 #                                     AdamW, cross-entropy), models (Qwen2-7B-shaped LLM, VAE decode),
-#                                     infinity (Infinity-2B 512px generation); default: all.
+#                                     infinity (Infinity-2B 512px generation), vargpt (VARGPT-v1.1
+#                                     at full shape: 7B LLM + Infinity-2B + VAE, random bf16 weights,
+#                                     one 512px image with CFG, prompt to pixels; goals 0.5 s and
+#                                     22 GiB peak); default: all.
 #                                     attn (not in the default): only the attention tests and the
 #                                     attention rows of bench_cuda_ops, vt's kernels and cuDNN's
 #                                     (VT_ATTENTION_CUDNN), against torch: the short run for tuning
@@ -20,7 +23,7 @@
 # Build choices for time: only the targets the chosen stages need (libvt, the CUDA tests, test_ops_core,
 # vargpt, the stages' benches), one architecture (sm_90), -j16, Ninja when present. CMake older than 3.26 does not know nvcc's C++20 flag, so the configure line names it.
 set -uo pipefail
-STAGES=" ${VT_GPU_STAGES:-tests ops nn models infinity} "
+STAGES=" ${VT_GPU_STAGES:-tests ops nn models infinity vargpt} "
 want() { [[ $STAGES == *" $1 "* ]]; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${VT_GPU_BUILD:-$ROOT/build-gpu}
@@ -100,6 +103,7 @@ if ((bench)); then
   want nn && targets+=(bench_cuda_nn)
   want models && targets+=(bench_gpu_models)
   want infinity && targets+=(bench_gpu_infinity)
+  want vargpt && targets+=(bench_gpu_vargpt)
 fi
 if ! cmake --build "$BUILD" -j16 --target "${targets[@]}" > "$OUTDIR/build.log" 2>&1; then
   grep -E "error|Error" "$OUTDIR/build.log" | head -40
@@ -188,6 +192,8 @@ if want infinity && ((bench)) && (($(left) > 90)); then
   step "Infinity rows again with attention on cuDNN's fused SDPA (VT_ATTENTION_CUDNN=1), for comparison"
   VT_ATTENTION_CUDNN=1 timeout 80 "$BUILD/bench_gpu_infinity" --runs 2 --no-image | grep "^vt " | sed 's/^vt /cudnn_attn /'
 fi
+# VARGPT-v1.1 end to end: building the 22 GB model in memory takes most of a minute on each side.
+want vargpt && run_pair bench_gpu_vargpt 240 torch_gpu_vargpt.py 240
 
 step "summary"
 {

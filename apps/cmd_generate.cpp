@@ -47,6 +47,7 @@ namespace cli = ::vargpt;
   "  --uncond-llm-cache    Q4 fix: the unconditional LLM pass keeps its own cache\n"                      \
   "  --uncond-len truncate|tile  Q6: unconditional memory longer than cfg_uncond (default truncate)\n"   \
   "  --mrope-consistent    Q10 fix: image chunks continue the prompt's M-RoPE positions\n"                 \
+  "  --llm-block-causal    Q11 fix: in the LLM the tokens of a scale see each other (not causally)\n"     \
   "  --round-pixels        Q14 fix: round pixels instead of truncating\n"                                 \
   "  --device cpu|cuda     default cpu;  --dtype f32|bf16 (default: the config's);  --threads N\n"        \
   "  --quiet               no progress or replies on stderr\n"                                            \
@@ -75,7 +76,8 @@ const char* const kEditUsage =
 const std::set<std::string> kValueOptions = {"model", "prompt", "out", "n", "seed", "size", "cfg", "tau", "top-p",
                                              "top-k", "batch", "system", "reply", "max-text-tokens", "temperature",
                                              "uncond-len", "device", "dtype", "threads"};
-const std::set<std::string> kFlags = {"sample", "uncond-llm-cache", "mrope-consistent", "round-pixels", "quiet"};
+const std::set<std::string> kFlags = {"sample",       "uncond-llm-cache", "mrope-consistent", "llm-block-causal",
+                                      "round-pixels", "quiet"};
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -112,6 +114,7 @@ Session parse_session(const cli::Options& o) {
            "sampling options out of range: need tau > 0, 0 <= top-p <= 1, top-k >= 0");
   s.image.uncond_llm_cache = o.has("uncond-llm-cache");
   s.image.mrope_consistent = o.has("mrope-consistent");
+  s.image.llm_block_causal = o.has("llm-block-causal");
   s.image.round_pixels = o.has("round-pixels");
   const std::string ul = o.value_or("uncond-len", "truncate");
   VT_CHECK(ul == "truncate" || ul == "tile", "--uncond-len must be truncate or tile, got '", ul, "'");
@@ -195,28 +198,6 @@ vg::Prompt render_prompt(const Session& s, std::vector<tok::ChatPart> user, cons
   return p;
 }
 
-// A decoded reply without its <|image_gen_start|>. The embedding has more rows than the tokenizer
-// has tokens (152064 vs 151660 upstream); an id past the tokenizer is shown as <id N>.
-std::string reply_text(const tok::Tokenizer& tokenizer, std::vector<int64_t> tokens) {
-  tokens.pop_back();  // <|image_gen_start|>
-  std::string text;
-  std::vector<int32_t> run;
-  auto flush = [&] {
-    text += tokenizer.decode(run, /*skip_special=*/true);
-    run.clear();
-  };
-  for (int64_t id : tokens) {
-    if (id < int64_t(tokenizer.vocab_size())) {
-      run.push_back(int32_t(id));
-      continue;
-    }
-    flush();
-    text += "<id " + std::to_string(id) + ">";
-  }
-  flush();
-  return text;
-}
-
 // The path of image i of prompt j: exactly --out when one image is written in all.
 std::string output_path(const Session& s, int64_t prompts, int64_t j, int64_t i) {
   if (prompts * s.n == 1) return s.out;
@@ -246,7 +227,8 @@ void run(const Session& s, const std::vector<vg::Prompt>& prompts) {
       VT_CHECK(reply.wants_image[b], "row ", first + b, " ended its reply without <|image_gen_start|>");
       want.push_back(b);
       if (s.quiet) continue;
-      const std::string said = s.forced_reply ? s.reply : reply_text(*s.tokenizer, reply.tokens[b]);
+      const std::string said =
+          s.forced_reply ? s.reply : vg::decode_reply(*s.tokenizer, reply.tokens[b], s.model->tokens().start);
       std::fprintf(stderr, "prompt %lld image %lld: reply \"%s\"\n", (long long)((first + b) / s.n),
                    (long long)((first + b) % s.n), said.c_str());
     }

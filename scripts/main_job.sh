@@ -22,11 +22,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 build=${VT_BUILD_DIR:-build}
-if [ ! -x "$build/vargpt" ] || [ -z "${VT_NO_BUILD:-}" ]; then
+if [ ! -x "$build/vargpt" ] || [ -z "${VT_NO_BUILD:-}" ]; then  # VT_NO_BUILD=1: use the built binary as is
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release > /dev/null
   cmake --build "$build" -j"$(nproc)" --target vargpt > /dev/null
 fi
-vargpt=$PWD/$build/vargpt
+case "$build" in /*) vargpt=$build/vargpt ;; *) vargpt=$PWD/$build/vargpt ;; esac
 recipes=train/recipes/shapeworld
 mkdir -p "$out"
 report=$out/REPORT.md
@@ -121,3 +121,16 @@ evaluate "$prev" final
 mv "$report.tmp" "$report"
 note "wrote $report"
 cat "$report"
+
+# ---- the quick run's checks (a CTest runs it): every stage wrote a checkpoint and a log --------------
+if [ "$quick" = 1 ]; then
+  for stage in bsq_tokenizer stage1 stage2 stage3_sft_32 stage3_dpo_32 stage3_sft_64 stage3_dpo_64 editing; do
+    [ -s "$out/$stage/latest" ] || { echo "main_job --quick: stage $stage wrote no checkpoint"; exit 1; }
+    [ -s "$out/$stage/log.jsonl" ] || { echo "main_job --quick: stage $stage wrote no log"; exit 1; }
+  done
+  for e in untrained stage2 stage3_sft_64 stage3_dpo_64 final; do
+    grep -q '"overall"' "$out/eval/$e.json" || { echo "main_job --quick: evaluation $e has no generation score"; exit 1; }
+  done
+  grep -q '"rewards/margins"' "$out/stage3_dpo_64/log.jsonl" || { echo "main_job --quick: DPO logged no margins"; exit 1; }
+  echo "main_job --quick: every stage completed"
+fi

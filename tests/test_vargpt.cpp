@@ -266,11 +266,15 @@ TEST_CASE("VARGPT: the per-scale loop fed the reference's draws gives its bits, 
 TEST_CASE("VARGPT: the KV-cached per-scale loop fed its own bits equals one teacher-forced forward") {
   const auto m = model();
   NoGradGuard no_grad;
+  // Faithful (causal inside a scale's LLM chunk), and with the Q11 fix in both paths.
+  for (const bool block_causal : {false, true}) {
+  INFO("llm_block_causal ", block_causal);
   vargpt::Prompt p = reference_prompt("t2i");
   vargpt::HandOff st = hand_off(*m, {p});
   vargpt::ImageOptions opt = reference_image_options();
   opt.seeds = {7};
   opt.decode = false;
+  opt.llm_block_causal = block_causal;
   const vargpt::ImageResult out = vargpt::generate_image(*m, st, opt);
   // The training sequence: the same prompt, the start token, P pads, end, <|im_end|>.
   const auto sched = schedule_256();
@@ -284,8 +288,13 @@ TEST_CASE("VARGPT: the KV-cached per-scale loop fed its own bits equals one teac
   for (const Tensor& bits : out.bits) labels.push_back(bits.reshape({1, -1, bits.size(3)}));
   b.gen_labels = cat(labels, 1);
   b.schedule = sched;
-  const vargpt::TrainingOutput t = vargpt::training_forward(*m, b);
+  vargpt::TrainingOptions topt;
+  topt.llm_block_causal = block_causal;
+  const vargpt::TrainingOutput t = vargpt::training_forward(*m, b, topt);
   CHECK(rel_err(cat(out.cond_logits, 1), t.gen_logits) < 1e-4);
+  // The fix changes the logits (so the check above tells the two masks apart).
+  if (block_causal) CHECK(rel_err(t.gen_logits, vargpt::training_forward(*m, b).gen_logits) > 1e-3);
+  }
 }
 
 TEST_CASE("VARGPT: a batch of three prompts equals each prompt alone; a seed fixes the image") {

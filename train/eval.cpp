@@ -94,29 +94,6 @@ std::vector<int64_t> stop_tokens(const tok::Tokenizer& tokenizer) {
   return out;
 }
 
-// A decoded reply, without a trailing <|image_gen_start|>, special tokens and outer whitespace. The
-// embedding may have more rows than the tokenizer has tokens; such an id shows as <id N>.
-std::string reply_text(const tok::Tokenizer& tokenizer, std::vector<int64_t> tokens, int64_t start_id) {
-  if (!tokens.empty() && tokens.back() == start_id) tokens.pop_back();
-  std::string text;
-  std::vector<int32_t> run;
-  auto flush = [&] {
-    text += tokenizer.decode(run, /*skip_special=*/true);
-    run.clear();
-  };
-  for (int64_t id : tokens) {
-    if (id >= 0 && id < int64_t(tokenizer.vocab_size())) {
-      run.push_back(int32_t(id));
-      continue;
-    }
-    flush();
-    text += "<id " + std::to_string(id) + ">";
-  }
-  flush();
-  const size_t a = text.find_first_not_of(" \t\r\n"), b = text.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? "" : text.substr(a, b - a + 1);
-}
-
 // A row of a batch: the record's index in its list, its id, and its rendered prompt.
 struct Row {
   size_t index;
@@ -253,7 +230,7 @@ std::vector<std::string> generate_record_images(const vargpt::Vargpt& model, con
       VT_CHECK(reply.wants_image[b], rows[b].id, ": the reply ended without <|image_gen_start|>");
       all.push_back(int64_t(b));
       image.seeds.push_back(cfg.seed + uint64_t(rows[b].index));
-      if (replies) (*replies)[rows[b].id] = reply_text(tokenizer, reply.tokens[b], model.tokens().start);
+      if (replies) (*replies)[rows[b].id] = vargpt::decode_reply(tokenizer, reply.tokens[b], model.tokens().start);
     }
     vargpt::HandOff state = vargpt::select_rows(reply.state, all);
     const vargpt::ImageResult result = vargpt::generate_image(model, state, image);
@@ -290,7 +267,7 @@ std::map<std::string, std::string> answer_questions(const vargpt::Vargpt& model,
     for (const Row& r : rows) prompts.push_back(r.prompt);
     const vargpt::TextResult reply = vargpt::decode_text(model, prompts, text);
     for (size_t b = 0; b < rows.size(); ++b)
-      answers[rows[b].id] = reply_text(tokenizer, reply.tokens[b], model.tokens().start);
+      answers[rows[b].id] = vargpt::decode_reply(tokenizer, reply.tokens[b], model.tokens().start);
   };
   for_each_batch(records, cfg.batch, "understand", cfg.quiet, errors, prepare, run);
   return answers;

@@ -52,6 +52,7 @@ const std::map<std::string, Field>& fields() {
       {"quirks.reweight_by_scale", field(&Recipe::reweight_by_scale)},
       {"quirks.mrope_consistent", field(&Recipe::mrope_consistent)},
       {"quirks.cfg_drop_ca", field(&Recipe::cfg_drop_ca)},
+      {"quirks.llm_block_causal", field(&Recipe::llm_block_causal)},
       {"dpo.beta", field(&Recipe::dpo_beta)},
       {"dpo.label_smoothing", field(&Recipe::dpo_label_smoothing)},
       {"dpo.ftx", field(&Recipe::dpo_ftx)},

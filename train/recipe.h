@@ -51,6 +51,7 @@ struct Recipe {
   bool reweight_by_scale = false;  // Q9 fix
   bool mrope_consistent = false;   // Q10 fix
   bool cfg_drop_ca = false;        // Q13 fix
+  bool llm_block_causal = false;   // Q11 fix
   double dpo_beta = 0.1, dpo_label_smoothing = 0.0, dpo_ftx = 0.0;
   std::string init;                // checkpoint directory to start from ("@previous": the last output)
   std::string reference;           // dpo: the frozen reference checkpoint ("@previous")

@@ -208,6 +208,7 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   topt.reweight_by_scale = r.reweight_by_scale;
   topt.mrope_consistent = r.mrope_consistent;
   topt.cfg_drop_ca = r.cfg_drop_ca;
+  topt.llm_block_causal = r.llm_block_causal;
   const int64_t accum = r.accumulation(world);
   constexpr uint64_t kRngStride = uint64_t{1} << 32;  // Philox offsets reserved per micro-batch (N ranks)
   TrainResult result;

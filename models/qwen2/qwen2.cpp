@@ -81,7 +81,7 @@ Tensor Qwen2Model::embed(const Tensor& ids) const {
 }
 
 Tensor Qwen2Model::forward(const Tensor& inputs_embeds, const nn::RopeCosSin& rope, const Tensor& key_mask,
-                           std::vector<nn::KVCache>* caches) const {
+                           std::vector<nn::KVCache>* caches, const nn::AttentionMask* mask_override) const {
   VT_CHECK(inputs_embeds.dim() == 3 && inputs_embeds.size(2) == cfg_.hidden_size,
            "Qwen2Model::forward: inputs_embeds must be (B, T, ", cfg_.hidden_size, "), got ",
            inputs_embeds.shape().str());
@@ -100,6 +100,8 @@ Tensor Qwen2Model::forward(const Tensor& inputs_embeds, const nn::RopeCosSin& ro
   // Causal over the whole key sequence (top-left without a cache, bottom-right with one), and
   // key padding: key j is visible to row b when key_mask[b, j] != 0.
   nn::AttentionMask mask = caches ? nn::AttentionMask::causal_from_end() : nn::AttentionMask::causal();
+  VT_CHECK(!mask_override || !key_mask.defined(), "Qwen2Model::forward: fold key_mask into the mask you pass");
+  if (mask_override) mask = *mask_override;
   if (key_mask.defined()) {
     VT_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && key_mask.size(1) == past + T,
              "Qwen2Model::forward: key_mask must be (B, past + T) = (", B, ", ", past + T, "), got ",

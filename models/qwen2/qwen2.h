@@ -78,8 +78,10 @@ class Qwen2Model : public nn::Module {
   // key_mask: undefined (no padding) or (B, past + T), nonzero = a real token (HF's attention_mask).
   // caches: undefined, or one per layer; past = caches[0].length keys are attended before these.
   // Returns the final normed hidden states (B, T, C).
+  // mask: replaces the causal mask (and key_mask, which must then be folded into it), e.g. VARGPT's
+  // block-causal image chunks (vargpt.md Q11 fix).
   Tensor forward(const Tensor& inputs_embeds, const nn::RopeCosSin& rope, const Tensor& key_mask = Tensor(),
-                 std::vector<nn::KVCache>* caches = nullptr) const;
+                 std::vector<nn::KVCache>* caches = nullptr, const nn::AttentionMask* mask = nullptr) const;
 
   Tensor embed_tokens;  // (V, C)
   std::shared_ptr<nn::ModuleList> layers;

@@ -38,14 +38,19 @@ Tensor key_mask_tensor(const std::vector<std::vector<uint8_t>>& mask, Device dev
 
 // Runs the LLM on embeddings (B, n, Cl) with the caches, the running host mask (grown by n columns
 // of `fed`) and per-row start positions. Returns the final hidden states (B, n, Cl).
+// whole_chunk (Q11 fix): the chunk's tokens see each other and the cache, not causally.
 Tensor llm_chunk(const Vargpt& model, const Tensor& embeds, std::vector<nn::KVCache>& caches,
                  std::vector<std::vector<uint8_t>>& mask, const std::vector<uint8_t>& fed,
-                 const std::vector<int64_t>& start) {
+                 const std::vector<int64_t>& start, bool whole_chunk = false) {
   const int64_t n = embeds.size(1);
   for (size_t b = 0; b < mask.size(); ++b) mask[b].insert(mask[b].end(), n, fed[b]);
   const Device dev = model.device();
-  return model.lm->model->forward(embeds, model.lm->rope(chunk_positions(start, n).to(dev)),
-                                  key_mask_tensor(mask, dev), &caches);
+  const nn::RopeCosSin rope = model.lm->rope(chunk_positions(start, n).to(dev));
+  const Tensor keys = key_mask_tensor(mask, dev);
+  if (!whole_chunk) return model.lm->model->forward(embeds, rope, keys, &caches);
+  nn::AttentionMask none = nn::AttentionMask::none();
+  if (keys.defined()) none = none.with_tensor(ne(keys, 0.0).view({keys.size(0), 1, 1, keys.size(1)}));
+  return model.lm->model->forward(embeds, rope, Tensor(), &caches, &none);
 }
 
 }  // namespace
@@ -273,15 +278,17 @@ ImageResult generate_image(const Vargpt& model, HandOff& st, const ImageOptions&
       E_c = E_u = model.image_gen_projector->forward(gen.embed_inputs(X));
     }
     // Conditional pass on the persistent cache, at raw cache positions (Q10; the fix adds the
-    // prompt's M-RoPE shift); causal inside the chunk (Q11).
+    // prompt's M-RoPE shift); causal inside the chunk (Q11), or the whole chunk with the fix.
     std::vector<int64_t> start(B);
     for (int64_t b = 0; b < B; ++b) start[b] = st.real_length[b] + (opt.mrope_consistent ? st.mrope_shift[b] : 0);
-    const Tensor H_c = llm_chunk(model, E_c, st.caches, mask, all_rows, start);
+    const Tensor H_c = llm_chunk(model, E_c, st.caches, mask, all_rows, start, opt.llm_block_causal);
     for (int64_t b = 0; b < B; ++b) st.real_length[b] += n;
     // Unconditional pass: no prompt, no earlier scales, positions 0..n-1 (Q4), unless the fix keeps a cache.
     const Tensor pos_u = chunk_positions(std::vector<int64_t>(B, opt.uncond_llm_cache ? uncond_past : 0), n);
+    const nn::AttentionMask none = nn::AttentionMask::none();
     const Tensor H_u = model.lm->model->forward(E_u, model.lm->rope(pos_u.to(dev)), Tensor(),
-                                                opt.uncond_llm_cache ? &uncond_caches : nullptr);
+                                                opt.uncond_llm_cache ? &uncond_caches : nullptr,
+                                                opt.llm_block_causal ? &none : nullptr);
     uncond_past += n;
 
     const Tensor raw = decoder.step(model.image_gen_projector_out->forward(cat({H_c, H_u}, 0)));  // (2B, n, 2d)

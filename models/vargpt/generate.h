@@ -90,6 +90,7 @@ struct ImageOptions {
   bool uncond_llm_cache = false;       // Q4 fix: the unconditional LLM pass keeps its own cache
   UncondLength uncond_length = UncondLength::Truncate;  // Q6
   bool mrope_consistent = false;       // Q10 fix: image chunks continue the prompt's M-RoPE positions
+  bool llm_block_causal = false;       // Q11 fix: the tokens of a scale see each other in the LLM
   bool round_pixels = false;           // Q14 fix: round instead of truncate
   bool decode = true;                  // false: stop at the latent (no VAE decode)
   std::function<void(int64_t scale, int64_t scales, int64_t h, int64_t w)> on_scale;  // after each scale

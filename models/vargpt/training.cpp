@@ -111,7 +111,31 @@ TrainingOutput training_forward(const Vargpt& model, const TrainingBatch& batch,
   Tensor key_mask;
   if (batch.attention_mask.defined() && amin(batch.attention_mask.to(Device::cpu()).to(DType::I64)).item() == 0)
     key_mask = batch.attention_mask.to(dev);
-  const Tensor hidden = model.lm->model->forward(embeds, model.lm->rope(positions.to(dev)), key_mask);  // (B, T, Cl)
+  Tensor hidden;  // (B, T, Cl)
+  if (!opt.llm_block_causal || G == 0) {
+    hidden = model.lm->model->forward(embeds, model.lm->rope(positions.to(dev)), key_mask);
+  } else {
+    // Q11 fix: causal, except that the P slots of a span see their whole scale (pad rows past the
+    // schedule stay causal), and the key padding folded in.
+    std::vector<uint8_t> m(static_cast<size_t>(B * T * T), 0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < T; ++i) std::fill_n(m.begin() + (b * T + i) * T, i + 1, uint8_t(1));
+    for (const Span& s : spans)
+      for (int64_t k = 0; k < sched.num_scales(); ++k) {
+        const int64_t a = s.start + 1 + sched.offsets[k], n = sched.tokens[k];
+        for (int64_t i = a; i < a + n; ++i) std::fill_n(m.begin() + (s.row * T + i) * T + a, n, uint8_t(1));
+      }
+    if (key_mask.defined()) {
+      const Tensor km = key_mask.to(Device::cpu()).to(DType::I64).contiguous();
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < T; ++j)
+          if (km.data<int64_t>()[b * T + j] == 0)
+            for (int64_t i = 0; i < T; ++i) m[(b * T + i) * T + j] = 0;
+    }
+    const nn::AttentionMask mask = nn::AttentionMask::none().with_tensor(
+        from_vector(m, {B, 1, T, T}).to(DType::Bool).to(dev));
+    hidden = model.lm->model->forward(embeds, model.lm->rope(positions.to(dev)), Tensor(), nullptr, &mask);
+  }
 
   // Text loss (§11). A generation row's labels are its ids with the pad slots ignored: every other
   // position counts, the prompt and padding included (Q8), unless mask_prompt_loss asks for the

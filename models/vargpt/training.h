@@ -44,6 +44,7 @@ struct TrainingOptions {
   bool reweight_by_scale = false;  // Q9 fix: Infinity's per-scale token weights
   bool mrope_consistent = false;   // Q10 fix: 3-D M-RoPE positions (get_rope_index) in training too
   bool cfg_drop_ca = false;        // Q13 fix: dropped rows also see cfg_uncond[:L] as memory
+  bool llm_block_causal = false;   // Q11 fix: in the LLM, the tokens of a scale see each other
   bool text_logits = false;        // return the full (B, T, V) text logits (tests; big at full size)
   bool text_loss = true;           // false: skip lm_head and the text CE (DPO scores image bits only;
                                    // at full size that saves (T, 152064) logits per row)

@@ -200,6 +200,27 @@ void check_tokenizer(const tok::Tokenizer& tokenizer, const GenerationTokens& to
   }
 }
 
+std::string decode_reply(const tok::Tokenizer& tokenizer, std::vector<int64_t> tokens, int64_t start_id) {
+  if (!tokens.empty() && tokens.back() == start_id) tokens.pop_back();
+  std::string text;
+  std::vector<int32_t> run;  // ids the tokenizer knows, decoded together (multi-byte characters)
+  auto flush = [&] {
+    text += tokenizer.decode(run, /*skip_special=*/true);
+    run.clear();
+  };
+  for (int64_t id : tokens) {
+    if (id >= 0 && id < static_cast<int64_t>(tokenizer.vocab_size())) {
+      run.push_back(static_cast<int32_t>(id));
+      continue;
+    }
+    flush();
+    text += "<id " + std::to_string(id) + ">";
+  }
+  flush();
+  const size_t a = text.find_first_not_of(" \t\r\n"), b = text.find_last_not_of(" \t\r\n");
+  return a == std::string::npos ? "" : text.substr(a, b - a + 1);
+}
+
 // ---- projectors ----------------------------------------------------------------------------------------
 GenPatchMerger::GenPatchMerger(int64_t dim_out, int64_t in_dim, DType dtype) {
   auto ln_q = register_module("ln_q", std::make_shared<nn::Module>());

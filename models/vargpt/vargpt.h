@@ -71,6 +71,11 @@ struct VargptConfig {
 // 151657.. to <tool_call> etc., and a tokenizer without the three added tokens cannot write them.
 void check_tokenizer(const tok::Tokenizer& tokenizer, const GenerationTokens& tokens, const std::string& source);
 
+// A reply's text: special tokens and a trailing <|image_gen_start|> dropped, outer whitespace
+// trimmed. The embedding has more rows than the tokenizer has tokens (152064 vs 151660 upstream);
+// an id past the tokenizer, which a sampled reply can hold, shows as <id N>.
+std::string decode_reply(const tok::Tokenizer& tokenizer, std::vector<int64_t> tokens, int64_t start_id);
+
 // GenPatchMerger (M:1444): y = mlp.2(GELU_erf(mlp.0(x))). ln_q is built, loaded and saved but never
 // applied upstream (Q1), so it is kept here for the checkpoint only.
 class GenPatchMerger : public nn::Module {

@@ -18,6 +18,7 @@ int cmd_train(int argc, char** argv);     // one training phase from a recipe (a
 int cmd_init(int argc, char** argv);      // a VARGPT model of given sizes from random weights (apps/cmd_init.cpp)
 int cmd_eval(int argc, char** argv);      // a VARGPT checkpoint on a ShapeWorld split, judged (apps/cmd_eval.cpp)
 int cmd_tokenizer(int argc, char** argv);  // a vocabulary cut from the Qwen2 tokenizer (apps/cmd_tokenizer.cpp)
+int cmd_report(int argc, char** argv);     // REPORT.md and its pictures from a demo run's OUT (apps/cmd_report.cpp)
 
 // --size of generate, edit and chat: "256", "512" (square) or "WxH" (width x height) -> (height,
 // width); "" -> (0, 0), the model's default. The model's schedules check the size (VargptConfig::

@@ -24,6 +24,7 @@ const Subcommand kSubcommands[] = {
     {"init", cmd_init, "a VARGPT model of given sizes from random weights, as a model directory"},
     {"train", cmd_train, "train one phase from a recipe: sft, dpo or the BSQ tokenizer; resumable"},
     {"tokenizer", cmd_tokenizer, "a small vocabulary (ShapeWorld) cut from the Qwen2 tokenizer; same tokens for its corpus"},
+    {"report", cmd_report, "REPORT.md, loss_curves.png and samples.png from a ShapeWorld run's logs and evaluations"},
     {"vae", cmd_vae, "BSQ-VAE tokenizer: image -> per-scale bits -> image, round-trip PSNR"},
 };
 

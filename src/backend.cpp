@@ -96,6 +96,13 @@ Tensor Tensor::to(Device d) const {
 }
 
 // ---- random ------------------------------------------------------------------------------------
+namespace {
+thread_local bool t_skip_init = false;
+}  // namespace
+SkipInitGuard::SkipInitGuard() : previous_(t_skip_init) { t_skip_init = true; }
+SkipInitGuard::~SkipInitGuard() { t_skip_init = previous_; }
+bool skip_init_enabled() { return t_skip_init; }
+
 static Generator& gen_or_default(Generator* g) { return g ? *g : default_generator(); }
 
 static Tensor random_tensor(kernels::RandomDist dist, const Shape& shape, TensorOptions opt, double p0, double p1,
@@ -103,6 +110,10 @@ static Tensor random_tensor(kernels::RandomDist dist, const Shape& shape, Tensor
   bool rg = opt.requires_grad;
   opt.requires_grad = false;
   Tensor t = empty(shape, opt);
+  if (t_skip_init) {  // a checkpoint will overwrite it (SkipInitGuard)
+    if (rg) t.requires_grad_();
+    return t;
+  }
   Generator& g = gen_or_default(gen);
   kernels::backend(opt.device).random(dist, t, p0, p1, g.seed(), g.reserve());
   if (rg) t.requires_grad_();

@@ -208,3 +208,19 @@ TEST_CASE("safetensors round trip through tensors, views included") {
   CHECK(z.at("model.b").tolist<float>() == b.tolist<float>());
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("SkipInitGuard: random creation inside it draws nothing and returns the right shape") {
+  Generator g(5);
+  {
+    SkipInitGuard skip;
+    CHECK(skip_init_enabled());
+    const Tensor t = normal({3, 4}, 0.0, 1.0, {}, &g);
+    CHECK(t.shape() == Shape{3, 4});
+    CHECK(rand({2}, {}, &g).shape() == Shape{2});
+    CHECK(g.offset() == 0);  // no Philox call reserved
+  }
+  CHECK_FALSE(skip_init_enabled());
+  const Tensor u = rand({2}, {}, &g);
+  CHECK(g.offset() == 1);
+  CHECK(amax(u).item() < 1.0);
+}

@@ -166,6 +166,19 @@ Tensor uniform(const Shape& shape, double lo, double hi, TensorOptions opt = {},
 Tensor normal(const Shape& shape, double mean, double std, TensorOptions opt = {}, Generator* gen = nullptr);
 Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions opt = DType::I64,
                Generator* gen = nullptr);
+// Building a module whose every parameter a checkpoint overwrites: in this scope rand, uniform,
+// randn and normal return uninitialised tensors and draw nothing (torch's skip_init), so loading an
+// 11B-parameter model does not first draw 11B numbers to throw away. Thread-local; nests.
+struct SkipInitGuard {
+  SkipInitGuard();
+  ~SkipInitGuard();
+  SkipInitGuard(const SkipInitGuard&) = delete;
+  SkipInitGuard& operator=(const SkipInitGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+bool skip_init_enabled();
 Tensor bernoulli(const Tensor& p, Generator* gen = nullptr);  // 0/1 of p's dtype
 // Rows of `probs` (..., K) are unnormalised weights; draws n indices per row (int64).
 Tensor multinomial(const Tensor& probs, int64_t n, bool replacement = false, Generator* gen = nullptr);

@@ -260,7 +260,11 @@ std::shared_ptr<VARGPTQwen2VLForConditionalGeneration> VARGPTQwen2VLForCondition
   const VargptConfig cfg = VargptConfig::load(dir);
   if (std::filesystem::exists(dir + "/tokenizer.json"))
     check_tokenizer(tok::Tokenizer::from_file(dir + "/tokenizer.json"), cfg.tokens, dir + "/tokenizer.json");
-  auto m = std::make_shared<VARGPTQwen2VLForConditionalGeneration>(cfg, dtype.value_or(cfg.llm.dtype));
+  std::shared_ptr<VARGPTQwen2VLForConditionalGeneration> m;
+  {
+    SkipInitGuard no_init;  // Infinity's and the VAE's constructors draw upstream's init; load replaces it
+    m = std::make_shared<VARGPTQwen2VLForConditionalGeneration>(cfg, dtype.value_or(cfg.llm.dtype));
+  }
   // The VAE's convs and norms carry one more name level upstream (`conv1.conv.weight`); map them
   // onto vt's names, skip the quantiser's bit-weight buffer, and load everything strictly.
   std::set<std::string> own;

@@ -36,9 +36,22 @@ if [ "$quick" = 1 ]; then
 else
   scenes="--train 600 --test 120"; eval_limit=120; steps_scale=1
 fi
-stage_times=""
 elapsed() { echo $(( $(date +%s) - $1 )); }
 note() { echo "== $*" >&2; }
+# The whole run's progress: each stage weighs its optimizer steps (an evaluation weighs 40); the ETA
+# is the elapsed time scaled by the weight still to come.
+steps_of() { sed -n 's/.*"steps": *\([0-9]*\).*/\1/p' "$recipes/$1.json"; }
+stages="bsq_tokenizer stage1 stage2 stage3_sft_32 stage3_dpo_32 stage3_sft_64 stage3_dpo_64 editing"
+total_weight=$((5 * 40))
+for s in $stages; do total_weight=$((total_weight + $(steps_of "$s"))); done
+done_weight=0
+progress() {  # progress WEIGHT_DONE_NOW LABEL
+  done_weight=$((done_weight + $1))
+  local spent eta
+  spent=$(elapsed "$t_start")
+  eta=$(( done_weight > 0 ? spent * (total_weight - done_weight) / done_weight : 0 ))
+  echo "== [$(( 100 * done_weight / total_weight ))%] $2 done; run ${spent} s so far, ETA ${eta} s" >&2
+}
 
 # ---- data, vocabulary, the untrained model --------------------------------------------------------
 t=$(date +%s)
@@ -50,11 +63,16 @@ note "vocabulary cut from the Qwen2 tokenizer"
 note "a random miniature VARGPT"
 rm -rf "$out/init"
 "$vargpt" init --spec $recipes/model.json --tokenizer "$out/tokenizer.json" --out "$out/init" --seed 0 > /dev/null
-stage_times="$stage_times| data, vocabulary, init | $(elapsed $t) s |\n"
+echo "data, vocabulary, init $(elapsed $t)" > "$out/times.txt"
 
 evaluate() {  # evaluate MODEL NAME
+  local t
+  t=$(date +%s)
+  note "evaluate $2"
   "$vargpt" eval --model "$1" --data "$out/data" --split test --limit $eval_limit --out "$out/eval/$2" \
     --json "$out/eval/$2.json" --quiet > "$out/eval/$2.txt"
+  echo "evaluate $2 $(elapsed $t)" >> "$out/times.txt"
+  progress 40 "evaluation $2"
 }
 mkdir -p "$out/eval"
 evaluate "$out/init" untrained
@@ -71,7 +89,8 @@ run_stage() {  # run_stage RECIPE QUICK_STEPS
   grep -q '"kind": "dpo"' "$recipes/$name.json" && set_ref="--reference $prev"
   prev=$("$vargpt" train --recipe "$recipes/$name.json" --data "$out/data" --init "$prev" $set_ref \
            --out "$out/$name" $extra)
-  stage_times="$stage_times| $name | $(elapsed $t) s |\n"
+  echo "$name $(elapsed $t)" >> "$out/times.txt"
+  progress "$(steps_of "$name")" "$name"
 }
 run_stage bsq_tokenizer 2
 run_stage stage1 2
@@ -86,40 +105,12 @@ evaluate "$prev" stage3_dpo_64
 run_stage editing 2
 evaluate "$prev" final
 
-# ---- the report ------------------------------------------------------------------------------------
-{
-  echo "# ShapeWorld miniature: a VARGPT-v1.1 trained from random weights on $(nproc) CPU cores"
-  echo
-  echo "Run: \`scripts/main_job.sh$([ "$quick" = 1 ] && echo " --quick")\`, $(date -u +%Y-%m-%d), total $(elapsed "$t_start") s."
-  echo "The vocabulary is cut from the real Qwen2 tokenizer (\`vargpt tokenizer cut\`): ShapeWorld's texts"
-  echo "encode to the same tokens as with Qwen2's, renumbered. Model: \`$recipes/model.json\`."
-  echo
-  echo "## Time per stage"
-  echo
-  echo "| stage | wall time |"
-  echo "|---|---|"
-  printf "%b" "$stage_times"
-  echo
-  echo "## Evaluation on the test split (first $eval_limit records of each task)"
-  for e in untrained stage2 stage3_sft_64 stage3_dpo_64 final; do
-    echo
-    echo "### $e"
-    echo
-    echo '```'
-    cat "$out/eval/$e.txt"
-    echo '```'
-  done
-  echo
-  echo "## Configuration"
-  echo
-  echo '```json'
-  cat $recipes/model.json
-  echo '```'
-  echo
-  echo "Recipes: \`$recipes/*.json\`; each stage's log: \`$out/<stage>/log.jsonl\`; checkpoints: \`$out/<stage>/checkpoint-*\`."
-} > "$report.tmp"
-mv "$report.tmp" "$report"
-note "wrote $report"
+# ---- the report: REPORT.md, loss_curves.png, samples.png (vargpt report) --------------------------
+"$vargpt" report --out "$out" --data "$out/data" --stages "$(echo $stages | tr ' ' ',')" \
+  --evals untrained,stage2,stage3_sft_64,stage3_dpo_64,final --times "$out/times.txt" \
+  --command "scripts/main_job.sh$([ "$quick" = 1 ] && echo " --quick")" \
+  --title "ShapeWorld miniature: a VARGPT-v1.1 trained from random weights on $(nproc) CPU cores" > /dev/null
+note "wrote $report in $(elapsed "$t_start") s"
 cat "$report"
 
 # ---- the quick run's checks (a CTest runs it): every stage wrote a checkpoint and a log --------------

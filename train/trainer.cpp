@@ -253,7 +253,8 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
       // N ranks: global micro-batch a·N + rank draws from its own Philox range.
       if (world > 1) gen.set_state(gen.seed(), rng_base + static_cast<uint64_t>(a * world + rank) * kRngStride);
       const Batch b = data.next();
-      const vargpt::TrainingBatch tb = make_training_batch(*model, b, r, gen);
+      // The tokenizer stage reads the images alone: no VAE labels or self-correction to prepare.
+      const vargpt::TrainingBatch tb = r.kind == "vae" ? vargpt::TrainingBatch{} : make_training_batch(*model, b, r, gen);
       Tensor step_loss;
       if (r.kind == "vae") {
         VT_CHECK(b.gen_images.defined(), "training ", r.name, ": the vae stage trains on generation targets; batch ",

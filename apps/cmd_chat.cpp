@@ -97,7 +97,7 @@ Chat load_chat(const cli::Options& o) {
     c.vargpt = vg::Vargpt::from_pretrained(dir, dtype);
     c.vargpt->to(c.device);
     c.vl = c.vargpt->vl;
-    const int64_t scales = infinity::schedule_for_image(c.image.height, c.image.width).num_scales();
+    const int64_t scales = c.vargpt->config().schedule_for(c.image.height, c.image.width).num_scales();
     VT_CHECK(scales <= c.vargpt->config().gen.num_levels, "--size ", c.image.width, "x", c.image.height, " takes ",
              scales, " scales; this checkpoint's generator has ", c.vargpt->config().gen.num_levels,
              " level embeddings (try a smaller --size)");

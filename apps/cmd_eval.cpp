@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "eval.h"
 #include "options.h"
+#include "sampler_options.h"
 #include "shapeworld/render.h"
 #include "vt/error.h"
 
@@ -67,13 +68,7 @@ train::EvalConfig parse_config(const ::vargpt::Options& o) {
   c.seed = uint64_t(o.integer("seed", 0));
   c.gen_text_tokens = o.integer("gen-tokens", 24);
   c.answer_tokens = o.integer("answer-tokens", 32);
-  std::tie(c.image.height, c.image.width) = parse_image_size(o.value_or("size", ""));
-  c.image.cfg = o.real("cfg", 3.0);
-  c.image.tau = o.real("tau", 0.5);
-  c.image.top_p = o.real("top-p", 0.97);
-  c.image.top_k = o.integer("top-k", 900);
-  VT_CHECK(c.image.tau > 0 && c.image.top_p >= 0 && c.image.top_p <= 1 && c.image.top_k >= 0,
-           "sampling options out of range: need tau > 0, 0 <= top-p <= 1, top-k >= 0");
+  parse_sampler_options(o, c.image);
   c.quiet = o.has("quiet");
   return c;
 }

@@ -18,6 +18,7 @@
 
 #include "commands.h"
 #include "options.h"
+#include "sampler_options.h"
 #include "qwen2_vl/image_processor.h"
 #include "shapeworld/render.h"
 #include "tokenizer/bpe.h"
@@ -105,13 +106,7 @@ Session parse_session(const cli::Options& o) {
   const fs::path parent = fs::path(s.out).parent_path();
   VT_CHECK(parent.empty() || fs::is_directory(parent), "--out ", s.out, ": directory '", parent.string(),
            "' does not exist");
-  std::tie(s.image.height, s.image.width) = parse_image_size(o.value_or("size", ""));
-  s.image.cfg = o.real("cfg", 3.0);
-  s.image.tau = o.real("tau", 0.5);
-  s.image.top_p = o.real("top-p", 0.97);
-  s.image.top_k = o.integer("top-k", 900);
-  VT_CHECK(s.image.tau > 0 && s.image.top_p >= 0 && s.image.top_p <= 1 && s.image.top_k >= 0,
-           "sampling options out of range: need tau > 0, 0 <= top-p <= 1, top-k >= 0");
+  parse_sampler_options(o, s.image);
   s.image.uncond_llm_cache = o.has("uncond-llm-cache");
   s.image.mrope_consistent = o.has("mrope-consistent");
   s.image.llm_block_causal = o.has("llm-block-causal");
@@ -329,6 +324,16 @@ int cmd_edit(int argc, char** argv) {
   if (!after.empty()) user.push_back(tok::ChatPart::of_text(after));
   run(s, {render_prompt(s, user, &px)});
   return 0;
+}
+
+void parse_sampler_options(const ::vargpt::Options& o, vt::vargpt::ImageOptions& image) {
+  std::tie(image.height, image.width) = parse_image_size(o.value_or("size", ""));
+  image.cfg = o.real("cfg", 3.0);
+  image.tau = o.real("tau", 0.5);
+  image.top_p = o.real("top-p", 0.97);
+  image.top_k = o.integer("top-k", 900);
+  VT_CHECK(image.tau > 0 && image.top_p >= 0 && image.top_p <= 1 && image.top_k >= 0,
+           "sampling options out of range: need tau > 0, 0 <= top-p <= 1, top-k >= 0");
 }
 
 std::pair<int64_t, int64_t> parse_image_size(const std::string& text) {

@@ -343,18 +343,22 @@ EvalResult run_evaluation(const vargpt::Vargpt& model, const tok::Tokenizer& tok
     to.insert(to.begin(), errors.begin(), errors.end());
   };
 
-  if (cfg.gen) {
-    const std::string dir = cfg.out_dir + "/gen";
+  // gen and edit: the model writes <id>.png and its replies into OUT/<task>, then the judge scores them.
+  auto image_task = [&](const char* task, const std::vector<json>& records, bool edit, auto judge, auto& report) {
+    const std::string dir = cfg.out_dir + "/" + task;
     auto t = Clock::now();
     std::map<std::string, std::string> replies;
-    const auto errors = generate_record_images(model, tokenizer, vit, gen_records, false, dir, cfg, &replies);
+    const auto errors = generate_record_images(model, tokenizer, vit, records, edit, dir, cfg, &replies);
     write_json_lines(dir + "/replies.jsonl", replies, "reply");
     const double model_s = seconds_since(t);
     t = Clock::now();
-    out.gen = judge_generation(gen_records, dir, cfg.split);
-    prepend(out.gen->errors, errors);
-    out.seconds["gen"] = task_seconds(model_s, seconds_since(t), gen_records.size());
-  }
+    report = judge(dir);
+    prepend(report->errors, errors);
+    out.seconds[task] = task_seconds(model_s, seconds_since(t), records.size());
+  };
+  if (cfg.gen)
+    image_task("gen", gen_records, false, [&](const std::string& d) { return judge_generation(gen_records, d, cfg.split); },
+               out.gen);
   if (cfg.understand) {
     const std::string dir = cfg.out_dir + "/understand";
     fs::create_directories(dir);
@@ -368,18 +372,9 @@ EvalResult run_evaluation(const vargpt::Vargpt& model, const tok::Tokenizer& tok
     prepend(out.understand->errors, errors);
     out.seconds["understand"] = task_seconds(model_s, seconds_since(t), questions.size());
   }
-  if (cfg.edit) {
-    const std::string dir = cfg.out_dir + "/edit";
-    auto t = Clock::now();
-    std::map<std::string, std::string> replies;
-    const auto errors = generate_record_images(model, tokenizer, vit, edit_records, true, dir, cfg, &replies);
-    write_json_lines(dir + "/replies.jsonl", replies, "reply");
-    const double model_s = seconds_since(t);
-    t = Clock::now();
-    out.edit = judge_edits(edit_records, dir, cfg.data_dir);
-    prepend(out.edit->errors, errors);
-    out.seconds["edit"] = task_seconds(model_s, seconds_since(t), edit_records.size());
-  }
+  if (cfg.edit)
+    image_task("edit", edit_records, true, [&](const std::string& d) { return judge_edits(edit_records, d, cfg.data_dir); },
+               out.edit);
   out.seconds["total"] = seconds_since(start);
   return out;
 }

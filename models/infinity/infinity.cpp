@@ -95,23 +95,32 @@ Infinity::Infinity(InfinityConfig cfg) : cfg_(std::move(cfg)) {
 
 // ---- conditioning ----------------------------------------------------------------------------------
 Condition Infinity::condition(const PackedText& text) const {
-  Condition c;
-  c.cond_BD = condition_vector(text);  // (B, C)
+  check_text(text);
   const Tensor t = nn::rms_norm(text.rows, text_norm_weight, cfg_.norm_eps);  // (ΣT, Ct)
+  Condition c;
+  c.cond_BD = pool(t, text);  // (B, C)
   c.memory = ca_proj2->forward(nn::gelu(ca_proj0->forward(t), /*approximate_tanh=*/true));  // (ΣT, C)
   c.cu_seqlens = text.cu_seqlens;
   return c;
 }
 
 Tensor Infinity::condition_vector(const PackedText& text) const {
-  const int64_t C = cfg_.embed_dim, H = cfg_.num_heads, D = C / H, B = text.batch();
+  check_text(text);
+  return pool(nn::rms_norm(text.rows, text_norm_weight, cfg_.norm_eps), text);
+}
+
+void Infinity::check_text(const PackedText& text) const {
+  const int64_t B = text.batch();
   VT_CHECK(B >= 1 && text.rows.dim() == 2 && text.rows.size(1) == cfg_.text_channels &&
                text.cu_seqlens.front() == 0 && text.cu_seqlens.back() == text.rows.size(0),
            "Infinity::condition: text rows ", text.rows.shape().str(), " with ", text.cu_seqlens.size(),
            " cu_seqlens entries; expected packed (ΣT, ", cfg_.text_channels, ") rows and B + 1 offsets 0..ΣT");
   for (int64_t b = 0; b < B; ++b)
     VT_CHECK(text.cu_seqlens[b + 1] > text.cu_seqlens[b], "Infinity::condition: sample ", b, " has no rows");
-  Tensor t = nn::rms_norm(text.rows, text_norm_weight, cfg_.norm_eps);  // (ΣT, Ct)
+}
+
+Tensor Infinity::pool(const Tensor& t, const PackedText& text) const {
+  const int64_t C = cfg_.embed_dim, H = cfg_.num_heads, D = C / H, B = text.batch();
   // Attentive pooling: q (1, H, B, D) one learned query per head and sample; kv (2, 1, H, ΣT, D).
   const int64_t T = t.size(0);
   Tensor kv = nn::linear(t, sos_mat_kv->weight, cat({sos_zero_k_bias, sos_v_bias}, 0));

@@ -103,6 +103,9 @@ class Infinity : public nn::Module {
   std::vector<std::shared_ptr<Block>> blocks;
 
  private:
+  void check_text(const PackedText& text) const;
+  // text_proj_for_sos over rows already through text_norm: (ΣT, Ct) -> (B, C)
+  Tensor pool(const Tensor& normed, const PackedText& text) const;
   InfinityConfig cfg_;
 };
 

@@ -235,6 +235,13 @@ SafetensorsFile::~SafetensorsFile() {
   if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
 }
 
+void SafetensorsFile::release(const TensorEntry& e) const {
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data(e)), end = begin + (e.end - e.begin);
+  const uintptr_t lo = (begin + page - 1) / page * page, hi = end / page * page;  // whole pages inside
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);   // advisory: no error path
+}
+
 const TensorEntry* SafetensorsFile::find(std::string_view name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &header_.entries[it->second];
@@ -556,6 +563,11 @@ const TensorEntry& CheckpointReader::entry(std::string_view name) { return *loca
 const uint8_t* CheckpointReader::data(std::string_view name) {
   Located l = locate(name);
   return l.file->data(*l.entry);
+}
+
+void CheckpointReader::release(std::string_view name) {
+  Located l = locate(name);
+  l.file->release(*l.entry);
 }
 
 }  // namespace vt::io

@@ -75,6 +75,10 @@ class SafetensorsFile {
   const TensorEntry* find(std::string_view name) const;  // nullptr when absent
   // First byte of the tensor's data (element alignment not guaranteed, see above).
   const uint8_t* data(const TensorEntry& e) const { return base_ + header_.data_offset + e.begin; }
+  // Drops the mapped pages that lie wholly inside the tensor's bytes from this process's resident
+  // set (madvise MADV_DONTNEED; the file itself is untouched and a later read faults them back in).
+  // A loader that has copied a tensor out calls it, so that loading costs the weights once, not twice.
+  void release(const TensorEntry& e) const;
 
  private:
   SafetensorsFile() = default;
@@ -146,6 +150,7 @@ class CheckpointReader {
   bool contains(std::string_view name) const;
   const TensorEntry& entry(std::string_view name);
   const uint8_t* data(std::string_view name);
+  void release(std::string_view name);  // SafetensorsFile::release of the tensor's shard
   // The single file's __metadata__, or the index's "metadata" with non-string values as JSON text.
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const { return path_; }  // the .safetensors or index file opened

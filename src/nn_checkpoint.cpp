@@ -113,4 +113,18 @@ Tensor checkpoint(std::function<Tensor(const std::vector<Tensor>&)> fn, std::vec
   return out;
 }
 
+ResidualStream checkpoint_layer(
+    std::function<ResidualStream(const ResidualStream&, const std::vector<Tensor>& extra)> fn,
+    const ResidualStream& in, std::vector<Tensor> extra) {
+  auto fold = [](const ResidualStream& h) { return h.delta.defined() ? h.residual + h.delta : h.residual; };
+  std::vector<Tensor> inputs{fold(in)};
+  inputs.insert(inputs.end(), extra.begin(), extra.end());
+  Tensor out = checkpoint(
+      [fn = std::move(fn), fold](const std::vector<Tensor>& v) {
+        return fold(fn(ResidualStream{v[0], Tensor()}, std::vector<Tensor>(v.begin() + 1, v.end())));
+      },
+      std::move(inputs));
+  return {out, Tensor()};
+}
+
 }  // namespace vt::nn

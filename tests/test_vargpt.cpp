@@ -10,6 +10,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "infinity/sampler.h"
@@ -230,6 +232,63 @@ TEST_CASE("VARGPT: each stage's freeze preset trains exactly its set, and its gr
   m->zero_grad();
   m->freeze("*");
   CHECK_THROWS_WITH_AS(vargpt::freeze_preset_stage("stage9"), doctest::Contains("stage1"), Error);
+}
+
+namespace {
+// The autograd nodes reachable from `root` (the graph a backward would walk).
+int64_t graph_size(const Tensor& root) {
+  std::vector<Node*> stack{root.grad_fn().get()};
+  std::set<Node*> seen;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    if (!n || !seen.insert(n).second) continue;
+    for (const auto& next : n->next) stack.push_back(next.get());
+  }
+  return static_cast<int64_t>(seen.size());
+}
+}  // namespace
+
+TEST_CASE("VARGPT: activation checkpointing keeps one node per block and gives bit-identical gradients") {
+  const auto m = model();
+  m->unfreeze("*");
+  m->freeze("vae_local");
+  const vargpt::TrainingBatch batch = reference_batch();
+  REQUIRE(batch.pixel_values.defined());  // the ViT's blocks run too
+  std::map<std::string, Tensor> plain;
+  m->zero_grad();
+  vargpt::TrainingOutput a = vargpt::training_forward(*m, batch);
+  const int64_t nodes_plain = graph_size(a.loss);
+  a.loss.backward();
+  for (const auto& [name, p] : m->named_parameters(/*trainable_only=*/true))
+    if (p.grad().defined()) plain[name] = p.grad().clone();  // (ln_q is kept for saving, never applied)
+  REQUIRE(plain.size() > 50);
+
+  m->gradient_checkpointing_enable();
+  m->zero_grad();
+  vargpt::TrainingOutput b = vargpt::training_forward(*m, batch);
+  const int64_t nodes_ckpt = graph_size(b.loss);
+  b.loss.backward();
+  m->gradient_checkpointing_enable(false);
+  MESSAGE("autograd nodes: ", nodes_plain, " plain, ", nodes_ckpt, " with checkpointing");
+  // Each tower on its own shrinks the graph: a tower that ignored its switch would not.
+  for (bool* on : {&m->visual->gradient_checkpointing, &m->lm->model->gradient_checkpointing,
+                   &m->vargpt_gen->gradient_checkpointing}) {
+    *on = true;
+    const int64_t n = graph_size(vargpt::training_forward(*m, batch).loss);
+    *on = false;
+    CHECK(n < nodes_plain - 10);
+  }
+  // Each block's dozens of nodes become one: a switch that does nothing keeps the graph as it was.
+  CHECK(nodes_ckpt < nodes_plain / 2);
+  CHECK(b.loss.item() == a.loss.item());
+  for (const auto& [name, g] : plain) {
+    INFO(name);
+    REQUIRE(m->parameter(name).grad().defined());
+    CHECK(amax(abs(m->parameter(name).grad() - g)).item() == 0.0);
+  }
+  m->zero_grad();
+  m->freeze("*");
 }
 
 TEST_CASE("VARGPT: the per-scale loop fed the reference's draws gives its bits, logits and pixels") {

@@ -39,6 +39,7 @@ struct Recipe {
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double max_grad_norm = 1.0;
+  bool activation_checkpointing = false;  // recompute each transformer block in backward
   int64_t steps = 100;             // optimizer steps
   int64_t zero_stage = 0;          // DeepSpeed ZeRO stage of the paper (recorded; data-parallel issue)
   std::string dtype = "f32";       // parameter dtype: f32 | bf16 (fp32 master weights either way)
@@ -53,6 +54,8 @@ struct Recipe {
   bool cfg_drop_ca = false;        // Q13 fix
   bool llm_block_causal = false;   // Q11 fix
   double dpo_beta = 0.1, dpo_label_smoothing = 0.0, dpo_ftx = 0.0;
+  // kind vae: the tokenizer loss weights (train/vae_stage.h VaeLossOptions; defaults are upstream's)
+  double vae_l1 = 1.0, vae_l2 = 0.0, vae_commit = 0.25, vae_entropy = 1e-3, vae_inv_temperature = 100.0;
   std::string init;                // checkpoint directory to start from ("@previous": the last output)
   std::string reference;           // dpo: the frozen reference checkpoint ("@previous")
   int64_t save_every = 0;          // steps between checkpoints (0: only the last)

@@ -130,6 +130,7 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
     vargpt::apply_freeze_preset(*model, vargpt::freeze_preset_stage(r.freeze));
   }
   model->train();
+  model->gradient_checkpointing_enable(r.activation_checkpointing);
   optim::ParamGroupSpec group;
   for (const auto& [name, p] : model->named_parameters(/*trainable_only=*/true)) {
     group.params.push_back(p);
@@ -261,10 +262,13 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
                  "without images (data kinds generation, editing or preference)");
         VaeLossOptions vo;
         vo.scales = model->config().schedule_for(r.gen_size, r.gen_size).scales;  // the model's own schedule
+        vo.l1_weight = r.vae_l1, vo.l2_weight = r.vae_l2, vo.commit_weight = r.vae_commit;
+        vo.entropy_weight = r.vae_entropy, vo.inv_temperature = r.vae_inv_temperature;
         const VaeLossOutput out = vae_training_loss(*model->vae_local, b.gen_images.to(model->device()), vo);
         VT_CHECK(std::isfinite(out.loss.item()), "training ", r.name, ": step ", step + 1,
                  " has a non-finite VAE loss; the last good checkpoint is kept");
         dpo_sums["l1"] += out.l1.item() / accum;
+        dpo_sums["l2"] += out.l2.item() / accum;
         dpo_sums["commit"] += out.commit.item() / accum;
         dpo_sums["entropy"] += out.entropy.item() / accum;
         dpo_sums["psnr"] += out.psnr / accum;

@@ -101,6 +101,9 @@ class Infinity : public nn::Module {
   std::shared_ptr<Linear> sos_mat_kv, sos_proj, ca_proj0, ca_proj2;
   Tensor cfg_uncond, pos_start, lvl_embed, text_norm_weight, sos_mat_q, sos_v_bias, sos_zero_k_bias;
   std::vector<std::shared_ptr<Block>> blocks;
+  // With grad on and no caches, each block keeps only its input and is recomputed in backward
+  // (nn::checkpoint_layer); gradients are unchanged.
+  bool gradient_checkpointing = false;
 
  private:
   void check_text(const PackedText& text) const;

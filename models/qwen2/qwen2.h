@@ -86,6 +86,9 @@ class Qwen2Model : public nn::Module {
   Tensor embed_tokens;  // (V, C)
   std::shared_ptr<nn::ModuleList> layers;
   std::shared_ptr<RMSNorm> norm;
+  // HF's gradient_checkpointing: with grad on and no caches, each layer keeps only its input and
+  // is recomputed in backward (nn::checkpoint_layer); gradients are unchanged.
+  bool gradient_checkpointing = false;
 
  private:
   Qwen2Config cfg_;

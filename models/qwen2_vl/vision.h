@@ -141,6 +141,9 @@ class VisionTransformer : public nn::Module {
   std::shared_ptr<PatchEmbed> patch_embed;
   std::shared_ptr<nn::ModuleList> blocks;
   std::shared_ptr<PatchMerger> merger;
+  // With grad on, each block keeps only its input and is recomputed in backward
+  // (nn::checkpoint_layer); gradients are unchanged.
+  bool gradient_checkpointing = false;
 
  private:
   void check_inputs(const Tensor& pixel_values, const std::vector<GridTHW>& grid_thw) const;

@@ -122,6 +122,15 @@ class VARGPTQwen2VLForConditionalGeneration : public nn::Module {
   std::shared_ptr<GenPatchMerger> image_gen_projector_out;  // LLM -> Infinity: Cl -> Cl -> C
   Tensor sos_embedding;                                     // (tokens.start + 1, C), "sos_embedding.weight"
 
+  // Activation checkpointing of every transformer block (the ViT's, the LLM's, Infinity's), as HF's
+  // gradient_checkpointing_enable(): activations kept per block drop to its input, the blocks run
+  // twice in training; gradients are unchanged. Inference (no grad, KV caches) is not affected.
+  void gradient_checkpointing_enable(bool on = true) {
+    visual->gradient_checkpointing = on;
+    lm->model->gradient_checkpointing = on;
+    vargpt_gen->gradient_checkpointing = on;
+  }
+
  private:
   VargptConfig cfg_;
 };

@@ -17,10 +17,20 @@
 #include <functional>
 #include <vector>
 
+#include "vt/nn/layers.h"
 #include "vt/ops.h"
 
 namespace vt::nn {
 
 Tensor checkpoint(std::function<Tensor(const std::vector<Tensor>&)> fn, std::vector<Tensor> inputs);
+
+// One residual-stream layer (a transformer block) under checkpoint: the stream is folded into one
+// tensor (residual + pending delta) before and after, so the saved input is a single (..., C)
+// tensor per layer. fn gets the folded stream and `extra` (non-leaf tensors fn needs, e.g. a
+// condition or cross-attention K/V that require grad); everything else it uses must be captured by
+// value, since it runs again during backward, after the caller's locals are gone.
+ResidualStream checkpoint_layer(
+    std::function<ResidualStream(const ResidualStream&, const std::vector<Tensor>& extra)> fn,
+    const ResidualStream& in, std::vector<Tensor> extra = {});
 
 }  // namespace vt::nn

@@ -12,12 +12,14 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "infinity/sampler.h"
 #include "infinity/self_correction.h"
 #include "tokenizer/bpe.h"
 #include "vargpt/generate.h"
+#include "vargpt/init.h"
 #include "vargpt/training.h"
 #include "vt/autograd.h"
 #include "vt/io/safetensors.h"
@@ -507,4 +509,37 @@ TEST_CASE("VARGPT: a non-square aspect template generates an image of its size")
   opt.width = 300;
   vargpt::HandOff st2 = hand_off(*m, {reference_prompt("t2i")});
   CHECK_THROWS_WITH_AS(vargpt::generate_image(*m, st2, opt), doctest::Contains("256x256"), Error);
+}
+
+TEST_CASE("VARGPT: the VAE's GroupNorm group count survives init, config.json and from_pretrained") {
+  namespace fs = std::filesystem;
+  // Not readable off any tensor shape: config.json carries it (vt_vae_norm_groups) when it is not
+  // upstream's 32, and a value that does not divide the VAE's channels is an error naming the key.
+  const std::string tokenizer_path = std::string(VT_FIXTURES) + "/vargpt_tiny/tokenizer.json";
+  const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(tokenizer_path);
+  const nlohmann::json spec = nlohmann::json::parse(R"({
+      "llm": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4,
+              "num_key_value_heads": 2},
+      "vision": {"depth": 1, "embed_dim": 32, "num_heads": 2},
+      "gen": {"depth": 1, "embed_dim": 64, "num_heads": 4, "codebook_dim": 8, "text_maxlen": 64},
+      "vae": {"base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1, "norm_groups": 4},
+      "gen_sides": [1, 2]})");
+  const vargpt::ModelDir files = vargpt::make_config(spec, tokenizer);
+  CHECK(files.config.vae.norm_groups == 4);
+  CHECK(files.config_json.at("vt_vae_norm_groups") == 4);
+  const fs::path dir = fs::temp_directory_path() / ("vt_vargpt_groups_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  {
+    vargpt::Vargpt m(files.config, DType::F32);
+    vargpt::write_model_dir(dir.string(), m, files, tokenizer_path);
+  }
+  const auto loaded = Vargpt::from_pretrained(dir.string());
+  CHECK(loaded->config().vae.norm_groups == 4);
+  CHECK(loaded->vae_local->config().norm_groups == 4);
+  // 5 groups do not divide 16 channels.
+  nlohmann::json bad = files.config_json;
+  bad["vt_vae_norm_groups"] = 5;
+  std::ofstream(dir / "config.json") << bad.dump();
+  CHECK_THROWS_WITH_AS(Vargpt::from_pretrained(dir.string()), doctest::Contains("vt_vae_norm_groups"), Error);
+  fs::remove_all(dir);
 }

@@ -194,7 +194,8 @@ std::map<std::string, Tensor> unwrap_bsq_vae_names(const std::map<std::string, T
   return out;
 }
 
-BsqVaeConfig infer_bsq_vae_config(const std::map<std::string, Tensor>& state, const std::string& source) {
+BsqVaeConfig infer_bsq_vae_config(const std::map<std::string, Tensor>& state, const std::string& source,
+                                  int64_t norm_groups) {
   // A conv weight under its plain or wrapped name; null when neither is present.
   auto conv_weight = [&](const std::string& name) -> const Tensor* {
     for (const std::string& key : {name + ".weight", name + ".conv.weight"}) {
@@ -226,6 +227,7 @@ BsqVaeConfig infer_bsq_vae_config(const std::map<std::string, Tensor>& state, co
   cfg.num_res_blocks = 0;
   while (conv_weight("encoder.down.0.block." + std::to_string(cfg.num_res_blocks) + ".conv1")) ++cfg.num_res_blocks;
   cfg.patch_size = int64_t{1} << (cfg.num_levels() - 1);
+  cfg.norm_groups = norm_groups;
   cfg.validate();
   return cfg;
 }

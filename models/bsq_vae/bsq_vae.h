@@ -139,7 +139,9 @@ class BsqVae : public nn::Module {
 // base_channels from encoder.conv_in, codebook_dim from encoder.conv_out, channel_mult from the
 // first block of each encoder.down.<i>, num_res_blocks from encoder.down.0, patch = 2^(levels-1).
 // Errors name `source` and the tensor it could not find.
-BsqVaeConfig infer_bsq_vae_config(const std::map<std::string, Tensor>& state, const std::string& source);
+// norm_groups is not in any shape: the caller's (upstream's 32 by default).
+BsqVaeConfig infer_bsq_vae_config(const std::map<std::string, Tensor>& state, const std::string& source,
+                                  int64_t norm_groups = 32);
 
 // Maps upstream's wrapped names (`...conv1.conv.weight`, `...norm1.norm.bias`) onto the plain
 // names of `module` (`...conv1.weight`); names already plain, or unknown, pass through unchanged.

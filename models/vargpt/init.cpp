@@ -98,6 +98,7 @@ ModelDir make_config(const json& spec, const tok::Tokenizer& tokenizer) {
   c.vae.base_channels = need(a, "vae", "base_channels");
   c.vae.channel_mult = a.at("channel_mult").get<std::vector<int64_t>>();
   c.vae.num_res_blocks = need(a, "vae", "num_res_blocks");
+  c.vae.norm_groups = a.value("norm_groups", c.vae.norm_groups);
   c.vae.codebook_dim = c.gen.codebook_dim;
   c.vae.patch_size = int64_t(1) << (c.vae.num_levels() - 1);
   c.vae.validate();
@@ -138,6 +139,7 @@ ModelDir make_config(const json& spec, const tok::Tokenizer& tokenizer) {
          {"image_gen_end", "<|image_gen_end|>"}, {"image_gen_end_token_id", c.tokens.end},
          {"image_gen_pad", "<|image_gen_pad|>"}, {"image_gen_pad_token_id", c.tokens.pad}}}};
   if (!c.gen_sides.empty()) j["vt_gen_sides"] = c.gen_sides;
+  if (c.vae.norm_groups != bsq::BsqVaeConfig{}.norm_groups) j["vt_vae_norm_groups"] = c.vae.norm_groups;
   const json img = spec.value("image", json::object());
   const int64_t min_px = img.value("min_pixels", int64_t(56 * 56)), max_px = img.value("max_pixels", int64_t(56 * 56));
   d.preprocessor_json = {{"do_convert_rgb", true}, {"do_normalize", true}, {"do_rescale", true}, {"do_resize", true},

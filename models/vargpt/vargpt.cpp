@@ -146,7 +146,20 @@ VargptConfig VargptConfig::load(const std::string& path) {
            " has no generation tensors (vargpt_gen.*): it cannot generate images; `vargpt chat` still runs "
            "its understanding half");
   c.gen = infer_infinity_config(reader, dir);
-  c.vae = bsq::infer_bsq_vae_config(mapped_tensors(reader, "vae_local."), dir + " (vae_local.*)");
+  // The GroupNorm group count is not in any tensor's shape: upstream's 32 unless config.json says.
+  int64_t groups = bsq::BsqVaeConfig{}.norm_groups;
+  if (top.contains("vt_vae_norm_groups")) {
+    const json& g = top["vt_vae_norm_groups"];
+    VT_CHECK(g.is_number_integer() && g.get<int64_t>() > 0, source, ": \"vt_vae_norm_groups\" must be a positive ",
+             "integer, got ", g.dump());
+    groups = g.get<int64_t>();
+  }
+  try {
+    c.vae = bsq::infer_bsq_vae_config(mapped_tensors(reader, "vae_local."), dir + " (vae_local.*)", groups);
+  } catch (const Error& e) {
+    if (groups == bsq::BsqVaeConfig{}.norm_groups) throw;
+    VT_FAIL(source, ": \"vt_vae_norm_groups\" = ", groups, " does not fit the VAE: ", e.what());
+  }
   // The sentinel shapes of vargpt.md §15.
   for (const auto& [name, want] :
        std::vector<std::pair<std::string, std::vector<int64_t>>>{

@@ -8,6 +8,8 @@
 //   ./bench_vargpt --profile tiny|small the peak RSS of the load, the loop and the VAE decode, then
 //                                       one generation timed phase by phase (wall and process CPU)
 //
+// Also vargpt/tiny/train_step (recompute 0 and 1): one training step of the tiny fixture, forward +
+// backward, against bench/torch_vargpt_train.py (see train_step below).
 // Configurations (bench/vargpt_bench.h): tiny = tests/fixtures/vargpt_tiny; small = a random
 // checkpoint (LLM 256 x 4 layers, Infinity C 256 depth 4 d 32, BSQ-VAE base 64), written by this
 // program into --small-dir (default: vargpt_small beside the executable) when it is not there yet,
@@ -44,6 +46,8 @@
 
 #include "cpu_bench.h"
 #include "vargpt_bench.h"
+#include "vargpt/training.h"
+#include "vt/io/tensor_io.h"
 
 using namespace vt;
 using namespace vt::bench;
@@ -193,6 +197,37 @@ int profile(const std::string& which) {
   return 0;
 }
 
+// vargpt/tiny/train_step: one teacher-forced training step of the tiny fixture (its reference batch:
+// 2 sequences with an understanding image and a 256² generation span of 521 tokens each, with the
+// fixture's self-correction labels), forward + backward over every parameter but vae_local, as
+// bench/torch_vargpt_train.py times tools/vargpt_reference.py's train_forward. Tokens = the batch's
+// non-padding positions; tokens_per_s counts them per wall second.
+void train_step(benchmark::State& state) {
+  omp_set_num_threads(kThreads);
+  auto model = vargpt::Vargpt::from_pretrained(vargpt_tiny_dir(), DType::F32);
+  const auto ref = io::load_safetensors(vargpt_tiny_dir() + "/reference.safetensors");
+  vargpt::TrainingBatch b;
+  b.input_ids = ref.at("train.input_ids");
+  b.attention_mask = ref.at("train.attention_mask");
+  b.pixel_values = ref.at("train.pixel_values");
+  b.image_grid_thw = qwen2_vl::grid_rows(ref.at("train.image_grid_thw"));
+  b.gen_inputs = ref.at("train.inputs");
+  b.gen_labels = ref.at("train.labels");
+  b.schedule = infinity::schedule_for_image(256, 256);
+  model->unfreeze("*");
+  model->freeze("vae_local");
+  model->gradient_checkpointing_enable(state.range(0) != 0);
+  const double tokens = sum(b.attention_mask).item();
+  for (auto _ : state) {
+    model->zero_grad();
+    vargpt::TrainingOutput out = vargpt::training_forward(*model, b);
+    out.loss.backward();
+    benchmark::DoNotOptimize(out.loss.item());
+  }
+  state.counters["tokens_per_s"] = benchmark::Counter(tokens, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens"] = tokens;
+}
+
 std::string default_small_dir() {
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -205,6 +240,11 @@ BENCHMARK_CAPTURE(generate, tiny, std::string("tiny"))
     ->Name("vargpt/tiny/256/cfg3")->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->MinTime(3.0);
 BENCHMARK_CAPTURE(generate, small, std::string("small"))
     ->Name("vargpt/small/256/cfg3")->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->MinTime(5.0);
+
+BENCHMARK(train_step)->Name("vargpt/tiny/train_step")->Arg(0)->ArgName("recompute")->Unit(benchmark::kMillisecond)
+    ->UseRealTime()->MeasureProcessCPUTime()->MinTime(3.0);
+BENCHMARK(train_step)->Name("vargpt/tiny/train_step")->Arg(1)->ArgName("recompute")->Unit(benchmark::kMillisecond)
+    ->UseRealTime()->MeasureProcessCPUTime()->MinTime(3.0);
 
 int main(int argc, char** argv) {
   g_small_dir = default_small_dir();

@@ -63,13 +63,20 @@ if [ -x "$build"/bench_vargpt ]; then
   outs=()
   for c in tiny small; do
     out=/tmp/vt_bench_vargpt_$c.$$.json
-    OMP_WAIT_POLICY=passive "$build"/bench_vargpt --small-dir "$small" --benchmark_filter="vargpt/$c/" --benchmark_out="$out" \
+    OMP_WAIT_POLICY=passive "$build"/bench_vargpt --small-dir "$small" --benchmark_filter="vargpt/$c/256" --benchmark_out="$out" \
       --benchmark_out_format=json 2>/dev/null | grep -vE "^(Run|\*\*\*|CPU|  L|Load|---|Benchmark)"
     outs+=("$out")
   done
   OMP_WAIT_POLICY=passive python3 bench/torch_vargpt.py --small-dir "$small" --vt "${outs[@]}" 2>/dev/null | grep -vE "Warning|Qwen2VLRotaryEmbedding" \
     || echo "(baseline torch_vargpt.py failed: python3/torch/transformers missing?)"
   rm -f "${outs[@]}"
+  echo "== bench_vargpt train_step (one tiny-VARGPT training step, forward + backward; vs the reference's train_forward)"
+  out=/tmp/vt_bench_vargpt_train.$$.json
+  OMP_WAIT_POLICY=passive "$build"/bench_vargpt --benchmark_filter=train_step --benchmark_out="$out" \
+    --benchmark_out_format=json 2>/dev/null | grep -vE "^(Run|\*\*\*|CPU|  L|Load|---|Benchmark)"
+  OMP_WAIT_POLICY=passive python3 bench/torch_vargpt_train.py --vt "$out" 2>/dev/null | grep -vE "Warning|Qwen2VLRotaryEmbedding" \
+    || echo "(baseline torch_vargpt_train.py failed: python3/torch/transformers missing?)"
+  rm -f "$out"
   echo
 fi
 echo "== size of the tensor library"

@@ -3,6 +3,8 @@
 // Index kernels validate every index before touching memory (one serial pass), so a bad index is
 // an error naming the op, never an out-of-bounds read. scatter_add walks each line along `dim` in
 // order on one thread (lines in parallel), so colliding indices always add in the same order.
+#include <omp.h>
+
 #include <cmath>
 #include <vector>
 
@@ -101,7 +103,48 @@ void CpuBackend::gather(const Tensor& x, int dim, const Tensor& index, const Ten
   }
 }
 
+// index_select's (and so embedding's) backward: out (V, D) += the rows of src (T, D) at rows idx[t]
+// of out, the index given once per row and broadcast along D (stride 0). Each thread owns a block of
+// out's rows and walks t in order, adding whole contiguous rows: a row sums its contributions in
+// the same order on any thread count (deterministic), both cores work even when D is small, and
+// the (T, D) index is never materialised. Returns false when the operands are not of that form.
+static bool scatter_add_rows(const Tensor& out, int dim, const Tensor& index, const Tensor& src) {
+  if (dim != 0 || out.dim() != 2 || index.dim() != 2 || index.strides()[1] != 0 || !out.is_contiguous() ||
+      src.strides()[1] != 1 || index.shape()[1] != out.shape()[1])
+    return false;
+  const std::vector<int64_t> idx = read_indices(index.select(1, 0));
+  check_range(idx, out.shape()[0], "scatter_add");
+  const int64_t V = out.shape()[0], D = out.shape()[1], T = static_cast<int64_t>(idx.size()), ss = src.strides()[0];
+  visit_dtype(out.dtype(), [&](auto tag) {
+    using T_ = typename decltype(tag)::type;
+    char* o = static_cast<char*>(out.raw_data());
+    const char* g = static_cast<const char*>(src.raw_data());
+    const int threads = T * D >= kParallelGrain ? omp_get_max_threads() : 1;
+#pragma omp parallel num_threads(threads)
+    {
+      const int p = omp_get_thread_num(), P = omp_get_num_threads();
+      const int64_t lo = V * p / P, hi = V * (p + 1) / P;  // this thread's rows of out
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t k = idx[t];
+        if (k < lo || k >= hi) continue;
+        char* row = o + k * D * sizeof(T_);
+        const char* grow = g + t * ss * sizeof(T_);
+        if constexpr (std::is_same_v<T_, float> || std::is_same_v<T_, double>) {
+          T_* r = reinterpret_cast<T_*>(row);
+          const T_* x = reinterpret_cast<const T_*>(grow);
+          for (int64_t j = 0; j < D; ++j) r[j] += x[j];  // vectorised
+        } else {
+          for (int64_t j = 0; j < D; ++j)
+            store<T_>(row + j * sizeof(T_), load<T_>(row + j * sizeof(T_)) + load<T_>(grow + j * sizeof(T_)));
+        }
+      }
+    }
+  });
+  return true;
+}
+
 void CpuBackend::scatter_add(const Tensor& out, int dim, const Tensor& index, const Tensor& src) {
+  if (scatter_add_rows(out, dim, index, src)) return;
   std::vector<int64_t> idx = read_indices(index);  // row-major over index's shape
   check_range(idx, out.shape()[dim], "scatter_add");
   const Shape& s = index.shape();

@@ -224,3 +224,34 @@ TEST_CASE("SkipInitGuard: random creation inside it draws nothing and returns th
   CHECK(g.offset() == 1);
   CHECK(amax(u).item() < 1.0);
 }
+
+TEST_CASE("embedding backward: rows summed in index order, equal to a float64 sum, bitwise equal on 1 and 2 threads") {
+  // index_select's backward adds whole gradient rows into the picked rows of a zero table; each
+  // thread owns a block of rows, so a row's repeated contributions add in index order everywhere.
+  const int64_t V = 1000, D = 24, T = 3000;
+  default_generator().manual_seed(11);
+  Tensor w = randn({V, D});
+  w.requires_grad_(true);
+  std::vector<int64_t> ids(T);
+  for (int64_t t = 0; t < T; ++t) ids[t] = (t * 7919) % 97 + (t % 3 == 0 ? 900 : 0);  // repeats, two row blocks
+  for (int64_t t = 0; t < T; t += 50) ids[t] = std::vector<int64_t>{0, 499, 500, 999}[(t / 50) % 4];  // block edges
+  const Tensor index = from_vector(ids);
+  const Tensor g = randn({T, D});
+  auto grad_with = [&](int threads) {
+    omp_set_num_threads(threads);
+    w.zero_grad();
+    sum(embedding(w, index) * g).backward();
+    omp_set_num_threads(2);
+    return w.grad().clone();
+  };
+  const Tensor one = grad_with(1), two = grad_with(2);
+  CHECK(amax(abs(one - two)).item() == 0.0);
+  // Reference: the same sums in float64, in index order.
+  std::vector<double> ref(V * D, 0.0);
+  const Tensor gc = g.contiguous();
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < D; ++j) ref[ids[t] * D + j] += gc.data<float>()[t * D + j];
+  const Tensor want = from_vector(ref).view({V, D});
+  CHECK(amax(abs(two.to(DType::F64) - want)).item() < 1e-4);
+  CHECK(sum(ne(two, 0.0)).item() > 0);
+}

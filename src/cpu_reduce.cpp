@@ -11,6 +11,8 @@
 #include <numeric>
 #include <vector>
 
+#include <omp.h>
+
 #include "cpu_backend.h"
 #include "cpu_loop.h"
 
@@ -192,7 +194,8 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, uint32_t mask, const Tenso
 }
 
 // Lines along `dim` accumulate sequentially (double for floats, as PyTorch's CPU cumsum does;
-// int64 for integers); lines run in parallel.
+// int64 for integers); lines run in parallel, and a single long line runs as a chunked scan (below).
+constexpr int64_t kScanChunk = 1 << 15;
 void CpuBackend::cumsum(const Tensor& x, int dim, const Tensor& out) {
   visit_dtype(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -211,17 +214,40 @@ void CpuBackend::cumsum(const Tensor& x, int dim, const Tensor& out) {
     const char* xb = static_cast<const char*>(x.raw_data());
     char* ob = static_cast<char*>(out.raw_data());
     const bool to_i64 = out.dtype() == DType::I64 && x.dtype() != DType::I64;
-#pragma omp parallel for if (M * L >= kParallelGrain) schedule(static)
-    for (int64_t m = 0; m < M; ++m) {
-      const char* p = xb + lines_x.offset(m);
-      char* o = ob + lines_o.offset(m);
-      Acc acc = 0;
-      for (int64_t i = 0; i < L; ++i) {
+    // Elements [i0, i1) of a line, starting from acc.
+    auto scan = [&](const char* p, char* o, int64_t i0, int64_t i1, Acc acc) {
+      for (int64_t i = i0; i < i1; ++i) {
         acc += static_cast<Acc>(load<T>(p + i * sx));
         if (to_i64) *reinterpret_cast<int64_t*>(o + i * so) = static_cast<int64_t>(acc);
         else store<T>(o + i * so, acc);
       }
+    };
+    if (M == 1 && L >= 2 * kScanChunk) {
+      // One long line: fixed chunks of kScanChunk (a constant, so which path runs and the result do
+      // not depend on the thread count). The chunks' sums in
+      // parallel, their running offsets in order, then each chunk scanned from its offset in
+      // parallel. The chunking does not depend on the thread count, so neither does the result.
+      const int64_t chunks = (L + kScanChunk - 1) / kScanChunk;
+      std::vector<Acc> offset(chunks + 1);
+      for (int64_t m = 0; m < M; ++m) {
+        const char* p = xb + lines_x.offset(m);
+        char* o = ob + lines_o.offset(m);
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < chunks; ++c) {
+          Acc s = 0;
+          for (int64_t i = c * kScanChunk, e = std::min(L, i + kScanChunk); i < e; ++i)
+            s += static_cast<Acc>(load<T>(p + i * sx));
+          offset[c + 1] = s;
+        }
+        offset[0] = 0;
+        for (int64_t c = 0; c < chunks; ++c) offset[c + 1] += offset[c];
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < chunks; ++c) scan(p, o, c * kScanChunk, std::min(L, (c + 1) * kScanChunk), offset[c]);
+      }
+      return;
     }
+#pragma omp parallel for if (M * L >= kParallelGrain) schedule(static)
+    for (int64_t m = 0; m < M; ++m) scan(xb + lines_x.offset(m), ob + lines_o.offset(m), 0, L, Acc(0));
   });
 }
 

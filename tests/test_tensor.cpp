@@ -255,3 +255,35 @@ TEST_CASE("embedding backward: rows summed in index order, equal to a float64 su
   CHECK(amax(abs(two.to(DType::F64) - want)).item() < 1e-4);
   CHECK(sum(ne(two, 0.0)).item() > 0);
 }
+
+TEST_CASE("cumsum of one long line: chunked scan equals the float64 running sum, bitwise equal on 1 and 2 threads") {
+  // Fewer lines than threads: the line runs as a scan in fixed chunks (chunk sums in parallel, then
+  // offsets in order), which must not depend on the thread count and must equal a running sum.
+  const int64_t L = 200003;  // several chunks and a ragged last one
+  default_generator().manual_seed(5);
+  const Tensor x = randn({L});
+  auto with = [&](int threads) {
+    omp_set_num_threads(threads);
+    Tensor y = cumsum(x, 0);
+    omp_set_num_threads(2);
+    return y;
+  };
+  const Tensor one = with(1), two = with(2);
+  CHECK(amax(abs(one - two)).item() == 0.0);
+  double acc = 0, worst = 0;
+  const float* px = x.data<float>();
+  const float* py = two.data<float>();
+  for (int64_t i = 0; i < L; ++i) {
+    acc += px[i];
+    worst = std::max(worst, std::abs(double(py[i]) - acc) / std::max(1.0, std::abs(acc)));
+  }
+  CHECK(worst < 1e-6);
+  // Integers: exact.
+  std::vector<int64_t> kv(L);
+  for (int64_t i = 0; i < L; ++i) kv[i] = (i * 3) % 7;
+  const Tensor k = from_vector(kv);
+  const Tensor ck = cumsum(k, 0);
+  int64_t s = 0, bad = 0;
+  for (int64_t i = 0; i < L; ++i) bad += (ck.data<int64_t>()[i] != (s += (i * 3) % 7));
+  CHECK(bad == 0);
+}

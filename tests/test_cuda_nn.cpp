@@ -335,7 +335,7 @@ TEST_CASE("cuda nn: the nn_attention fixtures (sdpa, masks, GQA, cosine attentio
 }
 
 #else
-#include <doctest/doctest.h>
+#include "test_skip.h"
 
-TEST_CASE("cuda nn: CUDA is not built") { MESSAGE("vt was built without CUDA (VT_CUDA=OFF): nothing to test"); }
+TEST_CASE("cuda nn: CUDA is not built") { VT_SKIP("vt was built without CUDA (VT_CUDA=OFF or no nvcc)"); }
 #endif

@@ -339,14 +339,14 @@ std::array<int64_t, 2> conv2d_forward_runs() { return {g_forward_runs[0].load(),
 
 void register_nn_conv_kernels() {
   kernels::register_kernel("conv2d_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::Conv2dForward*>(&conv2d_forward_cuda)));
+                           static_cast<kernels::Conv2dForward*>(&conv2d_forward_cuda));
   kernels::register_kernel("conv2d_backward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::Conv2dBackward*>(&conv2d_backward_cuda)));
+                           static_cast<kernels::Conv2dBackward*>(&conv2d_backward_cuda));
 #ifdef VT_WITH_CUDNN  // the same kernels, taking bf16/f16 operands as they are (see the top of the file)
   kernels::register_kernel("conv2d_forward_16bit", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::Conv2dForward*>(&conv2d_forward_cuda)));
+                           static_cast<kernels::Conv2dForward*>(&conv2d_forward_cuda));
   kernels::register_kernel("conv2d_backward_16bit", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::Conv2dBackward*>(&conv2d_backward_cuda)));
+                           static_cast<kernels::Conv2dBackward*>(&conv2d_backward_cuda));
 #endif
 }
 

@@ -35,7 +35,6 @@ struct Node {
   uint64_t epoch = 0;          // which backward() last visited this node
   int pending_consumers = 0;
   Tensor grad_sum;
-  bool is_accumulator() const { return !leaf.expired() || backward == nullptr; }
 };
 
 // Grad mode: on by default; NoGradGuard turns it off in a scope (thread-local).

@@ -134,7 +134,7 @@ GenOut generate(const Infinity& model, const PackedText& text, const ScaleSchedu
     const int64_t n = sched.tokens[k], off = sched.offsets[k];
     Tensor x = k == 0 ? model.embed_tokens(rows.cond_BD, Tensor())
                       : model.embed_inputs(cast(cat({inputs, inputs}, 0), model.word_embed->weight.dtype()));
-    x = x + model.lvl_embed.select(0, k);  // (2, n, C): all tokens of this step are of scale k
+    x = x + model.lvl_embed->weight.select(0, k);  // (2, n, C): all tokens of this step are of scale k
     const nn::RopeCosSin rk{rope.cos.narrow(0, off, n), rope.sin.narrow(0, off, n)};
     x = model.run_blocks(x, cond6, ca_kv, rk, nn::AttentionMask::none(), &caches);
     Tensor logits = cast(model.head_logits(x, rows.cond_BD), DType::F32);  // (2, n, 2d)

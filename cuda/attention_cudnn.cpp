@@ -22,8 +22,8 @@ std::atomic<int64_t> g_runs[2];
 
 enum class Mode { Off, Fast, Deterministic };
 Mode mode() {
-  const char* e = std::getenv("VT_ATTENTION_CUDNN");
-  if (!e || !*e || std::strcmp(e, "0") == 0) return Mode::Off;
+  const char* e = env_switch("VT_ATTENTION_CUDNN");
+  if (!e) return Mode::Off;
   return std::strcmp(e, "deterministic") == 0 ? Mode::Deterministic : Mode::Fast;
 }
 

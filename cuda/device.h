@@ -44,13 +44,19 @@ DeviceContext& context(int device);
 // The stream vt work on `device` issued from this thread is queued on (DeviceContext::stream).
 inline cudaStream_t current_stream(int device) { return context(device).stream(); }
 
-// Whether environment variable `name` is set to `value`: the switches between a kernel and its
-// alternative (VT_FLASH_BWD=atomic, VT_RMS_NORM_BLOCK=1, ...). Read at each call, so a test or a
-// benchmark can flip one between calls.
+// The switches between a kernel and its alternative (VT_CONV_IM2COL=1, VT_FLASH_BWD=atomic,
+// VT_RMS_NORM_BLOCK=0, ...), all read here and at each call, so a test or a benchmark can flip one
+// between calls. env_is: the variable is set to exactly `value`. env_on: the switch is on, that is
+// set to anything but "" or "0"; env_switch gives its value then, else nullptr.
 inline bool env_is(const char* name, const char* value) {
   const char* e = std::getenv(name);
   return e != nullptr && std::strcmp(e, value) == 0;
 }
+inline const char* env_switch(const char* name) {
+  const char* e = std::getenv(name);
+  return e == nullptr || *e == '\0' || std::strcmp(e, "0") == 0 ? nullptr : e;
+}
+inline bool env_on(const char* name) { return env_switch(name) != nullptr; }
 
 // cuBLAS and cuBLASLt scratch: one buffer of kGemmWorkspaceBytes per (device, stream), shared by
 // both libraries (work on one stream runs in order, so they never use it at the same time; two

@@ -35,7 +35,7 @@ constexpr int kFwdM = kWarps * 16 * kFwdRB;  // query rows per tile of the forwa
 
 // ---- host side -------------------------------------------------------------------------------------
 // Whether the flash kernels take this call: bf16/f16, D == Dv in {64, 128}, no dense mask, 16-byte
-// aligned rows, and VT_ATTENTION_FALLBACK unset. `extra` (dout) is checked like q, k, v when given.
+// aligned rows, and VT_ATTENTION_FALLBACK off (device.h). `extra` (dout) is checked like q, k, v when given.
 bool flash_supports(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows,
                     const Tensor* extra = nullptr);
 

@@ -18,7 +18,6 @@
 // Precision: scores, m, l and O are f32; P is rounded to q's dtype for the P V product, as in FA2.
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
 #include <vector>
 
 #include "backend.h"
@@ -40,7 +39,7 @@ bool rows_aligned(const Tensor& t) {
 
 bool flash_supports(const Tensor& q, const Tensor& k, const Tensor& v, const nn::AttentionRows& rows,
                     const Tensor* extra) {
-  if (std::getenv("VT_ATTENTION_FALLBACK")) return false;
+  if (env_on("VT_ATTENTION_FALLBACK")) return false;
   if (q.dtype() != DType::BF16 && q.dtype() != DType::F16) return false;
   if (rows.dense.defined()) return false;
   const int64_t D = q.size(3);

@@ -123,7 +123,7 @@ void linear_bias_forward(const Tensor& x, const Tensor& weight, const Tensor& bi
 
 void register_gemm_lt_kernels() {
   kernels::register_kernel("linear_bias_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::LinearBiasForwardFn*>(linear_bias_forward)));
+                           static_cast<kernels::LinearBiasForwardFn*>(linear_bias_forward));
 }
 
 }  // namespace vt::cuda

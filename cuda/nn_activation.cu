@@ -311,7 +311,7 @@ void swiglu_backward_cuda(const Tensor& gate, const Tensor& up, const Tensor& dy
 
 template <class Fn>
 void reg(const char* name, Fn* fn) {
-  kernels::register_kernel(name, DeviceType::CUDA, reinterpret_cast<void*>(fn));
+  kernels::register_kernel(name, DeviceType::CUDA, fn);
 }
 
 }  // namespace

@@ -576,9 +576,9 @@ void attention_backward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, 
 void register_attention_kernels() {
   using namespace vt::nn;
   kernels::register_kernel("attention_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<AttentionForwardFn*>(&attention_forward_cuda)));
+                           static_cast<AttentionForwardFn*>(&attention_forward_cuda));
   kernels::register_kernel("attention_backward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<AttentionBackwardFn*>(&attention_backward_cuda)));
+                           static_cast<AttentionBackwardFn*>(&attention_backward_cuda));
 }
 
 }  // namespace vt::cuda

@@ -23,8 +23,8 @@
 // does, so dx has no float atomics and is the same run to run. dw and db are summed in a fixed order
 // too. Precision: f32 or f64 on this path; everything is in that type, GEMMs accumulate in it
 // (CUBLAS_COMPUTE_32F without TF32, or 64F); db is summed in double for every dtype.
-#include <cstdlib>
-#include <cstring>
+#include <array>
+#include <atomic>
 
 #include "math.cuh"
 #include "nn_kernels.h"
@@ -255,15 +255,11 @@ Tensor widen(const Tensor& t) {
 }
 
 #ifdef VT_WITH_CUDNN
-// cuDNN takes f32, bf16 and f16 unless VT_CONV_IM2COL is set (to anything but 0).
-bool use_cudnn(DType t) {
-  static const bool forced_im2col = [] {
-    const char* e = std::getenv("VT_CONV_IM2COL");
-    return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
-  }();
-  return !forced_im2col && t != DType::F64;
-}
+// cuDNN takes f32, bf16 and f16 unless VT_CONV_IM2COL is on (read at each call: device.h).
+bool use_cudnn(DType t) { return !env_on("VT_CONV_IM2COL") && t != DType::F64; }
 #endif
+
+std::atomic<int64_t> g_forward_runs[2];  // conv2d forward calls that ran on cuDNN, on im2col
 
 // out = conv(x, w) + b on the im2col path; 16-bit operands compute in f32 and round once at the end.
 void im2col_forward(const Tensor& x, const Tensor& w, const Tensor& b, const nn::Conv2dOptions& o, const Tensor& out) {
@@ -317,6 +313,7 @@ void conv2d_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, cons
 #ifdef VT_WITH_CUDNN
   done = use_cudnn(x.dtype()) && conv2d_forward_cudnn(x, w, o, out);
 #endif
+  ++g_forward_runs[done ? 0 : 1];
   if (!done) return im2col_forward(x, w, b, o, out);
   if (b.defined())
     nnk::visit_float(x.dtype(), "conv2d_forward", [&](auto tag) { add_bias<typename decltype(tag)::type>(out, b); });
@@ -338,16 +335,18 @@ void conv2d_backward_cuda(const Tensor& x, const Tensor& w, const Tensor& gout, 
 
 }  // namespace
 
+std::array<int64_t, 2> conv2d_forward_runs() { return {g_forward_runs[0].load(), g_forward_runs[1].load()}; }
+
 void register_nn_conv_kernels() {
   kernels::register_kernel("conv2d_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::Conv2dForward*>(&conv2d_forward_cuda)));
+                           static_cast<kernels::Conv2dForward*>(&conv2d_forward_cuda));
   kernels::register_kernel("conv2d_backward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::Conv2dBackward*>(&conv2d_backward_cuda)));
+                           static_cast<kernels::Conv2dBackward*>(&conv2d_backward_cuda));
 #ifdef VT_WITH_CUDNN  // the same kernels, taking bf16/f16 operands as they are (see the top of the file)
   kernels::register_kernel("conv2d_forward_16bit", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::Conv2dForward*>(&conv2d_forward_cuda)));
+                           static_cast<kernels::Conv2dForward*>(&conv2d_forward_cuda));
   kernels::register_kernel("conv2d_backward_16bit", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::Conv2dBackward*>(&conv2d_backward_cuda)));
+                           static_cast<kernels::Conv2dBackward*>(&conv2d_backward_cuda));
 #endif
 }
 

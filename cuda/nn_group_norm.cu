@@ -395,9 +395,9 @@ void group_norm_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& w
 void register_group_norm_kernels() {
   using namespace vt::nn;
   kernels::register_kernel("group_norm_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<GroupNormForwardFn*>(&group_norm_forward_cuda)));
+                           static_cast<GroupNormForwardFn*>(&group_norm_forward_cuda));
   kernels::register_kernel("group_norm_backward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<GroupNormBackwardFn*>(&group_norm_backward_cuda)));
+                           static_cast<GroupNormBackwardFn*>(&group_norm_backward_cuda));
 }
 
 }  // namespace vt::cuda

@@ -13,8 +13,14 @@
 // Below the declarations: the few device helpers these files share (warp and block sums, float
 // dtype dispatch), visible to nvcc only.
 #pragma once
+#include <array>
+#include <cstdint>
 
 namespace vt::cuda {
+
+// How many conv2d forward calls ran on cuDNN and on im2col + cuBLAS (nn_conv.cu), so that a test
+// can check that the path it means was taken.
+std::array<int64_t, 2> conv2d_forward_runs();
 
 void register_nn_norm_kernels();
 void register_rms_norm_kernels();    // called by register_nn_norm_kernels

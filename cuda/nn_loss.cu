@@ -234,7 +234,7 @@ void bitwise_backward_cuda(const Tensor& logits, const Tensor& bits, const Tenso
 
 template <class Fn>
 void reg(const char* name, Fn* fn) {
-  kernels::register_kernel(name, DeviceType::CUDA, reinterpret_cast<void*>(fn));
+  kernels::register_kernel(name, DeviceType::CUDA, fn);
 }
 
 }  // namespace

@@ -179,11 +179,11 @@ void register_nn_norm_kernels() {
   register_rms_norm_kernels();
   register_group_norm_kernels();
   kernels::register_kernel("layer_norm_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<LayerNormForwardFn*>(&layer_norm_forward_cuda)));
+                           static_cast<LayerNormForwardFn*>(&layer_norm_forward_cuda));
   kernels::register_kernel("add_layer_norm_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<AddLayerNormForwardFn*>(&add_layer_norm_forward_cuda)));
+                           static_cast<AddLayerNormForwardFn*>(&add_layer_norm_forward_cuda));
   kernels::register_kernel("layer_norm_backward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<LayerNormBackwardFn*>(&layer_norm_backward_cuda)));
+                           static_cast<LayerNormBackwardFn*>(&layer_norm_backward_cuda));
 }
 
 }  // namespace vt::cuda

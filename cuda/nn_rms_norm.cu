@@ -426,11 +426,11 @@ void rms_norm_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& wei
 void register_rms_norm_kernels() {
   using namespace vt::nn;
   kernels::register_kernel("rms_norm_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<RmsNormForwardFn*>(&rms_norm_forward_cuda)));
+                           static_cast<RmsNormForwardFn*>(&rms_norm_forward_cuda));
   kernels::register_kernel("rms_norm_backward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<RmsNormBackwardFn*>(&rms_norm_backward_cuda)));
+                           static_cast<RmsNormBackwardFn*>(&rms_norm_backward_cuda));
   kernels::register_kernel("add_rms_norm_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<AddRmsNormForwardFn*>(&add_rms_norm_forward_cuda)));
+                           static_cast<AddRmsNormForwardFn*>(&add_rms_norm_forward_cuda));
 }
 
 }  // namespace vt::cuda

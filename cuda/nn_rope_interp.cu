@@ -286,12 +286,12 @@ void interpolate_backward_cuda(const Tensor& g, const InterpPlan& p, const Tenso
 
 void register_nn_rope_interp_kernels() {
   kernels::register_kernel("rope_apply", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::RopeApply*>(&rope_apply_cuda)));
+                           static_cast<kernels::RopeApply*>(&rope_apply_cuda));
   kernels::register_kernel("interpolate_forward", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<kernels::InterpolateForward*>(&interpolate_forward_cuda)));
+                           static_cast<kernels::InterpolateForward*>(&interpolate_forward_cuda));
   kernels::register_kernel(
       "interpolate_backward", DeviceType::CUDA,
-      reinterpret_cast<void*>(static_cast<kernels::InterpolateBackward*>(&interpolate_backward_cuda)));
+      static_cast<kernels::InterpolateBackward*>(&interpolate_backward_cuda));
 }
 
 }  // namespace vt::cuda

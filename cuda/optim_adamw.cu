@@ -110,7 +110,7 @@ void adamw_step_cuda(const AdamWScalars& s, const Tensor& param, const Tensor& g
 
 void register_optim_adamw_kernels() {
   kernels::register_kernel("adamw_step", DeviceType::CUDA,
-                           reinterpret_cast<void*>(static_cast<optim::AdamWStepFn*>(&adamw_step_cuda)));
+                           static_cast<optim::AdamWStepFn*>(&adamw_step_cuda));
 }
 
 }  // namespace vt::cuda

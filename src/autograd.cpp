@@ -93,8 +93,8 @@ void record(const char* name, Tensor& out, std::initializer_list<Tensor> inputs,
             std::function<grads(const Tensor&)> backward) {
   record_impl(name, out, inputs, backward);
 }
-void record_list(const char* name, Tensor& out, const std::vector<Tensor>& inputs,
-                 std::function<grads(const Tensor&)> backward) {
+void record(const char* name, Tensor& out, const std::vector<Tensor>& inputs,
+            std::function<grads(const Tensor&)> backward) {
   record_impl(name, out, inputs, backward);
 }
 

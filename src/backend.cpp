@@ -1,8 +1,11 @@
 // backend.cpp: backend lookup by device, op names, device moves and the random-tensor ops.
 #include "vt/backend.h"
 
+#include <cxxabi.h>
+
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
@@ -15,31 +18,55 @@ namespace vt::kernels {
 
 static Backend* g_cuda = nullptr;
 
+// A registered kernel: the function and the type of its signature.
+struct KernelEntry {
+  AnyKernel fn;
+  const std::type_info* signature;
+};
+
 // Function-local so that registrars in other translation units can run first.
-static std::map<std::pair<std::string, DeviceType>, void*>& kernel_map() {
-  static std::map<std::pair<std::string, DeviceType>, void*> m;
+static std::map<std::pair<std::string, DeviceType>, KernelEntry>& kernel_map() {
+  static std::map<std::pair<std::string, DeviceType>, KernelEntry> m;
   return m;
 }
 static std::mutex& kernel_mutex() {
   static std::mutex m;
   return m;
 }
-void register_kernel(const char* name, DeviceType dev, void* fn) {
-  std::lock_guard<std::mutex> lock(kernel_mutex());
-  kernel_map()[{name, dev}] = fn;
+
+// A signature as C++ spells it ("void (vt::Tensor const&, double)"), for error messages.
+static std::string readable(const std::type_info& t) {
+  int status = 0;
+  char* s = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
+  std::string out = status == 0 && s ? s : t.name();
+  std::free(s);
+  return out;
 }
-void* find_kernel(const char* name, DeviceType dev) {
+
+static const char* device_type_name(DeviceType dev) { return dev == DeviceType::CPU ? "cpu" : "cuda"; }
+
+void register_kernel(const char* name, DeviceType dev, AnyKernel fn, const std::type_info& signature) {
+  std::lock_guard<std::mutex> lock(kernel_mutex());
+  auto [it, inserted] = kernel_map().try_emplace({name, dev}, KernelEntry{fn, &signature});
+  VT_CHECK(inserted, "kernel ", name, " is registered twice for device ", device_type_name(dev));
+}
+AnyKernel find_kernel(const char* name, DeviceType dev, const std::type_info& signature) {
   if (dev == DeviceType::CUDA) (void)backend(Device::cuda());  // makes the CUDA library register
   std::lock_guard<std::mutex> lock(kernel_mutex());
   auto it = kernel_map().find({name, dev});
-  return it == kernel_map().end() ? nullptr : it->second;
+  if (it == kernel_map().end()) return nullptr;
+  VT_CHECK(*it->second.signature == signature, "kernel ", name, " on ", device_type_name(dev),
+           " was registered as ", readable(*it->second.signature), " but is looked up as ", readable(signature));
+  return it->second.fn;
 }
 bool supports(const char* name, Device d) {
   try {
-    return find_kernel(name, d.type) != nullptr;
+    if (d.type == DeviceType::CUDA) (void)backend(d);
   } catch (const Error&) {
     return false;
   }
+  std::lock_guard<std::mutex> lock(kernel_mutex());
+  return kernel_map().count({name, d.type}) != 0;
 }
 void register_cuda_backend(Backend* b) { g_cuda = b; }
 

@@ -145,8 +145,9 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   Tensor q = rows_contiguous(q_in.detach()), k = rows_contiguous(k_in.detach()), v = rows_contiguous(v_in.detach());
   Tensor out = empty({B, Hq, Tq, Dv}, {q.dtype(), q.device()});
   Tensor lse = empty({B, Hq, Tq}, {acc, q.device()});
+  static const kernels::Kernel<AttentionForwardFn> k_attention_forward("attention_forward");
   if (out.numel() > 0 && attention_cpu_kernels_linked)
-    kernels::get<AttentionForwardFn>("attention_forward", q.device())(q, k, v, *rows, scale, out, lse);
+    k_attention_forward(q.device())(q, k, v, *rows, scale, out, lse);
   // Saved for the backward: q, k, v, the output (detached: no cycle through its own grad_fn), lse.
   autograd::record(kOp, out, {q_in, k_in, v_in}, [q, k, v, o = out.detach(), lse, rows, scale](const Tensor& g) {
     Tensor dq = empty(q.shape(), {q.dtype(), q.device()}), dk = empty(k.shape(), {k.dtype(), k.device()});
@@ -156,8 +157,8 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
       return grads{dq, dk, dv};
     }
     Tensor dout = rows_contiguous(g.dtype() == o.dtype() ? g : cast(g, o.dtype()));
-    kernels::get<AttentionBackwardFn>("attention_backward", q.device())(q, k, v, o, lse, dout, *rows, scale, dq,
-                                                                        dk, dv);
+    static const kernels::Kernel<AttentionBackwardFn> k_attention_backward("attention_backward");
+    k_attention_backward(q.device())(q, k, v, o, lse, dout, *rows, scale, dq, dk, dv);
     return grads{dq, dk, dv};
   });
   return out;

@@ -102,7 +102,7 @@ Tensor checkpoint(std::function<Tensor(const std::vector<Tensor>&)> fn, std::vec
   std::vector<Tensor> edges = inputs;
   if (!any) edges.push_back(zeros({}).requires_grad_());
   auto body = std::make_shared<std::function<Tensor(const std::vector<Tensor>&)>>(std::move(fn));
-  autograd::record_list("checkpoint", out, edges, [body, edges, n_inputs, rng](const Tensor& g) {
+  autograd::record("checkpoint", out, edges, [body, edges, n_inputs, rng](const Tensor& g) {
     const int threads = omp_get_max_threads();
     auto job = std::async(std::launch::async, [&] {
       omp_set_num_threads(threads);

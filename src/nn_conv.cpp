@@ -350,8 +350,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
   const DType ct = compute_dtype(x.dtype(), x.device());
   Tensor xc = as_compute(x, ct), wc = as_compute(w, ct), bc = as_compute(bias, ct);
   Tensor out = empty({g.N, g.O, g.Ho, g.Wo}, {ct, x.device()});
-  const char* fwd = is_16bit(ct) ? "conv2d_forward_16bit" : "conv2d_forward";
-  kernels::get<kernels::Conv2dForward>(fwd, x.device())(xc, wc, bc, opt, out);
+  static const kernels::Kernel<kernels::Conv2dForward> k_forward("conv2d_forward"), k_forward_16bit("conv2d_forward_16bit");
+  (is_16bit(ct) ? k_forward_16bit : k_forward)(x.device())(xc, wc, bc, opt, out);
   if (x.dtype() != ct) {
     NoGradGuard ng;
     out = cast(out, x.dtype());
@@ -363,8 +363,9 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
     Tensor dx = x.requires_grad() ? empty(xc.shape(), {ct, d}) : Tensor();
     Tensor dw = w.requires_grad() ? empty(wc.shape(), {ct, d}) : Tensor();
     Tensor db = bias.defined() && bias.requires_grad() ? empty(bias.shape(), {ct, d}) : Tensor();
-    const char* bwd = is_16bit(ct) ? "conv2d_backward_16bit" : "conv2d_backward";
-    kernels::get<kernels::Conv2dBackward>(bwd, d)(xc, wc, gc, opt, dx, dw, db);
+    static const kernels::Kernel<kernels::Conv2dBackward> k_backward("conv2d_backward"),
+        k_backward_16bit("conv2d_backward_16bit");
+    (is_16bit(ct) ? k_backward_16bit : k_backward)(d)(xc, wc, gc, opt, dx, dw, db);
     return grads{dx, dw, db};  // the engine casts each to its input's dtype
   });
   return out;

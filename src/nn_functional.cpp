@@ -41,7 +41,8 @@ static Tensor linear_fused(const Tensor& x, const Tensor& weight, const Tensor& 
   const int64_t K = weight.size(1), N = weight.size(0), M = x.numel() / K;
   const Tensor x2 = x.reshape({M, K}).contiguous(), w = weight.contiguous(), b = bias.contiguous();
   Tensor y2 = empty({M, N}, {x.dtype(), x.device()});
-  kernels::get<kernels::LinearBiasForwardFn>("linear_bias_forward", x.device())(x2, w, b, gelu_tanh, y2);
+  static const kernels::Kernel<kernels::LinearBiasForwardFn> k_linear_bias_forward("linear_bias_forward");
+  k_linear_bias_forward(x.device())(x2, w, b, gelu_tanh, y2);
   Shape out_shape = x.shape();
   out_shape[out_shape.size() - 1] = N;
   Tensor y = y2.view(out_shape);
@@ -211,11 +212,13 @@ static Tensor softmax_impl(const Tensor& x_in, int64_t dim_, bool log) {
   for (int i = d + 1; i < x.dim(); ++i) inner *= x.size(i);
   Tensor y = empty(x.shape(), {x.dtype(), x.device()});
   if (y.numel() == 0) return y;
-  kernels::get<SoftmaxForwardFn>("softmax_forward", x.device())(x, y, outer, C, inner, log);
+  static const kernels::Kernel<SoftmaxForwardFn> k_softmax_forward("softmax_forward");
+  k_softmax_forward(x.device())(x, y, outer, C, inner, log);
   autograd::record(name, y, {x_in}, [y = y.detach(), outer, C, inner, log](const Tensor& g) {
     Tensor dy = cast(g, y.dtype()).contiguous();
     Tensor dx = empty(y.shape(), {y.dtype(), y.device()});
-    kernels::get<SoftmaxBackwardFn>("softmax_backward", y.device())(y, dy, dx, outer, C, inner, log);
+    static const kernels::Kernel<SoftmaxBackwardFn> k_softmax_backward("softmax_backward");
+    k_softmax_backward(y.device())(y, dy, dx, outer, C, inner, log);
     return grads{dx};
   });
   return y;
@@ -387,11 +390,13 @@ static Tensor activation(Activation kind, const Tensor& x_in, const char* name) 
   VT_CHECK(is_floating(x_in.dtype()), name, ": needs a floating-point tensor, got ", dtype_name(x_in.dtype()));
   Tensor x = x_in.contiguous().detach();
   Tensor y = empty(x.shape(), {x.dtype(), x.device()});
-  kernels::get<ActivationForwardFn>("activation_forward", x.device())(kind, x, y);
+  static const kernels::Kernel<ActivationForwardFn> k_activation_forward("activation_forward");
+  k_activation_forward(x.device())(kind, x, y);
   autograd::record(name, y, {x_in}, [kind, x](const Tensor& g) {
     Tensor dy = cast(g, x.dtype()).contiguous();
     Tensor dx = empty(x.shape(), {x.dtype(), x.device()});
-    kernels::get<ActivationBackwardFn>("activation_backward", x.device())(kind, x, dy, dx);
+    static const kernels::Kernel<ActivationBackwardFn> k_activation_backward("activation_backward");
+    k_activation_backward(x.device())(kind, x, dy, dx);
     return grads{dx};
   });
   return y;
@@ -412,12 +417,14 @@ Tensor swiglu(const Tensor& gate_in, const Tensor& up_in) {
            up_in.device().str());
   Tensor gate = gate_in.contiguous().detach(), up = up_in.contiguous().detach();
   Tensor y = empty(gate.shape(), {gate.dtype(), gate.device()});
-  kernels::get<SwigluForwardFn>("swiglu_forward", gate.device())(gate, up, y);
+  static const kernels::Kernel<SwigluForwardFn> k_swiglu_forward("swiglu_forward");
+  k_swiglu_forward(gate.device())(gate, up, y);
   autograd::record("swiglu", y, {gate_in, up_in}, [gate, up](const Tensor& g) {
     Tensor dy = cast(g, gate.dtype()).contiguous();
     Tensor dgate = empty(gate.shape(), {gate.dtype(), gate.device()});
     Tensor dup = empty(up.shape(), {up.dtype(), up.device()});
-    kernels::get<SwigluBackwardFn>("swiglu_backward", gate.device())(gate, up, dy, dgate, dup);
+    static const kernels::Kernel<SwigluBackwardFn> k_swiglu_backward("swiglu_backward");
+    k_swiglu_backward(gate.device())(gate, up, dy, dgate, dup);
     return grads{dgate, dup};
   });
   return y;

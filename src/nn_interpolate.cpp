@@ -217,7 +217,8 @@ Tensor interpolate_impl(const Tensor& x, const Shape& size, const std::vector<do
     xc = cast(x.detach(), ct).contiguous().view(in3);
   }
   Tensor out = empty(out3, {ct, x.device()});
-  kernels::get<kernels::InterpolateForward>("interpolate_forward", x.device())(xc, plan, out);
+  static const kernels::Kernel<kernels::InterpolateForward> k_interpolate_forward("interpolate_forward");
+  k_interpolate_forward(x.device())(xc, plan, out);
   {
     NoGradGuard ng;
     out = cast(out, x.dtype()).view(out_shape);
@@ -226,7 +227,8 @@ Tensor interpolate_impl(const Tensor& x, const Shape& size, const std::vector<do
   autograd::record("interpolate", out, {x}, [plan, ct, in3, out3, xs = x.shape()](const Tensor& g) {
     Tensor gc = cast(g, ct).contiguous().view(out3);
     Tensor gin = empty(in3, {ct, g.device()});
-    kernels::get<kernels::InterpolateBackward>("interpolate_backward", g.device())(gc, plan, gin);
+    static const kernels::Kernel<kernels::InterpolateBackward> k_interpolate_backward("interpolate_backward");
+    k_interpolate_backward(g.device())(gc, plan, gin);
     return grads{gin.view(xs)};
   });
   return out;

@@ -1,4 +1,4 @@
-// nn_layers.cpp: Linear, LayerNorm, RMSNorm modules; see include/vt/nn/layers.h.
+// nn_layers.cpp: Linear, Embedding, LayerNorm, RMSNorm modules; see include/vt/nn/layers.h.
 #include "vt/nn/layers.h"
 
 #include "vt/nn/functional.h"
@@ -13,6 +13,12 @@ Linear::Linear(int64_t in, int64_t out, bool has_bias, DType dtype, double init_
 }
 
 Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias); }
+
+Embedding::Embedding(int64_t num, int64_t dim, DType dtype, double init_std) {
+  weight = register_parameter("weight", normal({num, dim}, 0.0, init_std, dtype));  // (num, dim)
+}
+
+Tensor Embedding::forward(const Tensor& ids) const { return embedding(weight, ids); }
 
 LayerNorm::LayerNorm(int64_t dim, double eps_, DType dtype) : eps(eps_) {
   weight = register_parameter("weight", ones({dim}, dtype));  // (C)

@@ -145,9 +145,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   Tensor z = logits.contiguous().detach().reshape({N, C});
   Tensor y = cast(target, DType::I64).contiguous().reshape({N});
   Tensor row_loss = empty({N}, {at, z.device()}), lse = empty({N}, {at, z.device()});
+  static const kernels::Kernel<CrossEntropyForwardFn> k_cross_entropy_forward("cross_entropy_forward");
   if (N > 0)
-    kernels::get<CrossEntropyForwardFn>("cross_entropy_forward", z.device())(z, y, ignore_index, label_smoothing,
-                                                                             row_loss, lse);
+    k_cross_entropy_forward(z.device())(z, y, ignore_index, label_smoothing, row_loss, lse);
   Tensor out, count;
   {
     NoGradGuard ng;
@@ -170,8 +170,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
                                                                      : div(ga, count).expand({N});
                      row_grad = row_grad.contiguous();
                      Tensor dz = empty({N, C}, {z.dtype(), z.device()});
+                     static const kernels::Kernel<CrossEntropyBackwardFn> k_cross_entropy_backward("cross_entropy_backward");
                      if (N > 0)
-                       kernels::get<CrossEntropyBackwardFn>("cross_entropy_backward", z.device())(
+                       k_cross_entropy_backward(z.device())(
                            z, y, lse, row_grad, ignore_index, label_smoothing, dz);
                      return grads{dz.view(shape)};
                    });
@@ -270,9 +271,9 @@ Tensor bitwise_cross_entropy(const Tensor& logits, const Tensor& bits, const Ten
   Tensor z = logits.contiguous().detach().reshape({T, d, 2});
   Tensor b = cast(bits.detach(), DType::I64).contiguous().reshape({T, d});
   Tensor token_loss = empty({T}, {at, z.device()});
+  static const kernels::Kernel<BitwiseCrossEntropyForwardFn> k_bitwise_cross_entropy_forward("bitwise_cross_entropy_forward");
   if (T * d > 0)
-    kernels::get<BitwiseCrossEntropyForwardFn>("bitwise_cross_entropy_forward", z.device())(z, b, label_smoothing,
-                                                                                             token_loss);
+    k_bitwise_cross_entropy_forward(z.device())(z, b, label_smoothing, token_loss);
   Tensor out, w, wsum;
   {
     NoGradGuard ng;
@@ -291,8 +292,9 @@ Tensor bitwise_cross_entropy(const Tensor& logits, const Tensor& bits, const Ten
                      Tensor per = div(cast(g, wsum.dtype()), wsum);  // d loss / d token_loss_t = w_t / sum w
                      Tensor token_grad = (w.defined() ? mul(w, per) : per.expand({T})).contiguous();
                      Tensor dz = empty(z.shape(), {z.dtype(), z.device()});
+                     static const kernels::Kernel<BitwiseCrossEntropyBackwardFn> k_bitwise_cross_entropy_backward("bitwise_cross_entropy_backward");
                      if (z.numel() > 0)
-                       kernels::get<BitwiseCrossEntropyBackwardFn>("bitwise_cross_entropy_backward", z.device())(
+                       k_bitwise_cross_entropy_backward(z.device())(
                            z, b, token_grad, label_smoothing, dz);
                      return grads{dz.view(shape)};
                    });

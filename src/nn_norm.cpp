@@ -229,7 +229,8 @@ static void record_rms_norm(Tensor& y, const Tensor& x_in, const Tensor& weight,
     Tensor dy = cast(g, yt).contiguous();
     Tensor dx = empty(x.shape(), {x.dtype(), x.device()});
     Tensor dw = want_dw ? empty(w.shape(), {w.dtype(), w.device()}) : Tensor();
-    kernels::get<RmsNormBackwardFn>("rms_norm_backward", x.device())(dy, x, w, rstd, dx, dw);
+    static const kernels::Kernel<RmsNormBackwardFn> k_rms_norm_backward("rms_norm_backward");
+    k_rms_norm_backward(x.device())(dy, x, w, rstd, dx, dw);
     return grads{dx, dw};
   });
 }
@@ -248,7 +249,8 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& weight, double eps) {
   Tensor y = empty(x.shape(), {yt, x.device()});
   Tensor rstd = empty({rows}, {stats_dtype(x.dtype()), x.device()});
   if (x.numel() == 0) return y;
-  kernels::get<RmsNormForwardFn>("rms_norm_forward", x.device())(x, w, eps, y, rstd);
+  static const kernels::Kernel<RmsNormForwardFn> k_rms_norm_forward("rms_norm_forward");
+  k_rms_norm_forward(x.device())(x, w, eps, y, rstd);
   record_rms_norm(y, x_in, weight, x, w, rstd);
   return y;
 }
@@ -264,8 +266,9 @@ AddNorm add_rms_norm(const Tensor& x_in, const Tensor& residual, const Tensor& w
   Tensor sum = empty(x.shape(), {x.dtype(), x.device()});
   Tensor y = empty(x.shape(), {yt, x.device()});
   Tensor rstd = empty({rows}, {stats_dtype(x.dtype()), x.device()});
+  static const kernels::Kernel<AddRmsNormForwardFn> k_add_rms_norm_forward("add_rms_norm_forward");
   if (x.numel() > 0)
-    kernels::get<AddRmsNormForwardFn>("add_rms_norm_forward", x.device())(x, r, w, eps, sum, y, rstd);
+    k_add_rms_norm_forward(x.device())(x, r, w, eps, sum, y, rstd);
   record_residual_sum(sum, x_in, residual);
   if (x.numel() > 0) record_rms_norm(y, sum, weight, sum.detach(), w, rstd);
   return {y, sum};
@@ -414,7 +417,8 @@ static void record_layer_norm(Tensor& y, const Tensor& x_in, const Tensor& weigh
     Tensor dx = empty(x.shape(), {x.dtype(), x.device()});
     Tensor dw = want_dw ? empty(w.shape(), {w.dtype(), w.device()}) : Tensor();
     Tensor db = want_db ? empty(b.shape(), {b.dtype(), b.device()}) : Tensor();
-    kernels::get<LayerNormBackwardFn>("layer_norm_backward", x.device())(dy, x, w, mean, rstd, dx, dw, db);
+    static const kernels::Kernel<LayerNormBackwardFn> k_layer_norm_backward("layer_norm_backward");
+    k_layer_norm_backward(x.device())(dy, x, w, mean, rstd, dx, dw, db);
     return grads{dx, dw, db};
   });
 }
@@ -428,7 +432,8 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
   Tensor y = empty(x.shape(), {x.dtype(), x.device()});
   Tensor mean = empty({rows}, {stats_dtype(x.dtype()), x.device()}), rstd = empty_like(mean);
   if (x.numel() == 0) return y;
-  kernels::get<LayerNormForwardFn>("layer_norm_forward", x.device())(x, w, b, eps, y, mean, rstd);
+  static const kernels::Kernel<LayerNormForwardFn> k_layer_norm_forward("layer_norm_forward");
+  k_layer_norm_forward(x.device())(x, w, b, eps, y, mean, rstd);
   record_layer_norm(y, x_in, weight, bias, x, w, b, mean, rstd);
   return y;
 }
@@ -442,8 +447,9 @@ AddNorm add_layer_norm(const Tensor& x_in, const Tensor& residual, const Shape& 
   Tensor b = bias.defined() ? bias.contiguous().detach() : Tensor();
   Tensor sum = empty(x.shape(), {x.dtype(), x.device()}), y = empty(x.shape(), {x.dtype(), x.device()});
   Tensor mean = empty({rows}, {stats_dtype(x.dtype()), x.device()}), rstd = empty_like(mean);
+  static const kernels::Kernel<AddLayerNormForwardFn> k_add_layer_norm_forward("add_layer_norm_forward");
   if (x.numel() > 0)
-    kernels::get<AddLayerNormForwardFn>("add_layer_norm_forward", x.device())(x, r, w, b, eps, sum, y, mean, rstd);
+    k_add_layer_norm_forward(x.device())(x, r, w, b, eps, sum, y, mean, rstd);
   record_residual_sum(sum, x_in, residual);
   if (x.numel() > 0) record_layer_norm(y, sum, weight, bias, sum.detach(), w, b, mean, rstd);
   return {y, sum};
@@ -566,7 +572,8 @@ Tensor group_norm(const Tensor& x_in, int64_t num_groups, const Tensor& weight, 
   Tensor mean = empty({N, num_groups}, {stats_dtype(x.dtype()), x.device()}), rstd = empty_like(mean);
   if (x.numel() == 0) return y;
   Tensor x3 = x.view({N, C, HW}), y3 = y.view({N, C, HW});
-  kernels::get<GroupNormForwardFn>("group_norm_forward", x.device())(x3, w, b, num_groups, eps, y3, mean, rstd);
+  static const kernels::Kernel<GroupNormForwardFn> k_group_norm_forward("group_norm_forward");
+  k_group_norm_forward(x.device())(x3, w, b, num_groups, eps, y3, mean, rstd);
   bool want_dw = weight.defined() && weight.requires_grad(), want_db = bias.defined() && bias.requires_grad();
   autograd::record("group_norm", y, {x_in, weight, bias},
                    [x3, w, b, mean, rstd, num_groups, want_dw, want_db, shape = x.shape()](const Tensor& g) {
@@ -574,8 +581,8 @@ Tensor group_norm(const Tensor& x_in, int64_t num_groups, const Tensor& weight, 
                      Tensor dx = empty(x3.shape(), {x3.dtype(), x3.device()});
                      Tensor dw = want_dw ? empty(w.shape(), {w.dtype(), w.device()}) : Tensor();
                      Tensor db = want_db ? empty(b.shape(), {b.dtype(), b.device()}) : Tensor();
-                     kernels::get<GroupNormBackwardFn>("group_norm_backward", x3.device())(dy, x3, w, mean, rstd,
-                                                                                           num_groups, dx, dw, db);
+                     static const kernels::Kernel<GroupNormBackwardFn> k_group_norm_backward("group_norm_backward");
+                     k_group_norm_backward(x3.device())(dy, x3, w, mean, rstd, num_groups, dx, dw, db);
                      return grads{dx.view(shape), dw, db};
                    });
   return y;

@@ -124,7 +124,8 @@ Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeLay
     sc = cast(sin, ct).expand(tshape);
   }
   Tensor out = empty(x.shape(), {ct, x.device()});
-  kernels::get<kernels::RopeApply>("rope_apply", x.device())(xc, cc, sc, layout, false, rt, out);
+  static const kernels::Kernel<kernels::RopeApply> k_rope_apply("rope_apply");
+  k_rope_apply(x.device())(xc, cc, sc, layout, false, rt, out);
   {
     NoGradGuard ng;
     out = cast(out, x.dtype());
@@ -132,7 +133,8 @@ Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeLay
   autograd::record(op, out, {x}, [cc, sc, layout, ct](const Tensor& g) {
     Tensor gc = cast(g, ct).contiguous();
     Tensor gx = empty(g.shape(), {ct, g.device()});
-    kernels::get<kernels::RopeApply>("rope_apply", g.device())(gc, cc, sc, layout, true, ct, gx);
+    static const kernels::Kernel<kernels::RopeApply> k_rope_apply("rope_apply");
+    k_rope_apply(g.device())(gc, cc, sc, layout, true, ct, gx);
     return grads{gx};
   });
   return out;

@@ -101,15 +101,17 @@ static Tensor arith(BinaryOp op, const Tensor& a, const Tensor& b, double alpha,
   Tensor out = binary_raw(op, a, b, t, t, alpha, name);
   if (!autograd::needs_grad(a, b)) return out;
   Shape sa = a.shape(), sb = b.shape();
+  // Each rule computes a gradient only for an input that requires one (the engine drops the rest).
+  const bool ra = a.requires_grad(), rb = b.requires_grad();
   switch (op) {
     case BinaryOp::Add:
-      autograd::record(name, out, {a, b}, [sa, sb, alpha](const Tensor& g) {
-        return grads{sum_to(g, sa), sum_to(alpha == 1 ? g : mul(g, alpha), sb)};
+      autograd::record(name, out, {a, b}, [sa, sb, alpha, ra, rb](const Tensor& g) {
+        return grads{ra ? sum_to(g, sa) : Tensor(), rb ? sum_to(alpha == 1 ? g : mul(g, alpha), sb) : Tensor()};
       });
       break;
     case BinaryOp::Sub:
-      autograd::record(name, out, {a, b}, [sa, sb, alpha](const Tensor& g) {
-        return grads{sum_to(g, sa), sum_to(mul(g, -alpha), sb)};
+      autograd::record(name, out, {a, b}, [sa, sb, alpha, ra, rb](const Tensor& g) {
+        return grads{ra ? sum_to(g, sa) : Tensor(), rb ? sum_to(mul(g, -alpha), sb) : Tensor()};
       });
       break;
     case BinaryOp::Mul:
@@ -121,7 +123,8 @@ static Tensor arith(BinaryOp op, const Tensor& a, const Tensor& b, double alpha,
     case BinaryOp::Div:
       autograd::record(name, out, {a, b}, [a, b, sa, sb](const Tensor& g) {
         Tensor ga = div(g, b);
-        return grads{sum_to(ga, sa), b.requires_grad() ? sum_to(neg(mul(ga, div(a, b))), sb) : Tensor()};
+        return grads{a.requires_grad() ? sum_to(ga, sa) : Tensor(),
+                     b.requires_grad() ? sum_to(neg(mul(ga, div(a, b))), sb) : Tensor()};
       });
       break;
     case BinaryOp::Pow:

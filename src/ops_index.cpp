@@ -119,7 +119,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim_) {
         for (int64_t n : sizes) out.push_back(g.narrow(d, off, n)), off += n;
         return out;
       };
-      autograd::record_list("cat", out, node_inputs, backward);
+      autograd::record("cat", out, node_inputs, backward);
     }
   }
   return out;

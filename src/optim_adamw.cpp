@@ -182,8 +182,8 @@ void AdamW::step() {
       s.bc2_sqrt = static_cast<float>(std::pow(bias_correction2, 0.5));
       s.eps = static_cast<float>(g.eps);
       s.neg_step_size = static_cast<float>(-step_size);
-      kernels::get<AdamWStepFn>("adamw_step", p.device())(s, p, grad, g.master_view(i), g.exp_avg_view(i),
-                                                          g.exp_avg_sq_view(i));
+      static const kernels::Kernel<AdamWStepFn> k_adamw_step("adamw_step");
+      k_adamw_step(p.device())(s, p, grad, g.master_view(i), g.exp_avg_view(i), g.exp_avg_sq_view(i));
     }
   }
 }

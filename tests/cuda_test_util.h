@@ -1,5 +1,6 @@
 // cuda_test_util.h: what every CUDA test file shares: the skip rule (CI has no GPU, so every case
-// passes with a message when none is visible), the two devices, and a tensor's bytes on the host.
+// skips itself when none is visible, and CTest reports the suite as skipped: tests/test_skip.h),
+// the two devices, and a tensor's bytes on the host.
 #pragma once
 #include <doctest/doctest.h>
 
@@ -7,15 +8,13 @@
 #include <cstring>
 #include <vector>
 
+#include "test_skip.h"
 #include "vt/cuda.h"
 #include "vt/tensor.h"
 
-#define VT_SKIP_WITHOUT_GPU()                                            \
-  do {                                                                   \
-    if (!::vt::cuda::is_available()) {                                   \
-      MESSAGE("no CUDA device visible: skipped (CUDA tests need a GPU)"); \
-      return;                                                            \
-    }                                                                    \
+#define VT_SKIP_WITHOUT_GPU()                                                                     \
+  do {                                                                                            \
+    if (!::vt::cuda::is_available()) VT_SKIP("no CUDA device visible (CUDA tests need a GPU)"); \
   } while (0)
 
 namespace vt::test {

@@ -282,9 +282,7 @@ TEST_CASE("cuda flash attention: scaled_dot_product_attention with autograd on (
 }
 
 #else
-#include <doctest/doctest.h>
+#include "test_skip.h"
 
-TEST_CASE("cuda flash attention: CUDA is not built") {
-  MESSAGE("vt was built without CUDA (VT_CUDA=OFF): nothing to test");
-}
+TEST_CASE("cuda flash attention: CUDA is not built") { VT_SKIP("vt was built without CUDA (VT_CUDA=OFF or no nvcc)"); }
 #endif

@@ -428,7 +428,7 @@ TEST_CASE("cuda: matmul in every float dtype matches the CPU") {
 }
 
 #else
-#include <doctest/doctest.h>
+#include "test_skip.h"
 
-TEST_CASE("cuda: not built") { MESSAGE("vt was built without CUDA (VT_CUDA=OFF or no nvcc): CUDA tests skipped"); }
+TEST_CASE("cuda: not built") { VT_SKIP("vt was built without CUDA (VT_CUDA=OFF or no nvcc)"); }
 #endif

@@ -1,7 +1,9 @@
 // The Infinity transformer (models/infinity): the tiny model against the PyTorch reference written
 // from the spec (tools/infinity_reference.py via tools/gen_infinity_fixtures.py): conditioning,
-// teacher-forced logits, bitwise self-correction and both losses; the KV-cached scale-by-scale
-// decoder against the block-causal forward; the sampler's seeding, CFG and bit rules; bad input.
+// teacher-forced logits, bitwise self-correction, both losses, the bit accuracies and every
+// parameter's gradient (tools/gen_infinity_grad_fixtures.py); the KV-cached scale-by-scale decoder
+// against the block-causal forward; the sampler's seeding, CFG and bit rules, and a chi-squared
+// test of its bits against the probabilities its logits imply; bad input.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -26,6 +28,13 @@ const std::map<std::string, Tensor>& fixture() {
 const Tensor& fx(const std::string& name) {
   auto it = fixture().find(name);
   REQUIRE_MESSAGE(it != fixture().end(), "fixture tensor ", name);
+  return it->second;
+}
+// The reference's gradients and accuracies (infinity_grads.safetensors).
+const Tensor& fx_grad(const std::string& name) {
+  static const auto g = io::load_safetensors(std::string(VT_FIXTURES) + "/infinity_grads.safetensors");
+  auto it = g.find(name);
+  REQUIRE_MESSAGE(it != g.end(), "fixture tensor ", name, " of infinity_grads.safetensors");
   return it->second;
 }
 
@@ -165,28 +174,39 @@ TEST_CASE("infinity: teacher-forced logits and losses equal the reference") {
   // Upstream's padding to a multiple of 128 leaves the real rows' logits unchanged.
   Tensor padded = m->forward(c, t.inputs, schedule(), 128);
   CHECK(rel_diff(padded, out.logits) < 1e-5);
-  CHECK(out.accuracy.item() > 0.0);
-  CHECK(out.last_scale_accuracy.item() > 0.0);
+  // The bit accuracies against the reference's (of 16672 bits, f32 near-ties may differ in a few).
+  CHECK(std::abs(out.accuracy.item() - fx_grad("ref.accuracy").item()) < 1e-3);
+  CHECK(std::abs(out.last_scale_accuracy.item() - fx_grad("ref.last_scale_accuracy").item()) < 1e-3);
 }
 
-TEST_CASE("infinity: training backward reaches every trainable parameter") {
+TEST_CASE("infinity: training backward equals the reference's gradient for every trainable parameter") {
   Infinity m(InfinityConfig::tiny());
   m.load_state_dict(tiny_model()->state_dict());
   Condition c = m.condition(fixture_text());
-  TeacherBatch t = bitwise_self_correction(fx("sc.f"), schedule(), fixture_flips());
+  TeacherBatch t{fx("sc.inputs"), ne(fx("sc.labels"), 0.0), {}};
   TrainingOutput out = training_forward(m, c, t, schedule());
+  CHECK(std::abs(out.loss.item() - fx("ref.loss").item()) < 1e-5 * fx("ref.loss").item());
   out.loss.backward();
-  int64_t with_grad = 0;
+  int64_t compared = 0;
+  double worst = 0;
+  std::string worst_name;
   for (const auto& [name, p] : m.named_parameters(true)) {
-    // cfg_uncond is used only for unconditional rows.
-    if (name == "cfg_uncond") continue;
-    CHECK_MESSAGE(p.grad().defined(), name);
-    if (p.grad().defined()) {
-      CHECK_MESSAGE(sum(logical_or(isnan(p.grad()), isinf(p.grad())).to(DType::I64)).item() == 0, name);
-      ++with_grad;
+    CAPTURE(name);
+    if (name == "cfg_uncond") {  // used only for unconditional rows
+      CHECK(!p.grad().defined());
+      continue;
     }
+    REQUIRE_MESSAGE(p.grad().defined(), name);
+    const Tensor& want = fx_grad("grad." + name);
+    // max |a - b| over max |b|: each gradient against its own largest entry (1.6e-4 to about 1)
+    const double err = amax(abs(p.grad().to(DType::F64) - want.to(DType::F64))).item() /
+                       std::max(amax(abs(want.to(DType::F64))).item(), 1e-6);
+    CHECK_MESSAGE(err < 1e-4, name, " gradient: max error ", err, " of its largest value");
+    if (err > worst) worst = err, worst_name = name;
+    ++compared;
   }
-  CHECK(with_grad > 30);
+  MESSAGE("gradients of ", compared, " parameters against the reference: worst ", worst, " (", worst_name, ")");
+  CHECK(compared == 58);  // every gradient of the fixture: the 64 weights less cfg_uncond and 5 zero_k_bias
 }
 
 TEST_CASE("infinity: KV-cached scale-by-scale logits equal the block-causal forward") {
@@ -271,6 +291,46 @@ TEST_CASE("infinity: seeded sampling with a batch of 2, CFG and the BSQ-VAE deco
   SampleOutput d = sample(*m, fixture_text(), schedule(), cfg);
   CHECK(d.bits.back().shape() == Shape{2, 16, 16, 16});
   CHECK(!d.image.defined());
+}
+
+// Over 12 seeds, every sampled bit of every scale against the probability its guided logits imply,
+// p = sigmoid(l1 - l0) computed here in f64 (no top-k or top-p). Bits are binned by p; per bin the
+// count of ones O, its expectation E = sum p and variance V = sum p (1 - p) give
+// X = sum (O - E)^2 / V, chi-squared with one degree of freedom per bin for a fair sampler.
+TEST_CASE("infinity: sampled bits follow the probabilities of the logits (chi-squared over seeds)") {
+  auto m = tiny_model();
+  SamplerConfig cfg;
+  cfg.cfg = {2.0}, cfg.tau = {0.8}, cfg.top_p = 0.0;
+  constexpr int kBins = 10;
+  std::vector<double> ones(kBins, 0), expect(kBins, 0), var(kBins, 0);
+  int64_t draws = 0;
+  for (uint64_t seed = 100; seed < 112; ++seed) {
+    cfg.seed = seed;
+    SampleOutput s = sample(*m, fixture_text(), schedule(), cfg);
+    for (size_t k = 0; k < s.bits.size(); ++k) {
+      const Tensor z = s.logits[k].to(DType::F64).contiguous();  // (B, n_k, 2d)
+      const std::vector<double> l = z.view({-1}).tolist<double>();
+      const std::vector<int64_t> b = cast(s.bits[k], DType::I64).contiguous().view({-1}).tolist<int64_t>();
+      REQUIRE(l.size() == 2 * b.size());
+      for (size_t i = 0; i < b.size(); ++i) {
+        const double p = 1 / (1 + std::exp(l[2 * i] - l[2 * i + 1]));
+        const int bin = std::min(kBins - 1, static_cast<int>(p * kBins));
+        ones[bin] += static_cast<double>(b[i]), expect[bin] += p, var[bin] += p * (1 - p);
+      }
+      draws += static_cast<int64_t>(b.size());
+    }
+  }
+  double chi2 = 0;
+  int dof = 0;
+  for (int i = 0; i < kBins; ++i) {
+    CAPTURE(i);
+    if (var[i] < 20) continue;  // too few uncertain draws for the normal approximation
+    chi2 += (ones[i] - expect[i]) * (ones[i] - expect[i]) / var[i];
+    ++dof;
+  }
+  MESSAGE(draws, " bits over 12 seeds: chi-squared ", chi2, " with ", dof, " degrees of freedom");
+  REQUIRE(dof >= 8);
+  CHECK(chi2 < 29.6);  // the 99.9% quantile for 10 degrees of freedom (27.9 for 9, 26.1 for 8)
 }
 
 TEST_CASE("infinity: errors name the problem") {

@@ -111,6 +111,18 @@ TEST_CASE("tiled attention in bf16 stays within bf16 rounding of the f32 referen
   CHECK(a.out.dtype() == DType::BF16);
   CHECK(diff(a.out.to(DType::F32), b.out, 3e-2) == "");
   CHECK(diff(a.dv.to(DType::F32), b.dv, 6e-2) == "");
+  // dq and dk pass through the softmax gradient (P * (dP - rowsum(dO * O))), a difference of
+  // nearby values: judged against the largest entry of the reference gradient.
+  auto rel_max = [](const Tensor& got, const Tensor& want) {
+    const Tensor w = want.to(DType::F64);
+    return amax(abs(got.to(DType::F64) - w)).item() / amax(abs(w)).item();
+  };
+  const double eq = rel_max(a.dq, b.dq), ek = rel_max(a.dk, b.dk);
+  MESSAGE("bf16 tiled attention: dq max error ", eq, ", dk ", ek, " of the largest f32 value");
+  CHECK(a.dq.dtype() == DType::BF16);
+  CHECK(a.dk.dtype() == DType::BF16);
+  CHECK(eq < 2e-2);
+  CHECK(ek < 2e-2);
 }
 
 TEST_CASE("strided q, k, v (a (B, T, H, D) tensor transposed) are read in place") {

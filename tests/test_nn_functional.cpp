@@ -39,6 +39,41 @@ TEST_CASE("every fused nn kernel is registered on the CPU") {
     CHECK_MESSAGE(kernels::supports(k, Device::cpu()), k);
 }
 
+// Kernels for this test only: the registry keeps each one's signature.
+static int64_t g_registry_calls = 0;
+static void registry_test_kernel(const Tensor& x, double scale) { g_registry_calls += x.numel() * int64_t(scale); }
+using RegistryTestFn = void(const Tensor& x, double scale);
+using OtherSignatureFn = void(const Tensor& x, float scale);  // a float where the kernel takes a double
+
+TEST_CASE("the kernel registry checks each kernel's signature at lookup, and a handle caches it") {
+  kernels::register_kernel("registry_test_kernel", DeviceType::CPU, &registry_test_kernel);
+  const Device cpu = Device::cpu();
+  CHECK(kernels::supports("registry_test_kernel", cpu));
+  CHECK((kernels::get<RegistryTestFn>("registry_test_kernel", cpu) == &registry_test_kernel));
+  // Another signature: an error naming the kernel and both signatures, not a call through it.
+  CHECK_THROWS_WITH_AS(kernels::get<OtherSignatureFn>("registry_test_kernel", cpu),
+                       doctest::Contains("kernel registry_test_kernel on cpu was registered as void (vt::Tensor "
+                                         "const&, double) but is looked up as void (vt::Tensor const&, float)"),
+                       Error);
+  const kernels::Kernel<OtherSignatureFn> wrong("registry_test_kernel");
+  CHECK_THROWS_AS(wrong(cpu), Error);
+  // A real kernel looked up with another kernel's signature.
+  CHECK_THROWS_WITH_AS(kernels::get<RegistryTestFn>("softmax_forward", cpu), doctest::Contains("softmax_forward"),
+                       Error);
+  // Missing kernels and second registrations are errors that name the kernel.
+  CHECK_THROWS_WITH_AS(kernels::get<RegistryTestFn>("no_such_kernel", cpu),
+                       doctest::Contains("no_such_kernel: no kernel for device cpu"), Error);
+  CHECK_THROWS_WITH_AS(kernels::register_kernel("registry_test_kernel", DeviceType::CPU, &registry_test_kernel),
+                       doctest::Contains("kernel registry_test_kernel is registered twice"), Error);
+  // The handle looks up once and calls the registered function.
+  const kernels::Kernel<RegistryTestFn> handle("registry_test_kernel");
+  CHECK((handle(cpu) == &registry_test_kernel));
+  CHECK((handle(cpu) == handle(cpu)));
+  g_registry_calls = 0;
+  handle(cpu)(ones({3, 4}), 2.0);
+  CHECK(g_registry_calls == 24);
+}
+
 // ---- float64 gradcheck --------------------------------------------------------------------------
 static Tensor rnd(const Shape& s, uint64_t seed, double scale = 1) {
   Generator g(seed);

@@ -66,8 +66,15 @@ struct TinyNet : nn::Module {
     load_state_dict(init);
     freeze("head");
   }
-  Tensor forward(const Tensor& x) const { return head->forward(fc2->forward(mul(tanh(fc1->forward(x)), scale))); }
-  Tensor loss(const Tensor& x, const Tensor& target) const { return mean(square(sub(forward(x), target))); }
+  // With `dropout`, tanh(fc1(x)) goes through dropout(p = 0.25) drawn from that generator.
+  Tensor forward(const Tensor& x, Generator* dropout = nullptr) const {
+    Tensor h = tanh(fc1->forward(x));
+    if (dropout) h = nn::dropout(h, 0.25, true, dropout);
+    return head->forward(fc2->forward(mul(h, scale)));
+  }
+  Tensor loss(const Tensor& x, const Tensor& target, Generator* dropout = nullptr) const {
+    return mean(square(sub(forward(x, dropout), target)));
+  }
 };
 
 optim::AdamW make_optimizer(TinyNet& net, int64_t world_size = 1) {
@@ -269,17 +276,37 @@ TEST_CASE("AdamW reads an fp32 gradient of a bf16 parameter as it is") {
   CHECK(bitwise_equal(opt_a.groups()[0].master, opt_b.groups()[0].master));
 }
 
-// Random batches from vt's Philox stream; `steps` AdamW steps starting at batch `first`.
-static void train_steps(TinyNet& net, optim::AdamW& opt, optim::Scheduler& sched, int first, int steps) {
+// Random batches from vt's Philox stream; `steps` AdamW steps starting at batch `first`. With
+// `dropout`, the hidden layer's dropout draws from that generator, whose state runs on across steps
+// (as a training generator does), so a resumed run must restore it.
+static void train_steps(TinyNet& net, optim::AdamW& opt, optim::Scheduler& sched, int first, int steps,
+                        Generator* dropout = nullptr) {
   for (int s = first; s < first + steps; ++s) {
     Generator g(1000 + s);
     Tensor x = randn({16, 6}, DType::F32, &g), target = randn({16, 3}, DType::F32, &g);
     opt.zero_grad();
-    net.loss(x, target).backward();
+    net.loss(x, target, dropout).backward();
     optim::clip_grad_norm_(net.parameters(true), 0.3);
     opt.step();
     sched.step();
   }
+}
+
+// The frozen head is the fixture's init after any number of steps, and a model checkpoint must
+// carry it: a resumed model has it only if loading the checkpoint worked.
+static void check_frozen_head(const TinyNet& net, const std::string& where) {
+  const auto& f = fixture();
+  CHECK_MESSAGE(bitwise_equal(net.head->weight, f.t.at("init.head.weight")), where);
+  CHECK_MESSAGE(bitwise_equal(net.head->bias, f.t.at("init.head.bias")), where);
+}
+
+// Every tensor of the model moved away from its value, so that a load that does nothing shows: the
+// frozen head has no optimizer state to restore it, and the trainable parameters would be
+// overwritten by the optimizer's master copy only at the first step.
+static void perturb(TinyNet& net) {
+  std::map<std::string, Tensor> moved;
+  for (auto& [name, t] : net.state_dict()) moved[name] = add(t, ones(t.shape(), t.dtype())).detach();
+  net.load_state_dict(moved);
 }
 
 TEST_CASE("resuming from saved model + optimizer state equals the uninterrupted run, bit for bit") {
@@ -287,28 +314,48 @@ TEST_CASE("resuming from saved model + optimizer state equals the uninterrupted 
   const fs::path dir = fs::temp_directory_path() / ("vt_test_optim_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   auto cosine = optim::cosine_schedule_with_warmup(2, 8);
-  for (int64_t ws : {int64_t(1), int64_t(3)}) {
+  // Legs: world size 1 and 3 (a state saved with 3 loads into 1); the last with dropout, whose
+  // generator state is saved with the optimizer and restored.
+  struct Leg {
+    int64_t ws;
+    bool dropout;
+  };
+  for (const Leg leg : {Leg{1, false}, Leg{3, false}, Leg{1, true}}) {
+    const int64_t ws = leg.ws;
+    CAPTURE(ws);
+    CAPTURE(leg.dropout);
+    Generator drop_a(77), drop_b(77);
     TinyNet a;
     optim::AdamW opt_a = make_optimizer(a, ws);
     optim::Scheduler sched_a(opt_a, cosine);
-    train_steps(a, opt_a, sched_a, 0, 6);
+    train_steps(a, opt_a, sched_a, 0, 6, leg.dropout ? &drop_a : nullptr);
+    check_frozen_head(a, "uninterrupted run");
 
     TinyNet b;
     {
       optim::AdamW opt_b = make_optimizer(b, ws);
       optim::Scheduler sched_b(opt_b, cosine);
-      train_steps(b, opt_b, sched_b, 0, 3);
+      train_steps(b, opt_b, sched_b, 0, 3, leg.dropout ? &drop_b : nullptr);
       b.save((dir / "model.safetensors").string());
-      opt_b.save((dir / "optim.safetensors").string(), {{"scheduler.last_step", std::to_string(sched_b.last_step())}});
+      opt_b.save((dir / "optim.safetensors").string(), {{"scheduler.last_step", std::to_string(sched_b.last_step())},
+                                                        {"rng.seed", std::to_string(drop_b.seed())},
+                                                        {"rng.offset", std::to_string(drop_b.offset())}});
     }
     TinyNet c;  // a fresh process would start here
+    perturb(c);
+    REQUIRE(!bitwise_equal(c.head->weight, a.head->weight));
     c.load((dir / "model.safetensors").string());
+    check_frozen_head(c, "resumed model after load");
     optim::AdamW opt_c = make_optimizer(c, 1);  // a state saved with world size 3 loads into 1
     auto md = opt_c.load((dir / "optim.safetensors").string());
     optim::Scheduler sched_c(opt_c, cosine);
     sched_c.set_last_step(std::stoll(md.at("scheduler.last_step")));
-    train_steps(c, opt_c, sched_c, 3, 3);
+    Generator drop_c;  // a fresh process's generator, then the saved state
+    drop_c.set_state(std::stoull(md.at("rng.seed")), std::stoull(md.at("rng.offset")));
+    if (leg.dropout) REQUIRE(drop_c.offset() > 0);  // the first three steps drew dropout masks
+    train_steps(c, opt_c, sched_c, 3, 3, leg.dropout ? &drop_c : nullptr);
 
+    check_frozen_head(c, "resumed run");
     for (auto& [name, t] : a.state_dict()) CHECK_MESSAGE(bitwise_equal(t, c.parameter(name)), name, " ws=", ws);
     for (size_t g = 0; g < 2; ++g) {
       const auto &ga = opt_a.groups()[g], &gc = opt_c.groups()[g];

@@ -35,7 +35,6 @@ struct Node {
   uint64_t epoch = 0;          // which backward() last visited this node
   int pending_consumers = 0;
   Tensor grad_sum;
-  bool is_accumulator() const { return !leaf.expired() || backward == nullptr; }
 };
 
 // Grad mode: on by default; NoGradGuard turns it off in a scope (thread-local).
@@ -57,12 +56,12 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs);
 inline bool needs_grad(const Tensor& a) { return needs_grad({&a}); }
 inline bool needs_grad(const Tensor& a, const Tensor& b) { return needs_grad({&a, &b}); }
 
-// Attaches a Node to `out` (marks it requires_grad) when needs_grad(inputs); no-op otherwise.
+// Attaches a Node to `out` (marks it requires_grad) when needs_grad(inputs); no-op otherwise. The
+// inputs are a braced list at a fixed arity ({a, b}) or a vector for ops of any arity (cat).
 void record(const char* name, Tensor& out, std::initializer_list<Tensor> inputs,
             std::function<grads(const Tensor&)> backward);
-
-void record_list(const char* name, Tensor& out, const std::vector<Tensor>& inputs,
-                 std::function<grads(const Tensor&)> backward);
+void record(const char* name, Tensor& out, const std::vector<Tensor>& inputs,
+            std::function<grads(const Tensor&)> backward);
 
 // Runs backward from `root` with seed gradient `grad`.
 void backward(const Tensor& root, const Tensor& grad, bool retain_graph);

@@ -6,7 +6,11 @@
 // `supports() == false`, and the op raises an error naming the op and the device, so a missing
 // kernel is a visible gap rather than a silent fallback.
 #pragma once
+#include <array>
+#include <atomic>
 #include <cstdint>
+#include <type_traits>
+#include <typeinfo>
 
 #include "vt/tensor.h"
 
@@ -69,25 +73,62 @@ struct Backend {
 Backend& backend(Device d);
 
 // Fused kernels beyond the core interface (rms_norm, attention, cross-entropy, AdamW, ...) are
-// registered by name per device type; the op that owns a kernel declares its signature next to
-// its definition, e.g. `using RmsNormForward = void(const Tensor& x, ...);`, and calls
-//   kernels::get<RmsNormForward>("rms_norm_forward", x.device())(x, ...);
+// registered by name per device type, each with the type of its signature. The op that owns a
+// kernel declares the signature next to its definition, `using RmsNormForward = void(const
+// Tensor& x, ...);`, and keeps one handle per kernel that looks it up once per device type:
+//   const kernels::Kernel<RmsNormForward> kRmsNormForward("rms_norm_forward");
+//   kRmsNormForward(x.device())(x, ...);
 // A missing kernel is an error naming the kernel and the device (ggml's supports() made visible).
-void register_kernel(const char* name, DeviceType dev, void* fn);
-void* find_kernel(const char* name, DeviceType dev);  // nullptr when absent
-bool supports(const char* name, Device d);
+// A kernel looked up with another signature than it was registered with is an error naming the
+// kernel and both signatures, never a call through the wrong type. Registering a name twice for
+// one device type is an error too (a handle keeps what it found first).
+using AnyKernel = void (*)();  // any function pointer; cast back to its own type before a call
+void register_kernel(const char* name, DeviceType dev, AnyKernel fn, const std::type_info& signature);
+template <class Fn>
+void register_kernel(const char* name, DeviceType dev, Fn* fn) {
+  static_assert(std::is_function_v<Fn>, "register_kernel: pass a function pointer");
+  register_kernel(name, dev, reinterpret_cast<AnyKernel>(fn), typeid(Fn));
+}
+// The kernel (name, dev) registered with `signature`; nullptr when none is registered; throws when
+// one is registered with another signature.
+AnyKernel find_kernel(const char* name, DeviceType dev, const std::type_info& signature);
+bool supports(const char* name, Device d);  // whether any kernel is registered under the name
 template <class Fn>
 Fn* get(const char* name, Device d) {
-  void* p = find_kernel(name, d.type);
+  AnyKernel p = find_kernel(name, d.type, typeid(Fn));
   VT_CHECK(p != nullptr, name, ": no kernel for device ", d.str());
   return reinterpret_cast<Fn*>(p);
 }
+
+// A call site's handle on one kernel: the first call per device type looks it up (get<Fn>, under
+// the registry's lock), later calls read the cached pointer. Constant-initialised, so a handle at
+// namespace scope is ready before any static constructor runs.
+template <class Fn>
+class Kernel {
+ public:
+  explicit constexpr Kernel(const char* name) : name_(name) {}
+  Fn* operator()(Device d) const {
+    std::atomic<Fn*>& slot = cache_[static_cast<size_t>(d.type)];
+    Fn* f = slot.load(std::memory_order_acquire);
+    if (f == nullptr) {
+      f = get<Fn>(name_, d);
+      slot.store(f, std::memory_order_release);
+    }
+    return f;
+  }
+  const char* name() const { return name_; }
+
+ private:
+  const char* name_;
+  mutable std::array<std::atomic<Fn*>, 2> cache_{};  // per DeviceType: CPU, CUDA
+};
+
 // Registers at static-initialisation time: `static kernels::Registrar r("rms_norm_forward",
 // DeviceType::CPU, &rms_norm_forward_cpu);` in the .cpp that defines the CPU kernel.
 struct Registrar {
   template <class Fn>
   Registrar(const char* name, DeviceType dev, Fn* fn) {
-    register_kernel(name, dev, reinterpret_cast<void*>(fn));
+    register_kernel(name, dev, fn);
   }
 };
 Backend& cpu_backend();

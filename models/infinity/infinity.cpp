@@ -59,6 +59,33 @@ std::shared_ptr<nn::Module> submodule(nn::Module& parent, const std::string& nam
 }  // namespace
 
 // ---- construction: upstream names (§12) ------------------------------------------------------------
+// Parameters are drawn in upstream's order (each constructor draws its own), so a seed gives the
+// same weights as before the submodules were grouped.
+TextAttentivePool::TextAttentivePool(int64_t Ct, int64_t C, int64_t H, double std_init) {
+  mat_q = register_parameter("mat_q", normal({1, H, C / H}, 0.0, std_init));
+  mat_kv = register_module("mat_kv", std::make_shared<Linear>(Ct, 2 * C, /*bias=*/false));
+  v_bias = register_parameter("v_bias", zeros({C}));
+  zero_k_bias = register_buffer("zero_k_bias", zeros({C}));
+  proj = register_module("proj", std::make_shared<Linear>(C, C));
+}
+
+TextProjForSos::TextProjForSos(int64_t Ct, int64_t C, int64_t H, double std_init) {
+  ca = register_module("ca", std::make_shared<TextAttentivePool>(Ct, C, H, std_init));
+}
+
+TextProjForCa::TextProjForCa(int64_t Ct, int64_t C) {
+  fc0 = register_module("0", std::make_shared<Linear>(Ct, C));
+  fc2 = register_module("2", std::make_shared<Linear>(C, C));
+}
+Tensor TextProjForCa::forward(const Tensor& t) const {
+  return fc2->forward(nn::gelu(fc0->forward(t), /*approximate_tanh=*/true));
+}
+
+AdaLin::AdaLin(int64_t C, int64_t out) { lin = register_module("1", std::make_shared<Linear>(C, out)); }
+Tensor AdaLin::forward(const Tensor& cond_BD) const { return lin->forward(nn::silu(cond_BD)); }
+
+HeadNorm::HeadNorm(int64_t C) { ada_lin = register_module("ada_lin", std::make_shared<AdaLin>(C, 2 * C)); }
+
 Infinity::Infinity(InfinityConfig cfg) : cfg_(std::move(cfg)) {
   cfg_.validate();
   const int64_t C = cfg_.embed_dim, Ct = cfg_.text_channels, d = cfg_.codebook_dim, H = cfg_.num_heads;
@@ -66,21 +93,13 @@ Infinity::Infinity(InfinityConfig cfg) : cfg_(std::move(cfg)) {
   // Upstream: trunc-normal std 1.2, then / sqrt(Ctext).
   cfg_uncond = register_parameter("cfg_uncond", normal({cfg_.text_maxlen, Ct}, 0.0, 1.2 / std::sqrt(double(Ct))));
   pos_start = register_parameter("pos_start", normal({1, 1, C}, 0.0, std_init));
-  lvl_embed = submodule(*this, "lvl_embed")->register_parameter("weight", normal({cfg_.num_levels, C}, 0.0, std_init));
+  lvl_embed = register_module("lvl_embed", std::make_shared<nn::Embedding>(cfg_.num_levels, C, DType::F32, std_init));
   word_embed = register_module("word_embed", std::make_shared<Linear>(d, C));
-  text_norm_weight = submodule(*this, "text_norm")->register_parameter("weight", ones({Ct}));
-  // TextAttentivePool: a learned query per head over the sample's rows (the pooled width is C).
-  auto sos_ca = submodule(*submodule(*this, "text_proj_for_sos"), "ca");
-  sos_mat_q = sos_ca->register_parameter("mat_q", normal({1, H, C / H}, 0.0, std_init));
-  sos_mat_kv = sos_ca->register_module("mat_kv", std::make_shared<Linear>(Ct, 2 * C, /*bias=*/false));
-  sos_v_bias = sos_ca->register_parameter("v_bias", zeros({C}));
-  sos_zero_k_bias = sos_ca->register_buffer("zero_k_bias", zeros({C}));
-  sos_proj = sos_ca->register_module("proj", std::make_shared<Linear>(C, C));
-  auto for_ca = submodule(*this, "text_proj_for_ca");
-  ca_proj0 = for_ca->register_module("0", std::make_shared<Linear>(Ct, C));
-  ca_proj2 = for_ca->register_module("2", std::make_shared<Linear>(C, C));
-  shared_ada_lin = submodule(*this, "shared_ada_lin")->register_module("1", std::make_shared<Linear>(C, 6 * C));
-  head_ada_lin = submodule(*submodule(*this, "head_nm"), "ada_lin")->register_module("1", std::make_shared<Linear>(C, 2 * C));
+  text_norm = register_module("text_norm", std::make_shared<nn::RMSNorm>(Ct, cfg_.norm_eps));
+  text_proj_for_sos = register_module("text_proj_for_sos", std::make_shared<TextProjForSos>(Ct, C, H, std_init));
+  text_proj_for_ca = register_module("text_proj_for_ca", std::make_shared<TextProjForCa>(Ct, C));
+  shared_ada_lin = register_module("shared_ada_lin", std::make_shared<AdaLin>(C, 6 * C));
+  head_nm = register_module("head_nm", std::make_shared<HeadNorm>(C));
   head = register_module("head", std::make_shared<Linear>(C, 2 * d));
   auto chunks = submodule(*this, "block_chunks");
   const int64_t per = cfg_.blocks_per_chunk();
@@ -97,17 +116,17 @@ Infinity::Infinity(InfinityConfig cfg) : cfg_(std::move(cfg)) {
 // ---- conditioning ----------------------------------------------------------------------------------
 Condition Infinity::condition(const PackedText& text) const {
   check_text(text);
-  const Tensor t = nn::rms_norm(text.rows, text_norm_weight, cfg_.norm_eps);  // (ΣT, Ct)
+  const Tensor t = text_norm->forward(text.rows);  // (ΣT, Ct)
   Condition c;
-  c.cond_BD = pool(t, text);  // (B, C)
-  c.memory = ca_proj2->forward(nn::gelu(ca_proj0->forward(t), /*approximate_tanh=*/true));  // (ΣT, C)
+  c.cond_BD = pool(t, text);                     // (B, C)
+  c.memory = text_proj_for_ca->forward(t);       // (ΣT, C)
   c.cu_seqlens = text.cu_seqlens;
   return c;
 }
 
 Tensor Infinity::condition_vector(const PackedText& text) const {
   check_text(text);
-  return pool(nn::rms_norm(text.rows, text_norm_weight, cfg_.norm_eps), text);
+  return pool(text_norm->forward(text.rows), text);
 }
 
 void Infinity::check_text(const PackedText& text) const {
@@ -124,14 +143,15 @@ Tensor Infinity::pool(const Tensor& t, const PackedText& text) const {
   const int64_t C = cfg_.embed_dim, H = cfg_.num_heads, D = C / H, B = text.batch();
   // Attentive pooling: q (1, H, B, D) one learned query per head and sample; kv (2, 1, H, ΣT, D).
   const int64_t T = t.size(0);
-  Tensor kv = nn::linear(t, sos_mat_kv->weight, cat({sos_zero_k_bias, sos_v_bias}, 0));
+  const TextAttentivePool& ca = *text_proj_for_sos->ca;
+  Tensor kv = nn::linear(t, ca.mat_kv->weight, cat({ca.zero_k_bias, ca.v_bias}, 0));
   kv = kv.view({T, 2, H, D}).permute({1, 2, 0, 3}).unsqueeze(1);
-  Tensor q = sos_mat_q.view({1, H, 1, D}).expand({1, H, B, D});
+  Tensor q = ca.mat_q.view({1, H, 1, D}).expand({1, H, B, D});
   std::vector<int64_t> cu_q(B + 1);
   for (int64_t b = 0; b <= B; ++b) cu_q[b] = b;
   Tensor pooled = nn::scaled_dot_product_attention(q, kv.select(0, 0), kv.select(0, 1),
                                                    nn::AttentionMask::varlen(cu_q, text.cu_seqlens));
-  return sos_proj->forward(pooled.squeeze(0).transpose(0, 1).reshape({B, C}));  // (B, C)
+  return ca.proj->forward(pooled.squeeze(0).transpose(0, 1).reshape({B, C}));  // (B, C)
 }
 
 PackedText Infinity::unconditional_text(const std::vector<int64_t>& lengths) const {
@@ -186,13 +206,13 @@ Tensor Infinity::add_level_embedding(const Tensor& x, const ScaleSchedule& sched
   VT_CHECK(real == n || (real < n && ids.back() == K - 1), "Infinity: ", n,
            " tokens do not end a scale of the schedule starting at scale ", first_scale, " (scales there hold ", real,
            " tokens)");
-  Tensor lvl = embedding(lvl_embed, from_vector(ids).to(lvl_embed.device()));  // (real, C) broadcast over B
+  Tensor lvl = lvl_embed->forward(from_vector(ids).to(lvl_embed->weight.device()));  // (real, C) broadcast over B
   if (real == n) return x + lvl;
   return x + cat({lvl, zeros({n - real, cfg_.embed_dim}, {lvl.dtype(), lvl.device()})}, 0);  // pad rows: none
 }
 
 Tensor Infinity::shared_condition(const Tensor& cond_BD) const {
-  return shared_ada_lin->forward(nn::silu(cond_BD)).view({cond_BD.size(0), 1, 6, cfg_.embed_dim});
+  return shared_ada_lin->forward(cond_BD).view({cond_BD.size(0), 1, 6, cfg_.embed_dim});
 }
 
 std::vector<CrossKV> Infinity::cross_kv(const Tensor& memory, const std::vector<int64_t>& cu_seqlens) const {
@@ -234,7 +254,7 @@ Tensor Infinity::run_blocks(const Tensor& x, const Tensor& cond6, const std::vec
 Tensor Infinity::head_logits(const Tensor& x, const Tensor& cond_BD) const {
   const int64_t C = cfg_.embed_dim;
   // AdaLNBeforeHead: (scale, shift) from the raw cond_BD, in that order.
-  std::vector<Tensor> ss = split(head_ada_lin->forward(nn::silu(cond_BD)).unsqueeze(1), C, 2);  // (B, 1, C) x 2
+  std::vector<Tensor> ss = split(head_nm->ada_lin->forward(cond_BD).unsqueeze(1), C, 2);  // (B, 1, C) x 2
   return head->forward(nn::modulate(nn::layer_norm(x, {C}, {}, {}, cfg_.norm_eps), ss[1], ss[0]));
 }
 

@@ -52,6 +52,38 @@ Condition concat_conditions(const Condition& a, const Condition& b);
 nn::RopeCosSin schedule_rope(const ScaleSchedule& schedule, int64_t head_dim, double theta = 1e4,
                              int64_t pad_to = 1);
 
+// ---- submodules, each named after the upstream module it mirrors (state-dict names in quotes) ----
+// text_proj_for_sos "ca": TextAttentivePool, one learned query per head pooling a sample's rows.
+struct TextAttentivePool : nn::Module {
+  TextAttentivePool(int64_t Ct, int64_t C, int64_t H, double std_init);
+  Tensor mat_q;                    // "mat_q" (1, H, C/H)
+  std::shared_ptr<Linear> mat_kv;  // "mat_kv" Ct -> 2C, no bias
+  Tensor v_bias;                   // "v_bias" (C)
+  Tensor zero_k_bias;              // "zero_k_bias" (C), a buffer: the keys have no bias
+  std::shared_ptr<Linear> proj;    // "proj" C -> C
+};
+struct TextProjForSos : nn::Module {
+  TextProjForSos(int64_t Ct, int64_t C, int64_t H, double std_init);
+  std::shared_ptr<TextAttentivePool> ca;  // "ca"
+};
+// text_proj_for_ca: Sequential(Linear "0", GELU(tanh), Linear "2") from text rows to memory rows.
+struct TextProjForCa : nn::Module {
+  TextProjForCa(int64_t Ct, int64_t C);
+  Tensor forward(const Tensor& t) const;  // (ΣT, Ct) -> (ΣT, C)
+  std::shared_ptr<Linear> fc0, fc2;       // "0", "2"
+};
+// shared_ada_lin and head_nm.ada_lin: Sequential(SiLU, Linear "1").
+struct AdaLin : nn::Module {
+  AdaLin(int64_t C, int64_t out);
+  Tensor forward(const Tensor& cond_BD) const;  // lin(silu(cond_BD)): (B, C) -> (B, out)
+  std::shared_ptr<Linear> lin;                  // "1"
+};
+// head_nm: AdaLNBeforeHead, whose (scale, shift) come from ada_lin.
+struct HeadNorm : nn::Module {
+  explicit HeadNorm(int64_t C);
+  std::shared_ptr<AdaLin> ada_lin;  // "ada_lin" C -> 2C
+};
+
 class Infinity : public nn::Module {
  public:
   explicit Infinity(InfinityConfig cfg);
@@ -97,10 +129,18 @@ class Infinity : public nn::Module {
   Tensor forward(const Condition& cond, const Tensor& inputs, const ScaleSchedule& schedule,
                  int64_t pad_to = 1) const;
 
-  std::shared_ptr<Linear> word_embed, shared_ada_lin, head_ada_lin, head;
-  std::shared_ptr<Linear> sos_mat_kv, sos_proj, ca_proj0, ca_proj2;
-  Tensor cfg_uncond, pos_start, lvl_embed, text_norm_weight, sos_mat_q, sos_v_bias, sos_zero_k_bias;
-  std::vector<std::shared_ptr<Block>> blocks;
+  // In the order of upstream's state dict (§12).
+  Tensor cfg_uncond;                                  // "cfg_uncond" (text_maxlen, Ct)
+  Tensor pos_start;                                   // "pos_start" (1, 1, C)
+  std::shared_ptr<nn::Embedding> lvl_embed;           // "lvl_embed" (num_levels, C)
+  std::shared_ptr<Linear> word_embed;                 // "word_embed" d -> C
+  std::shared_ptr<nn::RMSNorm> text_norm;             // "text_norm" (Ct)
+  std::shared_ptr<TextProjForSos> text_proj_for_sos;  // "text_proj_for_sos"
+  std::shared_ptr<TextProjForCa> text_proj_for_ca;    // "text_proj_for_ca"
+  std::shared_ptr<AdaLin> shared_ada_lin;             // "shared_ada_lin" C -> 6C
+  std::shared_ptr<HeadNorm> head_nm;                  // "head_nm"
+  std::shared_ptr<Linear> head;                       // "head" C -> 2d
+  std::vector<std::shared_ptr<Block>> blocks;         // "block_chunks.{c}.module.{m}"
   // With grad on and no caches, each block keeps only its input and is recomputed in backward
   // (nn::checkpoint_layer); gradients are unchanged.
   bool gradient_checkpointing = false;

@@ -14,7 +14,7 @@ CachedDecoder::CachedDecoder(const Infinity& model, const Condition& cond, const
   cond6_ = model.shared_condition(cond.cond_BD);
   ca_kv_ = model.cross_kv(cond.memory, cond.cu_seqlens);
   rope_ = schedule_rope(schedule, model.config().head_dim(), model.config().rope_theta);
-  const Device dev = model.lvl_embed.device();  // the tables live where the model does
+  const Device dev = model.lvl_embed->weight.device();  // the tables live where the model does
   rope_ = {rope_.cos.to(dev), rope_.sin.to(dev)};
   caches_.resize(model.blocks.size());
 }
@@ -142,7 +142,7 @@ std::vector<Tensor> cached_logits(const Infinity& model, const Condition& cond, 
   for (int64_t k = 0; k < K; ++k) {
     logits.push_back(dec.step(dec.tokens_for(inputs)));
     if (k + 1 < K) {
-      acc.add(bsq::bits_to_codes(bits[k].to(model.lvl_embed.device())), k);
+      acc.add(bsq::bits_to_codes(bits[k].to(model.lvl_embed->weight.device())), k);
       inputs = acc.next_input();
     }
   }

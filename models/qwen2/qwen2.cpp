@@ -60,8 +60,9 @@ nn::ResidualStream DecoderLayer::forward(const nn::ResidualStream& in, const nn:
                                          const nn::AttentionMask& mask, nn::KVCache* cache) const {
   // Each residual add runs in one pass with the norm after it (bitwise the two ops): h = residual
   // + the previous layer's MLP output with input_layernorm, r = h + attention with the second norm.
-  const nn::AddNorm h = input_layernorm->forward(in);
+  const nn::AddNorm h = input_layernorm->forward(in);  // h = in.residual + in.delta: the pending add lands here
   const nn::AddNorm r = post_attention_layernorm->forward_add(h.sum, self_attn->forward(h.normed, rope, mask, cache));
+  // h += mlp(x) is left pending: the next layer's input_layernorm (or the final norm) performs it.
   return {r.sum, mlp->forward(r.normed)};
 }
 

@@ -117,8 +117,9 @@ nn::ResidualStream VisionBlock::forward(const nn::ResidualStream& in, const nn::
                                        const nn::AttentionMask& mask) const {
   // Each residual add runs in one pass with the norm after it (bitwise the two ops): h = residual
   // + the previous block's MLP output with norm1, x = h + attention with norm2.
-  const nn::AddNorm h = norm1->forward(in);
+  const nn::AddNorm h = norm1->forward(in);  // h = in.residual + in.delta: the pending add lands here
   const nn::AddNorm x = norm2->forward_add(h.sum, attn->forward(h.normed, rope, mask));
+  // h += mlp(x) is left pending: the next block's norm1 (or the merger's ln_q) performs it.
   return {x.sum, mlp->forward(x.normed)};
 }
 

@@ -5,6 +5,7 @@
 //   LayerNorm   torch.nn.LayerNorm over the last dim: weight, bias (C)
 //   RMSNorm     Qwen2RMSNorm / LlamaRMSNorm: weight (C); the f32 normalisation and cast rule of
 //               nn::rms_norm
+//   Embedding   torch.nn.Embedding: weight (num, dim); rows looked up by integer id
 //
 // Parameters are created in `dtype` as zeros (Linear, unless init_std > 0 draws them from
 // N(0, init_std^2) with the global generator) or as torch's norm defaults (weight 1, bias 0); a
@@ -20,6 +21,14 @@ class Linear : public Module {
   Linear(int64_t in, int64_t out, bool bias = true, DType dtype = DType::F32, double init_std = 0);
   Tensor forward(const Tensor& x) const;  // (..., in) -> (..., out)
   Tensor weight, bias;
+};
+
+// weight drawn from N(0, init_std^2) as torch's (std 1) unless told otherwise.
+class Embedding : public Module {
+ public:
+  Embedding(int64_t num, int64_t dim, DType dtype = DType::F32, double init_std = 1.0);
+  Tensor forward(const Tensor& ids) const;  // ids (...) integer -> (..., dim)
+  Tensor weight;                            // (num, dim)
 };
 
 // The residual stream of a pre-norm transformer with its last add pending: h = residual + delta

@@ -59,11 +59,11 @@ static int dataset_size(const std::string& data_dir) {
 
 // Loads a record's image: <images_dir>/<id>.png, or the dataset image at images[slot].
 static Image load_record_image(const EvalOptions& opt, const json& rec, const std::string& id, size_t slot) {
-  if (!opt.images_dir.empty()) return read_png(opt.images_dir + "/" + id + ".png");
+  if (!opt.images_dir.empty()) return read_image(opt.images_dir + "/" + id + ".png");
   VT_CHECK(rec.contains("images") && rec["images"].is_array() && rec["images"].size() > slot &&
                rec["images"][slot].is_string(),
            "record has no image path at images[", slot, "]");
-  return read_png(opt.data_dir + "/" + rec["images"][slot].get<std::string>());
+  return read_image(opt.data_dir + "/" + rec["images"][slot].get<std::string>());
 }
 
 // Runs fn(i) for every index in parallel, with progress reports serialised.

@@ -200,4 +200,9 @@ void Qwen2Config::check_checkpoint(io::CheckpointReader& reader, const std::stri
            reader.path(), " holds ", layers, " layers (model.layers.0 to ", layers - 1, ")");
 }
 
+void Qwen2Config::check_checkpoint(const std::string& dir) const {
+  io::CheckpointReader reader(dir);
+  check_checkpoint(reader, std::filesystem::is_directory(dir) ? dir + "/config.json" : dir);
+}
+
 }  // namespace vt::qwen2

@@ -57,6 +57,8 @@ struct Qwen2Config {
   // building the model, so a config.json that does not belong to the weights fails naming `source`
   // and the tensor, not with an out-of-memory error. Other mis-shaped tensors are the loader's.
   void check_checkpoint(io::CheckpointReader& reader, const std::string& source) const;
+  // The same for the checkpoint in directory `dir`, naming dir/config.json.
+  void check_checkpoint(const std::string& dir) const;
 
   int64_t q_size() const { return num_attention_heads * head_dim; }   // nh * D
   int64_t kv_size() const { return num_key_value_heads * head_dim; }  // nkv * D

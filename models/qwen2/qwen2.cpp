@@ -1,9 +1,6 @@
 // qwen2/qwen2.cpp: the Qwen2 decoder (see qwen2.h for the data flow and the precision rules).
 #include "qwen2/qwen2.h"
 
-#include <filesystem>
-
-#include "vt/io/safetensors.h"
 #include "vt/nn/functional.h"
 #include "vt/nn/norm.h"
 #include "vt/ops.h"
@@ -128,8 +125,7 @@ Qwen2ForCausalLM::Qwen2ForCausalLM(const Qwen2Config& cfg, DType dtype) : cfg_(c
 std::shared_ptr<Qwen2ForCausalLM> Qwen2ForCausalLM::from_pretrained(const std::string& dir,
                                                                     std::optional<DType> dtype) {
   const Qwen2Config cfg = Qwen2Config::load(dir);
-  io::CheckpointReader reader(dir);
-  cfg.check_checkpoint(reader, std::filesystem::is_directory(dir) ? dir + "/config.json" : dir);
+  cfg.check_checkpoint(dir);
   auto m = std::make_shared<Qwen2ForCausalLM>(cfg, dtype.value_or(cfg.dtype));
   m->load(dir);
   m->eval();

@@ -1,9 +1,7 @@
 #!/bin/sh
 # vargpt vae end to end on the tiny fixture VAE (d = 16, patch 2): encode + decode equals the
-# round trip byte for byte; PNG, BMP, TGA and JPEG inputs all load (vt/io/image.h; the lossless ones
-# give the PNG's result byte for byte); a wrong schedule, a schedule that is not coarse to fine, a
-# missing or truncated file and a bits file of another depth are refused with errors that name them,
-# and no failed command leaves an output file. Usage: vae_cli.sh VARGPT FIXTURES_DIR
+# round trip byte for byte; a wrong schedule, a missing file and a bits file of another depth are
+# refused with errors that name them. Usage: vae_cli.sh VARGPT FIXTURES_DIR
 set -eu
 vargpt=$1
 vae=$2/bsq_vae.safetensors
@@ -26,8 +24,10 @@ expect_error() {  # expect_error PATTERN COMMAND...
 expect_error "are not the schedule expected here" "$vargpt" vae --vae "$vae" --decode "$dir/a.bits" --scales 1,2,4,8,32 --out "$dir/x.png"
 expect_error "none.png: no such file" "$vargpt" vae --vae "$vae" --roundtrip "$dir/none.png" --scales $scales
 expect_error "pass --scales" "$vargpt" vae --vae "$vae" --roundtrip "$img"
-# Every format the help promises, sniffed from the bytes (issue #19: JPEGs failed with "cannot
-# decode PNG"). BMP and TGA hold the PNG's pixels, so their round trips are the same bytes.
+# Issue #19. Every format the help promises, sniffed from the bytes (vt/io/image.h; JPEGs failed
+# with "cannot decode PNG"): BMP and TGA hold the PNG's pixels, so their round trips are the same
+# bytes. A truncated JPEG and schedules that are not coarse to fine are refused, and no failed
+# command leaves an output or a temporary file.
 pics=$2/images
 "$vargpt" vae --vae "$vae" --roundtrip "$pics/picture.png" --scales $scales --out "$dir/pic_png.png" > /dev/null
 for ext in bmp tga; do

@@ -4,6 +4,7 @@
 // answers through vargpt::decode_text: when its reply reaches <|image_gen_start|>, the per-scale loop
 // draws the image and it is written as a PNG (vargpt.md §5). Without generation tensors it runs as
 // Qwen2-VL, the generation prefixes skipped.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -39,7 +40,8 @@ const char* const kUsage =
     "options:\n"
     "  --image PATH          an image for the prompt (repeatable; placed before the text, in order)\n"
     "  --system TEXT         system prompt (default: \"You are a helpful assistant.\")\n"
-    "  --max-new-tokens N    default 256\n"
+    "  --max-new-tokens N    default 256; clamped, with a warning, to what the model's\n"
+    "                        max_position_embeddings leaves after the prompt\n"
     "  --sample              sample instead of greedy; with --temperature T (1.0), --top-k K (0 = off),\n"
     "                        --top-p P (1.0 = off), --seed S\n"
     "  --repetition-penalty R  HF's rule (1.0 = off), also with greedy\n"
@@ -163,10 +165,10 @@ std::string image_path(const Chat& c, int64_t n) {
 
 // A VARGPT-v1.1 reply: decode_text streams the text and, when the model writes
 // <|image_gen_start|>, hands its state to generate_image; the image is written as a PNG.
-std::string reply_vargpt(Chat& c, const vg::Prompt& prompt) {
+std::string reply_vargpt(Chat& c, const vg::Prompt& prompt, int64_t max_new_tokens) {
   Streamer stream{*c.tokenizer, {}, 0};
   vg::TextOptions text;
-  text.max_new_tokens = c.gen.max_new_tokens;
+  text.max_new_tokens = max_new_tokens;
   text.sampling = c.gen.sampling;
   text.stop_tokens = c.gen.stop_tokens;
   const int64_t start_id = c.vargpt->tokens().start;
@@ -230,18 +232,30 @@ std::string reply(Chat& c, const std::vector<tok::ChatMessage>& messages, const 
     VT_CHECK(id < c.config().vocab_size, "chat: token id ", id, " is outside the model's vocabulary (",
              c.config().vocab_size, "): does the tokenizer belong to this checkpoint?");
   std::vector<int64_t> ids(ids32.begin(), ids32.end());
+  // The prompt and the reply must fit the model's positions: --max-new-tokens is clamped to what
+  // max_position_embeddings leaves after the prompt, with a warning (a prompt that fills it is an error).
+  const int64_t limit = c.config().max_position_embeddings, budget = limit - int64_t(ids.size());
+  VT_CHECK(budget > 0, "chat: the prompt has ", ids.size(), " tokens, which fills the model's max_position_embeddings ",
+           limit, " (config.json); shorten the prompt, the history (/reset) or the images");
+  const int64_t max_new = std::min(c.gen.max_new_tokens, budget);
+  if (max_new < c.gen.max_new_tokens)
+    std::fprintf(stderr,
+                 "chat: warning: --max-new-tokens %lld would go past max_position_embeddings %lld (config.json) after "
+                 "the %zu-token prompt; generating at most %lld tokens\n",
+                 (long long)c.gen.max_new_tokens, (long long)limit, ids.size(), (long long)max_new);
   if (c.vargpt) {
     vg::Prompt p{ids, {}, {}};
     if (!images.empty()) {
       p.pixel_values = px.pixel_values;
       p.image_grid_thw = qwen2_vl::grid_rows(px.image_grid_thw);
     }
-    return reply_vargpt(c, p);
+    return reply_vargpt(c, p, max_new);
   }
   const Tensor input_ids = from_blob(ids.data(), {1, int64_t(ids.size())}, DType::I64).clone();
 
   Streamer stream{*c.tokenizer, {}, 0};
   qwen2::GenerateOptions gen = c.gen;
+  gen.max_new_tokens = max_new;
   gen.on_token = [&](int64_t, int64_t token) {
     for (int64_t stop : gen.stop_tokens)
       if (token == stop) return;

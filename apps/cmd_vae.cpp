@@ -27,10 +27,12 @@ const char* const kUsage =
     "\n"
     "CKPT    a BSQ-VAE safetensors file (plain or upstream-wrapped tensor names; the architecture is\n"
     "        read from the tensor shapes, e.g. d = 32 for infinity_vae_d32reg)\n"
-    "IMAGE   PNG/JPEG/BMP/TGA in; PNG out (written atomically)\n"
+    "IMAGE   PNG/JPEG/BMP/TGA in (the format is read from the bytes; vt/io/image.h); PNG out (written\n"
+    "        atomically)\n"
     "BITS    a bits file (safetensors, one U8 (1, h, w, d) tensor per scale; see models/bsq_vae/bits_file.h)\n"
-    "--scales  the scale sides coarse to fine, '1,2,4,8' or '1x1,2x2,...'; default: Infinity's schedule\n"
-    "          for the image size (the image must match a template: 256x256, 512x512, 1024x1024, ...)\n"
+    "--scales  the scale sides strictly coarse to fine (no side shrinks, the area grows), '1,2,4,8' or\n"
+    "          '1x1,2x2,...'; default: Infinity's schedule for the image size (the image must match a\n"
+    "          template: 256x256, 512x512, 1024x1024, ...)\n"
     "--device  cpu (default) or cuda; --threads N: OpenMP threads\n";
 
 std::vector<ScaleHW> parse_scale_list(const std::string& text) {
@@ -41,9 +43,19 @@ std::vector<ScaleHW> parse_scale_list(const std::string& text) {
     const size_t x = item.find('x');
     char* end = nullptr;
     const long long h = std::strtoll(item.c_str(), &end, 10);
+    const bool h_whole = end == item.c_str() + (x == std::string::npos ? item.size() : x);
     const long long w = x == std::string::npos ? h : std::strtoll(item.c_str() + x + 1, &end, 10);
-    VT_CHECK(h > 0 && w > 0 && end && *end == '\0', "--scales: '", item, "' is not a side N or HxW");
+    VT_CHECK(h > 0 && w > 0 && h_whole && end && *end == '\0', "--scales: '", item, "' is not a side N or HxW");
+    VT_CHECK(h <= 65536 && w <= 65536, "--scales: '", item, "' has a side above 65536");
     out.push_back({h, w});
+    // Coarse to fine: each scale refines the residual the coarser ones left (Infinity's
+    // bitwise multi-scale quantisation), so no side may shrink and the area must grow.
+    if (out.size() >= 2) {
+      const ScaleHW a = out[out.size() - 2], b = out.back();
+      VT_CHECK(b.h >= a.h && b.w >= a.w && b.h * b.w > a.h * a.w, "--scales must go strictly coarse to fine: scale ",
+               out.size() - 1, " (", b.h, "x", b.w, ") is not finer than scale ", out.size() - 2, " (", a.h, "x",
+               a.w, ")");
+    }
   }
   VT_CHECK(!out.empty(), "--scales is empty");
   return out;
@@ -144,7 +156,7 @@ int cmd_vae(int argc, char** argv) {
   const int64_t d = v.model->config().codebook_dim;
   if (o.has("encode")) {
     const std::string in = o.value_or("encode", ""), out = o.required("out");
-    const shapes::Image img = shapes::read_png(in);
+    const shapes::Image img = shapes::read_image(in);
     const std::vector<Tensor> bits = encode(v, o, img);
     bsq::save_bits(out, bits);
     int64_t tokens = 0;
@@ -170,7 +182,7 @@ int cmd_vae(int argc, char** argv) {
     return 0;
   }
   const std::string in = o.value_or("roundtrip", "");
-  const shapes::Image img = shapes::read_png(in);
+  const shapes::Image img = shapes::read_image(in);
   const std::vector<Tensor> bits = encode(v, o, img);
   const shapes::Image recon = tensor_to_image(decode(v, bits).select(0, 0));
   if (o.has("out")) shapes::write_png(o.value_or("out", ""), recon);

@@ -147,7 +147,7 @@ TEST_CASE("eval: the tiny checkpoint end to end: a PNG per gen and edit record, 
       const fs::path png = out / task / (id + ".png");
       INFO(png.string());
       REQUIRE(fs::exists(png));
-      const shapes::Image im = shapes::read_png(png.string());
+      const shapes::Image im = shapes::read_image(png.string());
       CHECK(im.width == 256);
       CHECK(im.height == 256);
     }

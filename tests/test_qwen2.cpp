@@ -387,6 +387,16 @@ TEST_CASE("a checkpoint with a missing, extra or mis-shaped tensor names it and 
   CHECK(e.find(Shape{32, 64}.str()) != std::string::npos);
   CHECK(e.find(Shape{16, 64}.str()) != std::string::npos);
 
+  // Issue #19: a config.json whose sizes do not match the weights fails before allocating, naming it.
+  std::ifstream cfg_in(kTied + "/config.json");
+  nlohmann::json cfg = nlohmann::json::parse(cfg_in);
+  cfg["vocab_size"] = 1000000;  // refused before the (1000000, 64) embedding is allocated
+  std::ofstream(dir / "config.json") << cfg.dump();
+  e = try_load(good);
+  CHECK_MESSAGE(e.find((dir / "config.json").string() + ": vocab_size and hidden_size give (1000000, 64)") !=
+                    std::string::npos,
+                e);
+
   std::ofstream(dir / "config.json") << R"({"model_type": "llama", "vocab_size": 300})";
   CHECK(try_load(good).find("\"llama\"") != std::string::npos);
   fs::remove_all(dir);

@@ -5,7 +5,13 @@
 // equals each prompt alone; the placeholder/image count check and the VARGPT prefix skipping.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include <nlohmann/json.hpp>
 
 #include "qwen2_vl/qwen2_vl.h"
 #include "vt/io/safetensors.h"
@@ -165,4 +171,54 @@ TEST_CASE("Qwen2-VL: placeholder counts and checkpoint contents are checked") {
   CHECK_THROWS_WITH_AS(Qwen2VLForConditionalGeneration::from_pretrained(dir, DType::F32),
                        doctest::Contains("missing: model.norm.weight"), Error);
   std::filesystem::remove_all(dir);
+}
+
+// Issue #19: a config.json without vision_config built the 7B vision tower (2.7 GB, 15 s) before
+// failing on mis-shaped tensors; a huge vocab_size ran out of memory without naming config.json;
+// hidden_size not divisible by the head count was not caught at load. Each is refused now, before
+// anything is allocated, naming config.json and the key or the tensor.
+TEST_CASE("Qwen2-VL: config.json sizes are checked against the checkpoint before allocation") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("vt_qwen2_vl_cfg_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::create_symlink(kTiny + "/model.safetensors", dir / "model.safetensors");
+  std::ifstream in(kTiny + "/config.json");
+  const nlohmann::json good = nlohmann::json::parse(in);
+  const std::string cfg = (dir / "config.json").string();
+  const auto load_with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j = good;
+    edit(j);
+    std::ofstream(cfg) << j.dump(2);
+    try {
+      Qwen2VLForConditionalGeneration::from_pretrained(dir.string(), DType::F32);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(loaded)");
+  };
+  CHECK(load_with([](nlohmann::json&) {}) == "(loaded)");
+  struct Case {
+    std::function<void(nlohmann::json&)> edit;
+    std::vector<std::string> says;
+  };
+  const Case cases[] = {
+      {[](nlohmann::json& j) { j.erase("vision_config"); }, {cfg + ": no \"vision_config\""}},
+      {[](nlohmann::json& j) { j["text_config"]["vocab_size"] = 1000000; },
+       {cfg + ": vocab_size and hidden_size give (1000000, 64) for model.embed_tokens.weight", "holds (300, 64)"}},
+      {[](nlohmann::json& j) { j["text_config"]["intermediate_size"] = 4096; },
+       {cfg + ": intermediate_size and hidden_size give (4096, 64) for model.layers.0.mlp.gate_proj.weight"}},
+      {[](nlohmann::json& j) { j["text_config"]["num_hidden_layers"] = 40; },
+       {cfg + ": num_hidden_layers is 40", "holds 2 layers"}},
+      {[](nlohmann::json& j) { j["text_config"]["hidden_size"] = 66; },
+       {cfg + ": hidden_size 66 is not divisible by num_attention_heads 4"}},
+      {[](nlohmann::json& j) { j["vision_config"]["depth"] = 32; }, {cfg + ": vision_config.depth is 32", "holds 2"}},
+      {[](nlohmann::json& j) { j["vision_config"]["embed_dim"] = 1280; },
+       {cfg + ": vision_config's embed_dim, in_chans, temporal_patch_size and patch_size give (1280, 3, 2, 14, 14)"}},
+  };
+  for (const Case& c : cases) {
+    const std::string e = load_with(c.edit);
+    for (const std::string& s : c.says) CHECK_MESSAGE(e.find(s) != std::string::npos, e);
+  }
+  fs::remove_all(dir);
 }

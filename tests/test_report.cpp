@@ -174,7 +174,7 @@ TEST_CASE("report: REPORT.md carries the logs', evaluations', times' and model's
 TEST_CASE("report: loss_curves.png has a panel per stage with every curve drawn in its plot area") {
   FakeRun run;
   train::write_report(run.options);
-  const shapes::Image im = shapes::read_png((run.out / "loss_curves.png").string());
+  const shapes::Image im = shapes::read_image((run.out / "loss_curves.png").string());
   const train::LossCurvesLayout layout(4);
   REQUIRE(im.width == layout.width());
   REQUIRE(im.height == layout.height());
@@ -202,7 +202,7 @@ TEST_CASE("report: loss_curves.png has a panel per stage with every curve drawn 
 TEST_CASE("report: samples.png is a grid of the judged images with green and red borders") {
   FakeRun run;
   train::write_report(run.options);
-  const shapes::Image im = shapes::read_png((run.out / "samples.png").string());
+  const shapes::Image im = shapes::read_image((run.out / "samples.png").string());
   const train::SamplesLayout layout(3);  // the evaluation judged 3 of the 6 test prompts
   REQUIRE(im.width == layout.width());
   REQUIRE(im.height == layout.height());

@@ -13,6 +13,7 @@
 #include "shapeworld/language.h"
 #include "shapeworld/render.h"
 #include "shapeworld/tasks.h"
+#include "vt/error.h"
 
 using namespace vt::shapes;
 using nlohmann::json;
@@ -182,6 +183,47 @@ TEST_CASE("shapeworld data: file-level evaluation of references, wrong images an
     CHECK(rep.by_tag[0].correct == 5);
     CHECK(rep.table().find("error: test-000000") != std::string::npos);
     CHECK(rep.to_json()["errors"].size() == 5);
+  }
+
+  // Issue #19: a corrupt record in an array was reported at line 1; an empty records file and a
+  // missing --images folder scored 0 instead of failing.
+  SUBCASE("records: a corrupt record is named at its line; empty files and a missing images folder fail") {
+    const std::string path = d.str() + "/test/generation.json";
+    std::vector<json> recs = load_records(path);
+    std::string text = "[\n";
+    for (size_t i = 0; i < 5; ++i) text += recs[i].dump() + ",\n";  // records on lines 2 to 6
+    text += "  {\"id\": \"broken\", \"geneval\": {\"tag\" \"single\"}},\n";   // line 7
+    text += recs[5].dump() + "\n]\n";
+    write_text_atomic(path, text);
+    const auto error = [&](auto&& f) -> std::string {
+      try {
+        f();
+      } catch (const vt::Error& e) {
+        return e.what();
+      }
+      return "(no error)";
+    };
+    std::string e = error([&] { evaluate_generation(opt); });
+    CHECK_MESSAGE(e.find("generation.json:7:") != std::string::npos, e);  // line 7, a column on it
+    CHECK_MESSAGE(e.find("not valid JSON") != std::string::npos, e);
+
+    for (const char* empty : {"", "  \n\n", "[]\n"}) {
+      write_text_atomic(path, empty);
+      e = error([&] { evaluate_generation(opt); });
+      CHECK_MESSAGE(e.find("generation.json: no records") != std::string::npos, e);
+    }
+    write_text_atomic(d.str() + "/test/editing.json", "");
+    CHECK(error([&] { evaluate_edits(opt); }).find("editing.json: no records") != std::string::npos);
+    write_text_atomic(d.str() + "/empty_answers.jsonl", "\n");
+    opt.answers_path = d.str() + "/empty_answers.jsonl";
+    CHECK(error([&] { evaluate_understanding(opt); }).find("empty_answers.jsonl: no answers") != std::string::npos);
+    write_text_atomic(d.str() + "/test/understanding.json", "[]");
+    CHECK(error([&] { evaluate_understanding(opt); }).find("understanding.json: no records") != std::string::npos);
+
+    opt.images_dir = d.str() + "/no_such_folder";
+    CHECK(error([&] { evaluate_edits(opt); }).find("no_such_folder: no such directory") != std::string::npos);
+    write_text_atomic(path, recs[0].dump());
+    CHECK(error([&] { evaluate_generation(opt); }).find("no_such_folder: no such directory") != std::string::npos);
   }
 
   SUBCASE("understanding: reference answers score 1; POPE counts always-yes; bad answers are named") {

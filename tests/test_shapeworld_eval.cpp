@@ -9,12 +9,21 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "shapeworld/detect.h"
 #include "shapeworld/geneval.h"
 #include "shapeworld/render.h"
 #include "shapeworld/tasks.h"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
 
 using namespace vt::shapes;
 
@@ -37,6 +46,18 @@ std::vector<GenSample> make_samples(int size, int n, uint64_t seed) {
     out[size_t(i)] = sample_generation(Tag(i % kNumTags), ctx, rng);
   }
   return out;
+}
+
+// The image saved as a JPEG by stb_image_write (4:2:0 chroma subsampling below quality 91, as
+// most encoders do by default) and read back through vt's loader.
+Image jpeg_roundtrip(const Image& img, int quality) {
+  std::vector<uint8_t> bytes;
+  const auto sink = [](void* ctx, void* data, int size) {
+    auto* out = static_cast<std::vector<uint8_t>*>(ctx);
+    out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
+  };
+  REQUIRE(stbi_write_jpg_to_func(sink, &bytes, img.width, img.height, 3, img.rgb.data(), quality));
+  return decode_image(bytes.data(), bytes.size(), "jpeg round trip");
 }
 
 struct Tally {
@@ -95,9 +116,29 @@ TEST_CASE("shapeworld eval: at least 98% on renders degraded by noise, blur and 
   }
 }
 
+// Issue #19: generated images will be about as rough as a JPEG at quality 30 with 4:2:0 chroma:
+// ringing around edges, 8x8 blocks, colour bleeding over 2 px. Ground truth saved that way must
+// still pass: at least 99% at 128 px (the default size) and 256 px. Measured before the coverage
+// map followed luma: 128 px 559/600 (small crosses taken for diamonds, small diamonds for circles),
+// 256 px 96/96; after: 597/600 and 96/96. At 64 px a 16x16 chroma block is as large as an object
+// and quality 30 keeps little of its shape: 229/600 before, 499/600 after; the bound there is 80%.
+TEST_CASE("shapeworld eval: ground-truth renders saved as JPEG quality 30 (4:2:0) pass: 99% at 128 and 256 px") {
+  for (auto [size, n, rate] : {std::tuple{128, 600, 0.99}, {256, 96, 0.99}, {64, 600, 0.80}}) {
+    std::vector<GenSample> samples = make_samples(size, n, 53);
+    Tally t = judge_all(samples, [](const Image& img, size_t) { return jpeg_roundtrip(img, 30); });
+    MESSAGE("JPEG q30 at ", size, ": ", t.correct, "/", t.total);
+    INFO("first failure: ", t.first_failure);
+    CHECK(double(t.correct) >= rate * t.total);
+  }
+}
+
 TEST_CASE("shapeworld eval: wrong renders fail the right category in at least 99% of cases") {
   // Clean at 64 and 128 px, and at 128 px under all documented degradations at once.
-  for (auto [size, degraded] : {std::pair{64, false}, {128, false}, {128, true}}) {
+  // degraded: 0 clean, 1 all documented degradations at once, 2 saved as JPEG quality 30 (4:2:0),
+  // with the share of cases that must fail in the right category. JPEG at 64 px measured 1436/1500
+  // (19 passed; the chroma-only judge: 1232/1500, 50 passed), at 128 px 1497/1500 (1 passed).
+  for (auto [size, degraded, rate] :
+       {std::tuple{64, 0, 0.99}, {128, 0, 0.99}, {128, 1, 0.99}, {128, 2, 0.99}, {64, 2, 0.95}}) {
     std::vector<GenSample> samples = make_samples(size, 600, 37);
     SplitContext ctx = test_context(size, 37);
     int cases = 0, right_category = 0, passed = 0;
@@ -111,7 +152,8 @@ TEST_CASE("shapeworld eval: wrong renders fail the right category in at least 99
         std::optional<Scene> bad = violate(samples[size_t(i)], Violation(v), ctx, rng);
         if (!bad) continue;
         Image img = render_scene(*bad);
-        if (degraded) img = degrade(img, {0.1f, 2, 8.0f, uint64_t(i)});
+        if (degraded == 1) img = degrade(img, {0.1f, 2, 8.0f, uint64_t(i)});
+        if (degraded == 2) img = jpeg_roundtrip(img, 30);
         Verdict verdict = judge_geneval(samples[size_t(i)].meta, detect_objects(img));
         Failure want = expected_failure(Violation(v));
         outcome[size_t(i)] = verdict.correct ? 0 : verdict.failure == want ? 2 : 1;
@@ -126,10 +168,10 @@ TEST_CASE("shapeworld eval: wrong renders fail the right category in at least 99
         if (outcome[i] != 2 && first_miss.empty()) first_miss = why[i];
       }
     }
-    MESSAGE("wrong renders at ", size, std::string(degraded ? " px (degraded)" : " px"), ": ", right_category, "/", cases, " failed the right category, ", passed, " passed");
+    MESSAGE("wrong renders at ", size, std::string(degraded == 1 ? " px (degraded)" : degraded == 2 ? " px (JPEG q30)" : " px"), ": ", right_category, "/", cases, " failed the right category, ", passed, " passed");
     INFO("first miss: ", first_miss);
     CHECK(cases >= 1000);
-    CHECK(double(right_category) >= 0.99 * cases);
+    CHECK(double(right_category) >= rate * cases);
   }
 }
 
@@ -143,9 +185,11 @@ TEST_CASE("shapeworld eval: an empty image never passes") {
   Tally degraded = judge_all(empty, [](const Image& img, size_t i) { return degrade(img, {0.1f, 2, 8.0f, i}); });
   // Three times the documented noise and twice the jitter: blobs and colour casts, no objects.
   Tally noisy = judge_all(empty, [](const Image& img, size_t i) { return degrade(img, {0.2f, 0, 24.0f, i}); });
+  Tally jpeg = judge_all(empty, [](const Image& img, size_t) { return jpeg_roundtrip(img, 30); });
   CHECK(clean.correct == 0);
   CHECK(degraded.correct == 0);
   CHECK(noisy.correct == 0);
+  CHECK(jpeg.correct == 0);
   // Flat and random images, with no scene at all.
   Image black(128, 128), white(128, 128), noise(128, 128);
   std::fill(white.rgb.begin(), white.rgb.end(), 255);

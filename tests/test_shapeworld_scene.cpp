@@ -179,7 +179,7 @@ TEST_CASE("shapeworld scene: the PNG encoder round-trips through stb_image") {
   }
   for (const Image& img : images) {
     std::vector<uint8_t> png = encode_png(img);
-    Image back = decode_png(png.data(), png.size(), "round trip");
+    Image back = decode_image(png.data(), png.size(), "round trip");
     INFO(img.width, "x", img.height);
     CHECK(back.width == img.width);
     CHECK(back.height == img.height);

@@ -8,10 +8,13 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -126,6 +129,55 @@ TEST_CASE("unicode: NFC composition, reordering, Hangul, exclusions") {
   CHECK_FALSE(vt::unicode::is_letter(U'_'));
 }
 
+// Issue #19: vt's NFC tables were Unicode 15's while HF tokenizers normalises at Unicode 9 (the
+// crate unicode-normalization-alignments 0.1.12), so marks added since (U+1DF8, U+07FD, U+1AC1, ...)
+// reordered or composed where HF leaves them. tests/fixtures/tokenizer/nfc_hf.txt
+// (tools/gen_nfc_fixture.py) lists every probe HF changes; all others must come back unchanged.
+TEST_CASE("unicode: NFC equals HF tokenizers' for every code point, alone and after a base letter") {
+  const std::string path = std::string(VT_FIXTURES) + "/tokenizer/nfc_hf.txt";
+  std::ifstream in(path);
+  REQUIRE_MESSAGE(in, "cannot open ", path, " (regenerate with tools/gen_nfc_fixture.py)");
+  std::string header;
+  std::getline(in, header);
+  int want_counts[3] = {0, 0, 0};
+  REQUIRE(std::sscanf(header.c_str(), "# tokenizers %*s NFC; changed probes: %d %d %d", &want_counts[0],
+                      &want_counts[1], &want_counts[2]) == 3);
+  std::vector<std::map<char32_t, std::u32string>> changed(3);  // probe -> code point -> HF's NFC
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    int probe = -1;
+    uint32_t cp = 0, out = 0;
+    ls >> probe >> std::hex >> cp;
+    REQUIRE_MESSAGE((probe >= 0 && probe < 3), "bad line in ", path, ": ", line);
+    std::u32string& s = changed[size_t(probe)][cp];
+    while (ls >> out) s.push_back(out);
+  }
+  for (int k = 0; k < 3; ++k) REQUIRE(int(changed[size_t(k)].size()) == want_counts[k]);
+
+  const auto make_probe = [](int k, char32_t x) {
+    return k == 0 ? std::u32string{x} : k == 1 ? std::u32string{U'a', x} : std::u32string{U'a', x, U'\u0301'};
+  };
+  const auto hex = [](const std::u32string& s) {
+    std::string out;
+    char buf[16];
+    for (char32_t c : s) std::snprintf(buf, sizeof buf, " %X", unsigned(c)), out += buf;
+    return out;
+  };
+  int mismatches = 0;
+  for (int k = 0; k < 3; ++k)
+    for (char32_t x = 0; x < 0x110000; ++x) {
+      if (x >= 0xD800 && x <= 0xDFFF) continue;
+      const std::u32string probe = make_probe(k, x);
+      const auto it = changed[size_t(k)].find(x);
+      const std::u32string& want = it == changed[size_t(k)].end() ? probe : it->second;
+      const std::u32string got = vt::unicode::nfc(probe);
+      if (got != want && ++mismatches <= 20)
+        FAIL_CHECK("probe ", k, " U+", hex(std::u32string{x}), ": vt gives", hex(got), ", HF gives", hex(want));
+    }
+  CHECK(mismatches == 0);
+}
+
 TEST_CASE("unicode: invalid UTF-8 names the byte offset") {
   for (const char* bad : {"ab\xC3", "ab\xC0\xAF", "ab\xED\xA0\x80", "ab\xF4\x90\x80\x80", "ab\xFF", "ab\x80"}) {
     try {
@@ -178,6 +230,56 @@ TEST_CASE("tokenizer: a tokenizer.json of another model type is refused") {
   } catch (const vt::Error& e) {
     CHECK(std::string(e.what()).find("bert/tokenizer.json has model type WordPiece") != std::string::npos);
   }
+}
+
+// Issue #19: ids were read as int32 and wrapped (2^32 + 5 became 5, 10^12 "negative", 2e9 a bare
+// std::bad_alloc, a negative added-token id a heap overflow). Every bad id is refused, naming the
+// file, the token and the id as written.
+TEST_CASE("tokenizer: out-of-range token ids are refused, naming tokenizer.json, the token and the id") {
+  const std::string path = std::string(VT_FIXTURES) + "/chat_tiny/tokenizer.json";
+  std::ifstream f(path);
+  REQUIRE(f);
+  const nlohmann::json good = nlohmann::json::parse(f);
+  CHECK(Tokenizer::from_json(good, path).vocab_size() > 256);  // the unmodified file loads
+  const std::string first_key = good["model"]["vocab"].begin().key();
+  const std::string first_added = good["added_tokens"][0]["content"];
+  struct Case {
+    bool added;  // the first added token's id, else the first vocab entry's
+    nlohmann::json id;
+    std::string says;
+  };
+  const Case cases[] = {
+      {false, int64_t(1000000000000), "1000000000000"},  // read as int32 this was "negative"
+      {false, int64_t(4294967301), "4294967301"},        // 2^32 + 5, which wrapped to 5
+      {false, int64_t(2000000000), "2000000000"},        // fits int32; allocating for it threw bad_alloc
+      {false, int64_t(-1), "negative id -1"},
+      {false, "12", "not an integer"},
+      {true, int64_t(-3), "negative id -3"},             // was a heap overflow in vargpt chat
+      {true, int64_t(4294967301), "4294967301"},
+      {true, uint64_t(18446744073709551615u), "18446744073709551615"},
+      {true, vt::tok::kMaxTokenId, std::to_string(vt::tok::kMaxTokenId)},
+      {true, 2.5, "not an integer"},
+  };
+  for (const Case& c : cases) {
+    nlohmann::json j = good;
+    if (c.added) j["added_tokens"][0]["id"] = c.id;
+    else j["model"]["vocab"][first_key] = c.id;
+    const std::string token = c.added ? first_added : first_key;
+    CAPTURE(c.id.dump());
+    try {
+      Tokenizer::from_json(j, path);
+      FAIL("accepted id ", c.id.dump());
+    } catch (const vt::Error& e) {
+      const std::string msg = e.what();
+      CHECK_MESSAGE(msg.find("chat_tiny/tokenizer.json") != std::string::npos, msg);
+      CHECK_MESSAGE(msg.find("'" + token + "'") != std::string::npos, msg);
+      CHECK_MESSAGE(msg.find(c.says) != std::string::npos, msg);
+    }
+  }
+  // The largest accepted id loads (an added token far above the vocab leaves a gap of empty ids).
+  nlohmann::json j = good;
+  j["added_tokens"][0]["id"] = vt::tok::kMaxTokenId - 1;
+  CHECK(Tokenizer::from_json(j, path).vocab_size() == size_t(vt::tok::kMaxTokenId));
 }
 
 TEST_CASE("tokenizer: spec test vectors and special tokens (qwen2_vl.md §12.5, vargpt.md §2)") {

@@ -281,7 +281,7 @@ shapes::GenReport judge_generation(const std::vector<json>& records, const std::
   opt.split = split;
   opt.images_dir = images_dir;
   return shapes::evaluate_generation_records(
-      records, [&](const json&, const std::string& id) { return shapes::read_png(images_dir + "/" + id + ".png"); },
+      records, [&](const json&, const std::string& id) { return shapes::read_image(images_dir + "/" + id + ".png"); },
       opt);
 }
 
@@ -305,7 +305,7 @@ shapes::EditReport judge_edits(const std::vector<json>& records, const std::stri
       if (rec.is_object() && rec.contains("edit") && rec["edit"].is_object() && rec["edit"].contains("op") &&
           rec["edit"]["op"].is_string())
         r.op = int(shapes::parse_edit_op(rec["edit"]["op"].get<std::string>(), id));
-      const shapes::Image img = shapes::read_png(images_dir + "/" + id + ".png");
+      const shapes::Image img = shapes::read_image(images_dir + "/" + id + ".png");
       r.v = shapes::judge_edit(rec, shapes::detect_objects(img, {}), img.width, ds > 0 ? ds : img.width);
     } catch (const std::exception& e) {
       r.v = shapes::EditVerdict{};

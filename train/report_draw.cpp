@@ -301,7 +301,7 @@ Image draw_samples(const std::vector<Sample>& samples, const std::string& title)
   auto try_read = [](const std::string& path) -> std::optional<Image> {
     if (path.empty() || !fs::is_regular_file(path)) return std::nullopt;
     try {
-      return shapes::read_png(path);
+      return shapes::read_image(path);
     } catch (const vt::Error&) {
       return std::nullopt;
     }

@@ -1,6 +1,8 @@
 // qwen2/config.cpp: config.json -> Qwen2Config (layouts described in config.h).
 #include "qwen2/config.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -8,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vt/error.h"
+#include "vt/io/safetensors.h"
 
 namespace vt::qwen2 {
 namespace {
@@ -52,6 +55,12 @@ struct Fields {
   }
 };
 
+std::string dims_str(const std::vector<int64_t>& dims) {
+  std::string s = "(";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + ")";
+}
+
 DType parse_dtype(const std::string& name, const std::string& source) {
   if (name == "bfloat16") return DType::BF16;
   if (name == "float32") return DType::F32;
@@ -87,6 +96,11 @@ Qwen2Config Qwen2Config::from_json_text(const std::string& text, const std::stri
   c.num_hidden_layers = f.required_int("num_hidden_layers");
   c.num_attention_heads = f.required_int("num_attention_heads");
   c.num_key_value_heads = f.int_or("num_key_value_heads", c.num_attention_heads);
+  // Without "head_dim", D = C / nh as transformers computes it; a C that nh does not divide would
+  // silently drop features, so it is refused here rather than at the first matmul.
+  VT_CHECK(f.find("head_dim") || c.num_attention_heads <= 0 || c.hidden_size % c.num_attention_heads == 0, source,
+           ": hidden_size ", c.hidden_size, " is not divisible by num_attention_heads ", c.num_attention_heads,
+           " (and no head_dim is given)");
   c.head_dim = f.int_or("head_dim", c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
   c.rms_norm_eps = f.number_or("rms_norm_eps", c.rms_norm_eps);
   c.max_position_embeddings = f.int_or("max_position_embeddings", c.max_position_embeddings);
@@ -148,6 +162,11 @@ void Qwen2Config::validate(const std::string& source) const {
            ", intermediate_size ", intermediate_size, ", num_hidden_layers ", num_hidden_layers,
            ", num_attention_heads ", num_attention_heads, ", num_key_value_heads ", num_key_value_heads,
            ", head_dim ", head_dim, ")");
+  // 2^31 bounds every size so that products of two (a weight's element count) cannot overflow.
+  for (auto [name, v] : {std::pair{"vocab_size", vocab_size}, {"hidden_size", hidden_size},
+                         {"intermediate_size", intermediate_size}, {"num_hidden_layers", num_hidden_layers},
+                         {"num_attention_heads", num_attention_heads}, {"head_dim", head_dim}})
+    VT_CHECK(v < (int64_t(1) << 31), source, ": ", name, " ", v, " is beyond 2^31");
   VT_CHECK(num_attention_heads % num_key_value_heads == 0, source, ": num_attention_heads ",
            num_attention_heads, " is not a multiple of num_key_value_heads ", num_key_value_heads);
   VT_CHECK(head_dim % 2 == 0, source, ": head_dim ", head_dim, " must be even for rotate_half RoPE");
@@ -156,6 +175,34 @@ void Qwen2Config::validate(const std::string& source) const {
     VT_CHECK(s[0] + s[1] + s[2] == head_dim / 2, source, ": mrope_section [", s[0], ", ", s[1], ", ", s[2],
              "] must sum to head_dim / 2 = ", head_dim / 2);
   }
+}
+
+void Qwen2Config::check_checkpoint(io::CheckpointReader& reader, const std::string& source) const {
+  const auto expect = [&](const std::string& name, std::vector<int64_t> want, const char* fields) {
+    if (!reader.contains(name)) return;  // a missing tensor is the loader's to report, with all others
+    const std::vector<int64_t>& got = reader.entry(name).shape;
+    VT_CHECK(got == want, source, ": ", fields, " give ", dims_str(want), " for ", name, ", but ", reader.path(),
+             " holds ", dims_str(got), " (the config.json does not belong to these weights)");
+  };
+  expect("model.embed_tokens.weight", {vocab_size, hidden_size}, "vocab_size and hidden_size");
+  if (!tie_word_embeddings) expect("lm_head.weight", {vocab_size, hidden_size}, "vocab_size and hidden_size");
+  expect("model.layers.0.self_attn.q_proj.weight", {q_size(), hidden_size},
+         "num_attention_heads, head_dim and hidden_size");
+  expect("model.layers.0.mlp.gate_proj.weight", {intermediate_size, hidden_size}, "intermediate_size and hidden_size");
+  int64_t layers = 0;  // 1 + the largest N of model.layers.N.*
+  const std::string prefix = "model.layers.";
+  for (const std::string& name : reader.names()) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    const int64_t n = std::strtoll(name.c_str() + prefix.size(), nullptr, 10);
+    layers = std::max(layers, n + 1);
+  }
+  VT_CHECK(layers == 0 || layers == num_hidden_layers, source, ": num_hidden_layers is ", num_hidden_layers, ", but ",
+           reader.path(), " holds ", layers, " layers (model.layers.0 to ", layers - 1, ")");
+}
+
+void Qwen2Config::check_checkpoint(const std::string& dir) const {
+  io::CheckpointReader reader(dir);
+  check_checkpoint(reader, std::filesystem::is_directory(dir) ? dir + "/config.json" : dir);
 }
 
 }  // namespace vt::qwen2

@@ -19,6 +19,10 @@
 
 #include "vt/dtype.h"
 
+namespace vt::io {
+class CheckpointReader;
+}
+
 namespace vt::qwen2 {
 
 struct Qwen2Config {
@@ -47,6 +51,14 @@ struct Qwen2Config {
   static Qwen2Config load(const std::string& path);
   // Throws naming the inconsistent fields (heads not dividing, odd head_dim, bad mrope_section).
   void validate(const std::string& source = "config") const;
+  // Compares the sizes with the checkpoint's tensor headers (nothing is read or allocated):
+  // the sizes that drive the allocation: model.embed_tokens.weight and lm_head.weight (V, C), layer
+  // 0's q_proj (nh * D, C) and gate_proj (F, C), and the number of model.layers.N. Call it before
+  // building the model, so a config.json that does not belong to the weights fails naming `source`
+  // and the tensor, not with an out-of-memory error. Other mis-shaped tensors are the loader's.
+  void check_checkpoint(io::CheckpointReader& reader, const std::string& source) const;
+  // The same for the checkpoint in directory `dir`, naming dir/config.json.
+  void check_checkpoint(const std::string& dir) const;
 
   int64_t q_size() const { return num_attention_heads * head_dim; }   // nh * D
   int64_t kv_size() const { return num_key_value_heads * head_dim; }  // nkv * D

@@ -136,6 +136,7 @@ Qwen2ForCausalLM::Qwen2ForCausalLM(const Qwen2Config& cfg, DType dtype) : cfg_(c
 std::shared_ptr<Qwen2ForCausalLM> Qwen2ForCausalLM::from_pretrained(const std::string& dir,
                                                                     std::optional<DType> dtype) {
   const Qwen2Config cfg = Qwen2Config::load(dir);
+  cfg.check_checkpoint(dir);
   auto m = std::make_shared<Qwen2ForCausalLM>(cfg, dtype.value_or(cfg.dtype));
   m->load(dir);
   m->eval();

@@ -20,19 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vt/error.h"
-
-// stb is third-party C; its warnings are not ours. Static linkage keeps its symbols private to
-// this file (train/shapeworld/render.cpp has its own copy for PNG only).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#define STB_IMAGE_IMPLEMENTATION
-#define STB_IMAGE_STATIC
-#define STBI_NO_HDR
-#define STBI_NO_LINEAR
-#include <stb/stb_image.h>
-#pragma GCC diagnostic pop
+#include "vt/io/image.h"
 
 namespace vt::qwen2_vl {
 
@@ -71,64 +59,18 @@ ImageProcessorConfig ImageProcessorConfig::from_json_file(const std::string& pat
 
 // ---- decoding ----------------------------------------------------------------------------------------
 
-// Pillow's Image.alpha_composite(white, rgba) per channel (libImaging/AlphaComposite.c, 7 extra bits
-// of precision, divisions by 255 rounded), with the background's alpha fixed at 255.
-static uint8_t composite_on_white(uint8_t c, uint8_t a) {
-  if (a == 0) return 255;
-  constexpr uint32_t kBits = 7, dst = 255, dst_a = 255;
-  uint32_t blend = dst_a * (255 - a);
-  uint32_t outa255 = a * 255u + blend;
-  uint32_t coef1 = a * 255u * 255u * (1u << kBits) / outa255;
-  uint32_t coef2 = 255u * (1u << kBits) - coef1;
-  uint32_t tmp = c * coef1 + dst * coef2 + (0x80u << kBits);
-  return static_cast<uint8_t>((((tmp >> 8) + tmp) >> 8) >> kBits);
-}
-
 RgbImage RgbImage::from_memory(const uint8_t* data, int64_t height, int64_t width, int channels) {
   VT_CHECK(height > 0 && width > 0, "RgbImage::from_memory: empty image ", height, "x", width);
-  VT_CHECK(channels >= 1 && channels <= 4, "RgbImage::from_memory: ", channels, " channels (1 to 4 supported)");
   RgbImage im;
   im.height = height, im.width = width;
   im.pixels.resize(height * width * 3);
-  for (int64_t i = 0; i < height * width; ++i) {
-    const uint8_t* p = data + i * channels;
-    uint8_t rgb[3] = {p[0], channels >= 3 ? p[1] : p[0], channels >= 3 ? p[2] : p[0]};
-    bool alpha = channels == 2 || channels == 4;
-    for (int c = 0; c < 3; ++c)
-      im.pixels[i * 3 + c] = alpha ? composite_on_white(rgb[c], p[channels - 1]) : rgb[c];
-  }
+  io::to_rgb(data, height * width, channels, im.pixels.data());  // alpha onto white, as convert_to_rgb
   return im;
-}
-
-// PIL refuses a JPEG without its end-of-image marker ("image file is truncated"); stb_image would
-// decode the missing blocks as grey, so look for the marker near the end.
-static bool jpeg_has_end_marker(const std::vector<uint8_t>& b) {
-  size_t lo = b.size() > 4096 ? b.size() - 4096 : 0;
-  for (size_t i = b.size(); i-- > lo + 1;)
-    if (b[i - 1] == 0xFF && b[i] == 0xD9) return true;
-  return false;
 }
 
 RgbImage load_image(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  VT_CHECK(in.good(), "load_image: cannot open '", path, "'");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  VT_CHECK(!bytes.empty(), "load_image: '", path, "' is empty");
-  bool jpeg = bytes.size() >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8;
-  VT_CHECK(!jpeg || jpeg_has_end_marker(bytes), "load_image: '", path, "' is a truncated JPEG (no end marker)");
-  int w = 0, h = 0, n = 0;
-  uint8_t* data = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n, 0);
-  VT_CHECK(data != nullptr, "load_image: cannot decode '", path, "' (", stbi_failure_reason(),
-           "); expected a complete PNG, JPEG, BMP, GIF, TGA or PNM file");
-  RgbImage im;
-  try {
-    im = RgbImage::from_memory(data, h, w, n);
-  } catch (...) {
-    stbi_image_free(data);
-    throw;
-  }
-  stbi_image_free(data);
-  return im;
+  const io::Image im = io::load_image(path);
+  return RgbImage::from_memory(im.pixels.data(), im.height, im.width, im.channels);
 }
 
 // ---- smart_resize ------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // image_processor.h: Qwen2-VL image preprocessing (qwen2_vl.md §9), equal to transformers'
 // Qwen2VLImageProcessor with the PIL backend ("slow" processor):
 //
-//   file --stb_image--> RGB uint8 (alpha composited onto white, as transformers' convert_to_rgb)
+//   file --vt::io::load_image--> RGB uint8 (alpha composited onto white, as transformers' convert_to_rgb)
 //        --smart_resize--> (h̄, w̄), multiples of 28 with min_pixels <= h̄·w̄ <= max_pixels
 //        --Pillow BICUBIC resize (uint8, Pillow's fixed-point arithmetic)-->
 //        --x/255, (x - CLIP mean) / CLIP std, f32-->  frame repeated temporal_patch_size times
@@ -53,8 +53,8 @@ struct RgbImage {
   static RgbImage from_memory(const uint8_t* data, int64_t height, int64_t width, int channels = 3);
 };
 
-// PNG, JPEG, BMP, GIF (first frame), TGA, PNM via stb_image. A missing, unreadable or truncated
-// file throws vt::Error naming the path and stb_image's reason. (JPEG decoders differ in their
+// PNG, JPEG, BMP, GIF (first frame), TGA, PNM through vt::io::load_image (vt/io/image.h), then RGB.
+// A missing, unreadable or truncated file throws vt::Error naming the path and the reason. (JPEG decoders differ in their
 // IDCT and chroma upsampling, so a JPEG may differ from PIL's decode by a few levels; PNG is exact.)
 RgbImage load_image(const std::string& path);
 

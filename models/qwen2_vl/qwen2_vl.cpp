@@ -1,6 +1,8 @@
 // qwen2_vl.cpp: the Qwen2-VL assembly; see qwen2_vl.h.
 #include "qwen2_vl/qwen2_vl.h"
 
+#include <filesystem>
+
 #include "vt/io/safetensors.h"
 #include "vt/ops.h"
 
@@ -30,8 +32,14 @@ std::vector<std::string> Qwen2VLForConditionalGeneration::default_skip_prefixes(
 std::shared_ptr<Qwen2VLForConditionalGeneration> Qwen2VLForConditionalGeneration::from_pretrained(
     const std::string& dir, std::optional<DType> dtype, std::vector<std::string> skip_prefixes) {
   const qwen2::Qwen2Config cfg = qwen2::Qwen2Config::load(dir);
-  auto m = std::make_shared<Qwen2VLForConditionalGeneration>(cfg, VisionConfig::from_file(dir),
-                                                             dtype.value_or(cfg.dtype));
+  const VisionConfig vision = VisionConfig::from_file(dir);
+  {  // sizes against the checkpoint's headers, before anything is allocated
+    const std::string source = std::filesystem::is_directory(dir) ? dir + "/config.json" : dir;
+    io::CheckpointReader reader(dir);
+    cfg.check_checkpoint(reader, source);
+    vision.check_checkpoint(reader, source);
+  }
+  auto m = std::make_shared<Qwen2VLForConditionalGeneration>(cfg, vision, dtype.value_or(cfg.dtype));
   // Load non-strictly, then be strict ourselves: nothing missing, nothing unexpected outside the
   // skipped prefixes (shape mismatches already fail inside load()).
   const nn::LoadResult r = m->load(dir, /*strict=*/false);

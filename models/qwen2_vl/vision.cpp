@@ -4,11 +4,14 @@
 #include "qwen2_vl/vision.h"
 #include "vt/nn/checkpoint.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "vt/io/safetensors.h"
 #include "vt/nn/conv.h"
 #include "vt/nn/functional.h"
 #include "vt/nn/norm.h"
@@ -17,8 +20,14 @@ namespace vt::qwen2_vl {
 
 // ---- configuration -------------------------------------------------------------------------------
 
-VisionConfig VisionConfig::from_json(const nlohmann::json& config) {
+VisionConfig VisionConfig::from_json(const nlohmann::json& config, const std::string& source) {
+  VT_CHECK(config.is_object(), source, ": expected a JSON object");
+  const bool model_config = config.contains("model_type") || config.contains("text_config") || config.contains("vocab_size");
+  VT_CHECK(config.contains("vision_config") || !model_config, source,
+           ": no \"vision_config\"; a Qwen2-VL config.json names its vision tower's sizes there (depth, embed_dim, "
+           "num_heads, ...), and vt does not guess them");
   const nlohmann::json& v = config.contains("vision_config") ? config["vision_config"] : config;
+  VT_CHECK(v.is_object(), source, ": \"vision_config\" must be an object, got ", v.dump().substr(0, 100));
   VisionConfig c;
   c.depth = v.value("depth", c.depth);
   c.embed_dim = v.value("embed_dim", c.embed_dim);
@@ -38,8 +47,8 @@ VisionConfig VisionConfig::from_json(const nlohmann::json& config) {
   if (v.contains("rope_parameters") && v["rope_parameters"].contains("rope_theta"))
     c.rope_theta = v["rope_parameters"]["rope_theta"].get<double>();
   std::string act = v.value("hidden_act", std::string("quick_gelu"));
-  VT_CHECK(act == "quick_gelu", "qwen2_vl vision_config: hidden_act '", act, "' (only quick_gelu is implemented)");
-  c.validate();
+  VT_CHECK(act == "quick_gelu", source, ": vision_config.hidden_act '", act, "' (only quick_gelu is implemented)");
+  c.validate(source + ": vision_config");
   return c;
 }
 
@@ -48,20 +57,49 @@ VisionConfig VisionConfig::from_file(const std::string& path) {
   std::ifstream in(file);
   VT_CHECK(in.good(), "qwen2_vl vision config: cannot open '", file, "'");
   try {
-    return from_json(nlohmann::json::parse(in));
+    return from_json(nlohmann::json::parse(in), file);
   } catch (const nlohmann::json::exception& e) {
     VT_FAIL("qwen2_vl vision config: '", file, "': ", e.what());
   }
 }
 
-void VisionConfig::validate() const {
-  VT_CHECK(depth >= 0 && embed_dim > 0 && num_heads > 0 && embed_dim % num_heads == 0,
-           "qwen2_vl vision config: embed_dim ", embed_dim, " must be a positive multiple of num_heads ", num_heads);
-  VT_CHECK(head_dim() % 4 == 0, "qwen2_vl vision config: head_dim ", head_dim(),
+void VisionConfig::validate(const std::string& source) const {
+  VT_CHECK(depth >= 0 && embed_dim > 0 && num_heads > 0 && embed_dim % num_heads == 0, source, ": embed_dim ",
+           embed_dim, " must be a positive multiple of num_heads ", num_heads);
+  VT_CHECK(head_dim() % 4 == 0, source, ": head_dim ", head_dim(),
            " must be a multiple of 4 (2-D rotary: h and w halves of each rotate_half half)");
   VT_CHECK(patch_size > 0 && temporal_patch_size > 0 && spatial_merge_size > 0 && in_channels > 0 &&
                hidden_size > 0 && mlp_hidden() > 0,
-           "qwen2_vl vision config: sizes must be positive");
+           source, ": sizes must be positive");
+  // 2^16 bounds every size, so that no weight's element count can overflow (the 7B tower: 1280).
+  for (int64_t v : {depth, embed_dim, num_heads, in_channels, patch_size, temporal_patch_size, spatial_merge_size,
+                    hidden_size, mlp_hidden()})
+    VT_CHECK(v <= 65536, source, ": a size is ", v, ", beyond 65536");
+}
+
+void VisionConfig::check_checkpoint(io::CheckpointReader& reader, const std::string& source) const {
+  const auto dims_str = [](const std::vector<int64_t>& d) {
+    std::string s = "(";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+    return s + ")";
+  };
+  const auto expect = [&](const std::string& name, const std::vector<int64_t>& want, const char* fields) {
+    if (!reader.contains(name)) return;  // a missing tensor is the loader's to report, with all others
+    const std::vector<int64_t>& got = reader.entry(name).shape;
+    VT_CHECK(got == want, source, ": vision_config's ", fields, " give ", dims_str(want), " for ", name, ", but ",
+             reader.path(), " holds ", dims_str(got), " (the config.json does not belong to these weights)");
+  };
+  expect("visual.patch_embed.proj.weight", {embed_dim, in_channels, temporal_patch_size, patch_size, patch_size},
+         "embed_dim, in_chans, temporal_patch_size and patch_size");
+  expect("visual.blocks.0.attn.qkv.weight", {3 * embed_dim, embed_dim}, "embed_dim");
+  expect("visual.blocks.0.mlp.fc1.weight", {mlp_hidden(), embed_dim}, "embed_dim and mlp_ratio");
+  expect("visual.merger.mlp.2.weight", {hidden_size, embed_dim * merge_area()}, "hidden_size and embed_dim");
+  int64_t blocks = 0;  // 1 + the largest N of visual.blocks.N.*
+  const std::string prefix = "visual.blocks.";
+  for (const std::string& name : reader.names())
+    if (name.rfind(prefix, 0) == 0) blocks = std::max<int64_t>(blocks, std::strtoll(name.c_str() + prefix.size(), nullptr, 10) + 1);
+  VT_CHECK(blocks == 0 || blocks == depth, source, ": vision_config.depth is ", depth, ", but ", reader.path(),
+           " holds ", blocks, " vision blocks");
 }
 
 // ---- layers -----------------------------------------------------------------------------------------

@@ -28,6 +28,10 @@
 #include "vt/nn/module.h"
 #include "vt/nn/rope.h"
 
+namespace vt::io {
+class CheckpointReader;
+}
+
 namespace vt::qwen2_vl {
 
 struct VisionConfig {
@@ -51,12 +55,17 @@ struct VisionConfig {
   // From a Qwen2-VL config.json object: its "vision_config" (keys depth, embed_dim, num_heads,
   // mlp_ratio, in_chans or in_channels, patch_size, temporal_patch_size, spatial_merge_size,
   // hidden_size, rope_parameters.rope_theta); hidden_size falls back to the LLM's hidden_size.
-  // A bare vision_config object is accepted too.
-  static VisionConfig from_json(const nlohmann::json& config);
+  // A bare vision_config object is accepted too, but a model config (one with "model_type",
+  // "text_config" or "vocab_size") without "vision_config" is refused: falling back to the class
+  // defaults would build the 7B tower (2.7 GB) for weights that are not its. `source` names the file.
+  static VisionConfig from_json(const nlohmann::json& config, const std::string& source = "config.json");
   // config.json, or a directory holding it.
   static VisionConfig from_file(const std::string& path);
   static VisionConfig qwen2_vl_7b() { return {}; }
-  void validate() const;
+  void validate(const std::string& source = "vision_config") const;
+  // Compares the sizes with the checkpoint's visual.* tensor headers before anything is allocated
+  // (patch embedding, block 0's qkv and fc1, the merger's output, the number of blocks).
+  void check_checkpoint(io::CheckpointReader& reader, const std::string& source) const;
 };
 
 // torch.nn.Linear and torch.nn.LayerNorm (include/vt/nn/layers.h).

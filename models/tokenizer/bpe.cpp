@@ -105,6 +105,18 @@ struct Tokenizer::Cache {
   static constexpr size_t kMaxWords = 1 << 18;  // cleared when full; a hit rate guard, not an LRU
 };
 
+int32_t read_token_id(const nlohmann::json& value, const std::string& origin, std::string_view token) {
+  VT_CHECK(value.is_number_integer(), "tokenizer: ", origin, ": token '", token, "' has id ", value.dump(),
+           ", not an integer");
+  // is_number_unsigned: a value above INT64_MAX is held as uint64 and would wrap in get<int64_t>.
+  const bool huge = value.is_number_unsigned() && value.get<uint64_t>() >= uint64_t(kMaxTokenId);
+  const int64_t id = huge ? kMaxTokenId : value.get<int64_t>();
+  VT_CHECK(id >= 0, "tokenizer: ", origin, ": token '", token, "' has negative id ", value.dump());
+  VT_CHECK(id < kMaxTokenId, "tokenizer: ", origin, ": token '", token, "' has id ", value.dump(),
+           ", beyond the largest supported id ", kMaxTokenId - 1);
+  return int32_t(id);
+}
+
 Tokenizer::Tokenizer() : cache_(std::make_unique<Cache>()) {}
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
@@ -157,13 +169,17 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& origi
   key_to_id.reserve(vocab.size());
   int32_t max_id = -1;
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    const int32_t id = it.value().get<int32_t>();
-    VT_CHECK(id >= 0, "tokenizer: ", origin, ": negative id for '", it.key(), "'");
+    const int32_t id = read_token_id(it.value(), origin, it.key());
     key_to_id.emplace(it.key(), id);
     max_id = std::max(max_id, id);
   }
-  for (const auto& a : j.value("added_tokens", nlohmann::json::array()))
-    max_id = std::max(max_id, a.at("id").get<int32_t>());
+  const nlohmann::json added = j.value("added_tokens", nlohmann::json::array());
+  VT_CHECK(added.is_array(), "tokenizer: ", origin, ": \"added_tokens\" is not an array");
+  for (const auto& a : added) {
+    VT_CHECK(a.is_object() && a.contains("id") && a.contains("content") && a["content"].is_string(), "tokenizer: ",
+             origin, ": added token ", a.dump().substr(0, 200), " has no \"id\" and string \"content\"");
+    max_id = std::max(max_id, read_token_id(a["id"], origin, a["content"].get<std::string>()));
+  }
   t.id_to_bytes_.assign(size_t(max_id) + 1, std::string());
   t.id_is_special_.assign(size_t(max_id) + 1, 0);
   t.bytes_to_id_.reserve(key_to_id.size());
@@ -209,8 +225,8 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& origi
   // Added tokens: matched on the raw text before normalisation. Every Qwen2 added token has
   // normalized = false; ones marked normalized = true are matched the same way here.
   t.added_by_first_byte_.resize(256);
-  for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
-    AddedToken tok{a.at("id").get<int32_t>(), a.at("content").get<std::string>(), a.value("special", false)};
+  for (const auto& a : added) {
+    AddedToken tok{read_token_id(a["id"], origin, a["content"].get<std::string>()), a.at("content").get<std::string>(), a.value("special", false)};
     VT_CHECK(!tok.content.empty(), "tokenizer: ", origin, ": added token ", tok.id, " is empty");
     unicode::validate_utf8(tok.content, "added token");
     t.id_to_bytes_[tok.id] = tok.content;

@@ -32,6 +32,14 @@ struct AddedToken {
 // cover `text` in order.
 void pretokenize(std::u32string_view text, std::vector<std::pair<uint32_t, uint32_t>>& pieces);
 
+// A token id from tokenizer.json (a vocab value or an added token's "id"), read as a 64-bit integer
+// so that 2^32 + 5 is not taken as 5. Refuses non-integers, negatives and ids >= kMaxTokenId with a
+// vt::Error naming `origin`, the token and the id. The bound is checked before the id-indexed tables
+// are allocated (~40 bytes an id: 4.2M ids ~ 170 MB); Qwen2 has 151,665 ids, the largest public
+// vocabularies about 260,000.
+inline constexpr int64_t kMaxTokenId = int64_t(1) << 22;
+int32_t read_token_id(const nlohmann::json& value, const std::string& origin, std::string_view token);
+
 // GPT-2's bytes_to_unicode: printable bytes map to themselves, the other 68 to U+0100 + n.
 char32_t byte_to_unicode(uint8_t b);
 

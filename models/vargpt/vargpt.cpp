@@ -271,6 +271,11 @@ std::shared_ptr<VARGPTQwen2VLForConditionalGeneration> VARGPTQwen2VLForCondition
     const std::string& path, std::optional<DType> dtype) {
   const std::string dir = checkpoint_dir(path);
   const VargptConfig cfg = VargptConfig::load(dir);
+  {  // the LLM's and the vision tower's sizes against the checkpoint's headers, before allocating
+    io::CheckpointReader reader(dir);
+    cfg.llm.check_checkpoint(reader, dir + "/config.json");
+    cfg.vision.check_checkpoint(reader, dir + "/config.json");
+  }
   if (std::filesystem::exists(dir + "/tokenizer.json"))
     check_tokenizer(tok::Tokenizer::from_file(dir + "/tokenizer.json"), cfg.tokens, dir + "/tokenizer.json");
   std::shared_ptr<VARGPTQwen2VLForConditionalGeneration> m;

@@ -30,6 +30,21 @@ expect_error "top-p" "$vargpt" chat --model "$fx" --prompt "hi" --sample --top-p
 expect_error "config.json" "$vargpt" chat --model "$dir" --prompt "hi"
 printf 'not json' > "$dir/bad.json"
 expect_error "bad.json" "$vargpt" chat --model "$fx" --tokenizer "$dir/bad.json" --prompt "hi"
+# --max-new-tokens past max_position_embeddings (512 here) is clamped with a warning: prompt + reply
+# stay within 512 (issue #19: it generated past the limit without a word); a prompt that fills the
+# limit is an error.
+"$vargpt" chat --model "$fx" --prompt "hello" --max-new-tokens 100000 --print-ids > "$dir/long.txt" 2> "$dir/long.err"
+grep -q "warning: --max-new-tokens 100000 would go past max_position_embeddings 512" "$dir/long.err" || {
+  echo "no clamp warning:"; cat "$dir/long.err"; exit 1; }
+used=$(sed -n 's/^chat: prompt \([0-9]*\) tokens, \([0-9]*\) new tokens.*/\1 + \2/p' "$dir/long.err")
+[ -n "$used" ] && [ $(( $used )) -le 512 ] || { echo "prompt + reply = $used, past 512:"; cat "$dir/long.err"; exit 1; }
+long_prompt=$(yes "word" | head -n 600 | tr '\n' ' ')
+expect_error "fills the model's max_position_embeddings 512" "$vargpt" chat --model "$fx" --prompt "$long_prompt"
+# tokenizer.json with an added token id that does not fit 32 bits: an error naming the file, the
+# token and the id (it was a heap overflow).
+sed 's/"id": *280,/"id": 4294967576,/' "$fx/tokenizer.json" > "$dir/tokenizer_big_id.json"
+expect_error "tokenizer_big_id.json: token '<|endoftext|>' has id 4294967576" \
+  "$vargpt" chat --model "$fx" --tokenizer "$dir/tokenizer_big_id.json" --prompt "hi"
 # --device cuda where no GPU answers: a clear error, whether vt was built with CUDA or without.
 if ! nvidia-smi -L > /dev/null 2>&1; then
   expect_error "no CUDA device is visible\|has no CUDA backend" "$vargpt" chat --model "$fx" --prompt "hi" --device cuda

@@ -49,4 +49,28 @@ expect_error "d8.bits: bits have depth d = 8, the VAE expects d = 16" "$vargpt" 
 expect_error "are not the schedule expected here" "$vargpt" vae --vae "$vae" --decode "$dir/a.bits" --scales 1,2,4,8,32 --out "$dir/x.png"
 expect_error "none.png: no such file" "$vargpt" vae --vae "$vae" --roundtrip "$dir/none.png" --scales $scales
 expect_error "pass --scales" "$vargpt" vae --vae "$vae" --roundtrip "$img"
+# Issue #19. Every format the help promises, sniffed from the bytes (vt/io/image.h; JPEGs failed
+# with "cannot decode PNG"): BMP and TGA hold the PNG's pixels, so their round trips are the same
+# bytes. A truncated JPEG and schedules that are not coarse to fine are refused, and no failed
+# command leaves an output or a temporary file.
+pics=$2/images
+"$vargpt" vae --vae "$vae" --roundtrip "$pics/picture.png" --scales $scales --out "$dir/pic_png.png" > /dev/null
+for ext in bmp tga; do
+  "$vargpt" vae --vae "$vae" --roundtrip "$pics/picture.$ext" --scales $scales --out "$dir/pic_$ext.png" > /dev/null
+  cmp "$dir/pic_png.png" "$dir/pic_$ext.png"
+done
+"$vargpt" vae --vae "$vae" --roundtrip "$pics/picture.jpg" --scales $scales --out "$dir/pic_jpg.png" | tee "$dir/jpg.txt"
+grep -q "picture.jpg: 64x64, 6 scales" "$dir/jpg.txt"
+"$vargpt" vae --vae "$vae" --encode "$pics/picture.jpg" --scales $scales --out "$dir/jpg.bits" > /dev/null
+head -c 900 "$pics/picture.jpg" > "$dir/cut.jpg"
+expect_error "cut.jpg: truncated JPEG" "$vargpt" vae --vae "$vae" --encode "$dir/cut.jpg" --scales $scales --out "$dir/cut.bits"
+# --scales strictly coarse to fine, naming the scale that breaks it.
+expect_error "scale 3 (4x4) is not finer than scale 2 (8x8)" "$vargpt" vae --vae "$vae" --roundtrip "$img" --scales 1,2,8,4,16,32 --out "$dir/bad1.png"
+expect_error "scale 2 (2x2) is not finer than scale 1 (2x2)" "$vargpt" vae --vae "$vae" --roundtrip "$img" --scales 1,2,2,4,8,16,32 --out "$dir/bad2.png"
+expect_error "scale 2 (4x2) is not finer than scale 1 (2x4)" "$vargpt" vae --vae "$vae" --decode "$dir/a.bits" --scales 1,2x4,4x2,8 --out "$dir/bad3.png"
+# No failed command above left an output or a temporary file.
+for f in x.png cut.bits bad1.png bad2.png bad3.png; do
+  if [ -e "$dir/$f" ]; then echo "a failed command left $dir/$f"; exit 1; fi
+done
+if ls "$dir" | grep -q "\.tmp\."; then echo "temporary files left:"; ls "$dir"; exit 1; fi
 echo "vae cli: ok"

@@ -9,12 +9,14 @@
 //     background; otherwise it takes the palette colour of nearest hue, if within `max_hue_deg`.
 //  2. Connected components (4-connected) per colour label; components smaller than
 //     max(min_area_px, min_area_frac x W x H) are dropped as noise.
-//  3. Shape from geometry, by analysis by synthesis: the component's coverage map (projected
-//     chroma over its robust peak, fringe included) is compared with each canonical shape drawn
-//     with the same area and centroid, sharp and blurred; the kind of highest soft IoU wins. Its
-//     template gives the object's centre and half extent r, and r the size class. Area and
-//     centroid survive blur and anti-aliasing, which is why they, not the bounding box, place the
-//     templates. A component no template fits (IoU < min_shape_iou) is dropped.
+//  3. Shape from geometry, by analysis by synthesis: the component's coverage map (each pixel's
+//     difference from the local background projected on the object's, in (Y, Cb, Cr) with luma
+//     weighted 16x, since codecs keep luma sharp and blur chroma; fringe included) is compared with
+//     each canonical shape drawn with the same area and centroid, sharp and blurred; the kind of
+//     highest soft IoU wins. Its template gives the object's centre and half extent r, and r the
+//     size class. Area and centroid survive blur and anti-aliasing, which is why they, not the
+//     bounding box, place the templates. A component no template fits (IoU < min_shape_iou) is
+//     dropped.
 #pragma once
 #include <vector>
 

@@ -4,6 +4,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -21,9 +22,19 @@ using nlohmann::json;
 std::vector<json> load_records(const std::string& path) {
   const std::string text = read_text(path);
   std::vector<json> out;
-  json whole = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!whole.is_discarded()) {
-    VT_CHECK(whole.is_array(), path, ": expected a JSON array of records");
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] == '[') {
+    // A JSON array: a syntax error is reported at its line and column, found from the byte offset.
+    json whole;
+    try {
+      whole = json::parse(text);
+    } catch (const json::parse_error& e) {
+      const size_t at = std::min(e.byte > 0 ? e.byte - 1 : 0, text.size());
+      const size_t line = 1 + size_t(std::count(text.begin(), text.begin() + at, '\n'));
+      const size_t line_start = text.rfind('\n', at == 0 ? 0 : at - 1);
+      const size_t column = at - (line_start == std::string::npos || at == 0 ? 0 : line_start + 1) + 1;
+      VT_FAIL(path, ":", line, ":", column, ": not valid JSON: ", e.what());
+    }
     for (json& r : whole) out.push_back(std::move(r));
     return out;
   }
@@ -37,6 +48,20 @@ std::vector<json> load_records(const std::string& path) {
     out.push_back(std::move(r));
   }
   return out;
+}
+
+// The records an evaluation scores: an empty file is an error, not a score of 0.
+static std::vector<json> load_eval_records(const std::string& path) {
+  std::vector<json> records = load_records(path);
+  VT_CHECK(!records.empty(), path, ": no records; there is nothing to evaluate");
+  return records;
+}
+
+// --images, when given, must be a folder (a mistyped path scored 0 instead of failing).
+static void check_images_dir(const EvalOptions& opt) {
+  std::error_code ec;
+  VT_CHECK(opt.images_dir.empty() || std::filesystem::is_directory(opt.images_dir, ec), "images folder ",
+           opt.images_dir, ": no such directory");
 }
 
 // "<id>: <message>", unless the message already starts with the id.
@@ -59,11 +84,11 @@ static int dataset_size(const std::string& data_dir) {
 
 // Loads a record's image: <images_dir>/<id>.png, or the dataset image at images[slot].
 static Image load_record_image(const EvalOptions& opt, const json& rec, const std::string& id, size_t slot) {
-  if (!opt.images_dir.empty()) return read_png(opt.images_dir + "/" + id + ".png");
+  if (!opt.images_dir.empty()) return read_image(opt.images_dir + "/" + id + ".png");
   VT_CHECK(rec.contains("images") && rec["images"].is_array() && rec["images"].size() > slot &&
                rec["images"][slot].is_string(),
            "record has no image path at images[", slot, "]");
-  return read_png(opt.data_dir + "/" + rec["images"][slot].get<std::string>());
+  return read_image(opt.data_dir + "/" + rec["images"][slot].get<std::string>());
 }
 
 // Runs fn(i) for every index in parallel, with progress reports serialised.
@@ -127,7 +152,8 @@ GenReport evaluate_generation_records(const std::vector<json>& records,
 }
 
 GenReport evaluate_generation(const EvalOptions& opt) {
-  std::vector<json> records = load_records(opt.data_dir + "/" + opt.split + "/generation.json");
+  check_images_dir(opt);
+  std::vector<json> records = load_eval_records(opt.data_dir + "/" + opt.split + "/generation.json");
   return evaluate_generation_records(
       records, [&](const json& rec, const std::string& id) { return load_record_image(opt, rec, id, 0); }, opt);
 }
@@ -280,7 +306,8 @@ EditVerdict judge_edit(const json& rec, const std::vector<Detection>& dets, int 
 }
 
 EditReport evaluate_edits(const EvalOptions& opt) {
-  std::vector<json> records = load_records(opt.data_dir + "/" + opt.split + "/editing.json");
+  check_images_dir(opt);
+  std::vector<json> records = load_eval_records(opt.data_dir + "/" + opt.split + "/editing.json");
   const int ds = dataset_size(opt.data_dir);
   struct Result {
     int op = -1;

@@ -34,7 +34,9 @@ struct EvalOptions {
   std::function<void(const char* stage, size_t done, size_t total)> progress;
 };
 
-// Reads a JSON array file (or JSON lines); throws vt::Error naming the file when it cannot.
+// Reads a JSON array file (or JSON lines); throws vt::Error naming the file and the line (and, in
+// an array, the column) of a syntax error. An empty file gives no records; the evaluations below
+// refuse that, and an images_dir that is not a folder, instead of scoring 0.
 std::vector<nlohmann::json> load_records(const std::string& path);
 
 // ---- generation ---------------------------------------------------------------------------------

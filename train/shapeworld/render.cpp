@@ -1,6 +1,6 @@
 // render.cpp: the ShapeWorld renderer, degradations and file I/O (see render.h).
 //
-// This file owns the stb_image implementation for vt_shapes (decoding); PNGs are encoded by
+// Images are decoded by vt::io::load_image (vt/io/image.h), vt's one loader; PNGs are encoded by
 // png.cpp, which says why it is not stb_image_write.
 #include "shapeworld/render.h"
 
@@ -15,19 +15,8 @@
 #include <sstream>
 #include <thread>
 
-// stb is third-party C; its warnings are not ours to fix. Static linkage keeps its symbols private
-// to vt_shapes, so a second stb user elsewhere in vt cannot collide with them.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#define STB_IMAGE_IMPLEMENTATION
-#define STB_IMAGE_STATIC
-#define STBI_ONLY_PNG
-#include <stb_image.h>
-#pragma GCC diagnostic pop
-
 #include "vt/error.h"
+#include "vt/io/image.h"
 
 namespace vt::shapes {
 
@@ -182,30 +171,18 @@ void write_png(const std::string& path, const Image& image) {
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 
-Image decode_png(const uint8_t* bytes, size_t size, const std::string& what) {
-  int w = 0, h = 0, channels = 0;
-  unsigned char* data = stbi_load_from_memory(bytes, int(size), &w, &h, &channels, 3);
-  VT_CHECK(data != nullptr, what, ": cannot decode PNG (", stbi_failure_reason(), ")");
-  Image img(w, h);
-  std::copy(data, data + size_t(w) * h * 3, img.rgb.begin());
-  stbi_image_free(data);
+static Image from_io(const io::Image& decoded) {
+  const io::Image rgb = io::to_rgb(decoded);
+  Image img(rgb.width, rgb.height);
+  img.rgb = rgb.pixels;
   return img;
 }
 
-Image read_png(const std::string& path) {
-  int w = 0, h = 0, channels = 0;
-  unsigned char* data = stbi_load(path.c_str(), &w, &h, &channels, 3);
-  if (data == nullptr) {
-    std::error_code ec;
-    bool exists = std::filesystem::exists(path, ec);
-    VT_FAIL(path, exists ? ": cannot decode PNG (" : ": no such file", exists ? stbi_failure_reason() : "",
-            exists ? ")" : "");
-  }
-  Image img(w, h);
-  std::copy(data, data + size_t(w) * h * 3, img.rgb.begin());
-  stbi_image_free(data);
-  return img;
+Image decode_image(const uint8_t* bytes, size_t size, const std::string& what) {
+  return from_io(io::load_image_from_memory(bytes, size, what));
 }
+
+Image read_image(const std::string& path) { return from_io(io::load_image(path)); }
 
 void write_file_atomic(const std::string& path, const void* bytes, size_t size) {
   std::ostringstream tmp_name;

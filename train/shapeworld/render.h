@@ -41,12 +41,13 @@ struct Degradation {
 };
 Image degrade(const Image& image, const Degradation& d);
 
-// PNG I/O: encoding by png.cpp (8-bit RGB), decoding by stb_image. read_png throws vt::Error
-// naming the path when the file is missing or undecodable; any channel count becomes RGB.
+// Image I/O: PNG encoding by png.cpp (8-bit RGB); decoding of PNG, JPEG, BMP, TGA, ... by vt's one
+// loader, vt::io::load_image (vt/io/image.h), which throws vt::Error naming the path when the file is
+// missing or undecodable. Gray is replicated and alpha composited onto white, giving RGB.
 void write_png(const std::string& path, const Image& image);
 std::vector<uint8_t> encode_png(const Image& image);
-Image decode_png(const uint8_t* bytes, size_t size, const std::string& what);
-Image read_png(const std::string& path);
+Image decode_image(const uint8_t* bytes, size_t size, const std::string& what);
+Image read_image(const std::string& path);
 
 // Writes `bytes` to path + ".tmp.<pid>.<thread>" and renames it over `path`, so a reader never sees
 // a half-written file; throws vt::Error naming the path on failure.

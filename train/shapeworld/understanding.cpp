@@ -36,6 +36,7 @@ std::map<std::string, std::string> load_answers(const std::string& path, std::ve
       items.push_back({path + ":" + std::to_string(lineno), json::parse(line, nullptr, false)});
     }
   }
+  VT_CHECK(!items.empty(), path, ": no answers; there is nothing to evaluate");
   std::map<std::string, std::string> out;
   for (auto& [where, j] : items) {
     if (j.is_discarded() || !j.is_object()) {
@@ -98,7 +99,9 @@ UnderstandingReport score_understanding(const std::vector<json>& records, const 
 
 UnderstandingReport evaluate_understanding(const EvalOptions& opt) {
   VT_CHECK(!opt.answers_path.empty(), "shapes eval understanding: no answers file given");
-  std::vector<json> records = load_records(opt.data_dir + "/" + opt.split + "/understanding.json");
+  const std::string path = opt.data_dir + "/" + opt.split + "/understanding.json";
+  std::vector<json> records = load_records(path);
+  VT_CHECK(!records.empty(), path, ": no records; there is nothing to evaluate");
   std::vector<std::string> answer_errors;
   std::map<std::string, std::string> answers = load_answers(opt.answers_path, answer_errors);
   UnderstandingReport rep = score_understanding(records, answers);

@@ -1,6 +1,7 @@
 // allocator.cu: the caching device allocator (caching_allocator.h holds its bookkeeping, bound here
 // to the CUDA runtime) and pinned staging copies (design notes in allocator.h).
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <sstream>
@@ -92,7 +93,19 @@ DeviceAllocator& allocator(int device) {
   static std::mutex mu;
   static std::vector<DeviceAllocator*> all;  // leaked on purpose: storages may die after main
   std::lock_guard<std::mutex> lock(mu);
-  if (all.empty()) all.assign(std::max(device_count(), 1), nullptr);
+  if (all.empty()) {
+    all.assign(std::max(device_count(), 1), nullptr);
+    // At exit the cached segments go back to the driver, before the CUDA runtime's own teardown
+    // (registered earlier, by device_count(), so run later). Blocks still held stay with their holders.
+    std::atexit([] {
+      for (DeviceAllocator* a : all) {
+        try {
+          if (a) a->empty_cache();
+        } catch (const std::exception&) {  // a failed cudaFree at exit: nothing left to report it to
+        }
+      }
+    });
+  }
   VT_CHECK(device >= 0 && device < static_cast<int>(all.size()), "cuda: device cuda:", device, " does not exist (",
            all.size(), " visible)");
   if (!all[device]) all[device] = new DeviceAllocator(CudaDriver{device}, "cuda:" + std::to_string(device));

@@ -16,6 +16,9 @@
 // rounded to 2 MiB). A cached block bigger than needed is split (small pool: when at least 512
 // bytes remain; large pool: when more than 1 MiB remains). When the runtime is out of memory, the
 // allocator waits for the held-back blocks, returns every wholly free segment and tries once more.
+// Destroying the allocator returns every segment and frees every block record, live ones included:
+// no block may be freed after that (allocator.cu never destroys its allocators, because storages
+// may outlive static teardown; it empties their caches at exit instead).
 //
 // The runtime (Driver) provides, with Stream and Event pointer-like (nullptr: none):
 //   bool alloc(void** p, size_t bytes)     false when out of memory (other failures throw)
@@ -71,6 +74,18 @@ class CachingAllocator {
   CachingAllocator(Driver driver, std::string name) : drv_(std::move(driver)), name_(std::move(name)) {}
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
+  ~CachingAllocator() {
+    std::lock_guard<std::mutex> lock(mu_);
+    finish_pending(true);
+    for (Block* head : segments_) {
+      drv_.release(head->ptr);
+      for (Block* b = head; b;) {
+        Block* next = b->next;
+        delete b;
+        b = next;
+      }
+    }
+  }
 
   Block* allocate(size_t nbytes, Stream stream) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -257,6 +272,7 @@ class CachingAllocator {
     stats_.reserved += seg;
     stats_.peak_reserved = std::max(stats_.peak_reserved, stats_.reserved);
     ++stats_.num_device_allocs;
+    segments_.insert(b);
     return b;
   }
 
@@ -272,6 +288,7 @@ class CachingAllocator {
         stats_.reserved -= b->size;
         ++stats_.num_device_frees;
         it = pool->erase(it);
+        segments_.erase(b);
         delete b;
       }
     }
@@ -283,6 +300,7 @@ class CachingAllocator {
   std::set<Block*, BlockLess> small_, large_;
   std::vector<Pending> pending_;            // freed blocks waiting on other streams
   std::vector<Event> events_;               // reusable events for pending_
+  std::set<Block*> segments_;               // the first block of each segment (it never merges away)
   MemoryStats stats_;
 };
 

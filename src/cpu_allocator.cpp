@@ -4,7 +4,8 @@
 // their size rounded up to 2 MiB, because glibc hands such blocks straight to mmap/munmap and the
 // page faults of re-touching fresh pages would cost more than the arithmetic of a 16M-element
 // elementwise op (the same reason PyTorch caches device memory). The cache keeps at most
-// kMaxCached bytes; beyond that blocks are freed.
+// kMaxCached bytes; beyond that blocks are freed. At exit the cache frees what it holds and closes:
+// blocks released later (storages held by statics) are freed at once, so LeakSanitizer finds nothing.
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -23,6 +24,7 @@ struct LargeCache {
   std::mutex mu;
   std::multimap<size_t, void*> free_blocks;
   size_t cached = 0;
+  bool closed = false;  // after exit: nothing more is cached
 
   void* get(size_t size) {
     {
@@ -40,19 +42,41 @@ struct LargeCache {
   }
   void put(void* p, size_t size) {
     std::lock_guard<std::mutex> lock(mu);
-    if (cached + size > kMaxCached) {
+    if (closed || cached + size > kMaxCached) {
       std::free(p);
       return;
     }
     free_blocks.emplace(size, p);
     cached += size;
   }
+  void close() {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& [size, p] : free_blocks) std::free(p);
+    free_blocks.clear();
+    cached = 0;
+    closed = true;
+  }
 };
 
+// Never destroyed (storages may outlive static teardown), but emptied and closed at exit.
 LargeCache& cache() {
-  static LargeCache* c = new LargeCache();  // never destroyed: storages may outlive static teardown
+  static LargeCache* c = [] {
+    auto* made = new LargeCache();
+    std::atexit([] { cache().close(); });
+    return made;
+  }();
   return *c;
 }
+
+}  // namespace
+
+size_t large_cache_bytes() {
+  LargeCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.cached;
+}
+
+namespace {
 
 // Small tensors (<= 4 KiB) keep their bytes inside the same heap block as the Storage and its
 // refcount: one allocation per tensor instead of three, which is most of the per-op cost of

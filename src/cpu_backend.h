@@ -25,4 +25,7 @@ struct CpuBackend final : kernels::Backend {
               uint64_t call_offset) override;
 };
 
+// Bytes held in the cache of large freed blocks (cpu_allocator.cpp); 0 once it is closed at exit.
+size_t large_cache_bytes();
+
 }  // namespace vt::cpu

@@ -1,14 +1,19 @@
 // The caching device allocator's bookkeeping (cuda/caching_allocator.h) on a fake runtime: size
 // classes, best fit per stream, splits and merges, statistics, blocks held back for other streams
 // (record_stream) until their events pass, the fallbacks when an event cannot be made, and the
-// out-of-memory retry. Runs on any machine; allocator.cu binds the same code to CUDA.
+// out-of-memory retry. Runs on any machine; allocator.cu binds the same code to CUDA. Also the CPU
+// allocator's cache of large blocks (src/cpu_allocator.cpp), which must be empty at exit.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 
 #include "../cuda/caching_allocator.h"
+#include "../src/cpu_backend.h"
+#include "vt/tensor.h"
 
 using namespace vt;
 
@@ -264,4 +269,40 @@ TEST_CASE("caching allocator: out of memory empties the cache and retries, then 
   a.free(z);
   a.empty_cache();
   CHECK(rt.used == 0);
+}
+
+TEST_CASE("caching allocator: destruction returns every segment, with live, free and held-back blocks") {
+  FakeRuntime rt;
+  {
+    Alloc a(FakeDriver{&rt}, "fake:0");
+    a.allocate(3 * MiB, s1);             // live, split from a 20 MiB segment
+    a.free(a.allocate(1000, s1));        // cached in a small segment
+    Alloc::Block* held = a.allocate(512, s2);
+    a.record_stream(held, s3);
+    a.free(held);                        // waits on s3's event
+    a.allocate(12 * MiB, s2);            // a segment that is one live block
+    CHECK(rt.segments.size() == 4);
+  }
+  // Every segment went back; the block records went with them (LeakSanitizer checks that part).
+  CHECK(rt.segments.empty());
+  CHECK(rt.used == 0);
+  CHECK(rt.frees == 4);
+  CHECK(rt.waits == 1);
+}
+
+// A child run of this binary registers its check before the cache exists, so the check runs after
+// the cache's own exit hook (atexit runs in reverse order) and sees what the process leaves behind.
+TEST_CASE("cpu allocator: the cache of large blocks is emptied at exit") {
+  static bool cached_before_exit = false;
+  if (std::getenv("VT_CPU_CACHE_EXIT_CHILD")) {
+    std::atexit([] { std::_Exit(cached_before_exit && cpu::large_cache_bytes() == 0 ? 0 : 3); });
+    { Tensor t = zeros({1 << 20}); }  // 4 MiB: cached when it dies
+    cached_before_exit = cpu::large_cache_bytes() >= 4 * MiB;
+    std::exit(0);
+  }
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const int status = std::system(
+      ("VT_CPU_CACHE_EXIT_CHILD=1 '" + self + "' '--test-case=*emptied at exit*' > /dev/null 2>&1").c_str());
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

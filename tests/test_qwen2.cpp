@@ -144,6 +144,9 @@ TEST_CASE("config.json errors name the file, the model type or the field") {
             .find("\"llama\"") != std::string::npos);
   const std::string bad = error_of([] { Qwen2Config::from_json_text("{\"model_type\": \"qwen2\",", "dir/config.json"); });
   CHECK(bad.find("dir/config.json") != std::string::npos);
+  // A number beyond double (found by tools/fuzz/fuzz_config): vt::Error naming the file, not nlohmann's out_of_range.
+  CHECK(error_of([] { Qwen2Config::from_json_text(R"({"vocab_size": 1e309320})", "big/config.json"); })
+            .find("big/config.json: malformed JSON") != std::string::npos);
   CHECK(bad.find("malformed JSON") != std::string::npos);
   CHECK(error_of([] { Qwen2Config::from_json_text(R"({"model_type": "qwen2", "vocab_size": 10})", "c.json"); })
             .find("hidden_size") != std::string::npos);

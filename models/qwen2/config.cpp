@@ -74,7 +74,7 @@ Qwen2Config Qwen2Config::from_json_text(const std::string& text, const std::stri
   json top;
   try {
     top = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double
     VT_FAIL(source, ": malformed JSON: ", e.what());
   }
   VT_CHECK(top.is_object(), source, ": expected a JSON object at the top level");

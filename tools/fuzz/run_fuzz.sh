@@ -1,58 +1,58 @@
 #!/usr/bin/env bash
-# run_fuzz.sh: build the safetensors fuzzer with clang (libFuzzer + ASan + UBSan), seed a corpus
-# with valid and broken files, and fuzz for a number of seconds.
+# run_fuzz.sh: builds vt's libFuzzer targets (tools/fuzz/fuzz_*.cpp; clang, ASan + UBSan, through
+# cmake -DVT_FUZZ=ON) and runs each for a while on its corpus, then prints executions and findings
+# per target. Exits 1 when any target found something.
 #
-#   tools/fuzz/run_fuzz.sh [seconds=60] [build dir=build-fuzz]
+#   tools/fuzz/run_fuzz.sh [seconds per target = 60] [build dir = build-fuzz] [target ...]
 #
-# The fuzzer compiles src/safetensors.cpp itself rather than linking libvt: libvt is usually built
-# by g++ without sanitizers, and mixing that with clang's instrumented runtime is fragile.
-# Findings (crash-*, leak-*, timeout-*) land in the build dir; the corpus is kept there between runs.
+# Corpora grow in BUILD/corpus/<target>, seeded from tools/fuzz/corpus/<target> and kept between
+# runs. A finding (crash-*, leak-*, oom-*, timeout-*: reproduce with `BUILD/<target> FILE`) lands in
+# BUILD/findings/<target>; the log of the last run is BUILD/findings/<target>.log. A target stops at
+# its first finding. vt::Error is the expected answer to bad bytes; a crash, a sanitizer report, a
+# leak, any other exception escaping (fuzz_util.h), a broken invariant, more than 2 GB of memory or
+# 10 s for one input are findings.
 set -euo pipefail
-SECONDS_TO_RUN=${1:-60}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${2:-$ROOT/build-fuzz}
-CXX=${CXX_FUZZ:-clang++}
-mkdir -p "$BUILD/corpus"
+secs=${1:-60}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${2:-$root/build-fuzz}
+shift $(( $# > 2 ? 2 : $# ))
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  for f in "$root"/tools/fuzz/fuzz_*.cpp; do targets+=("$(basename "$f" .cpp)"); done
+fi
 
-"$CXX" -std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-  -fno-sanitize-recover=undefined -I"$ROOT/include" \
-  "$ROOT/tools/fuzz/fuzz_safetensors.cpp" "$ROOT/src/safetensors.cpp" -o "$BUILD/fuzz_safetensors"
+mkdir -p "$build"
+cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER="${CXX_FUZZ:-clang++}" -DCMAKE_C_COMPILER="${CC_FUZZ:-clang}" \
+  -DVT_FUZZ=ON -DVT_CUDA=OFF -DVT_BENCH=OFF -DVT_MPI=OFF -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_FLAGS_RELEASE="-O1 -gline-tables-only" -DCMAKE_C_FLAGS_RELEASE="-O1 -gline-tables-only" > "$build/fuzz_build.log" 2>&1 ||
+  { cat "$build/fuzz_build.log"; exit 1; }
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >> "$build/fuzz_build.log" 2>&1 ||
+  { tail -60 "$build/fuzz_build.log"; exit 1; }
 
-# seed NAME HEADER DATA_BYTES: a file whose u64 length prefix matches HEADER.
-seed() {
-  local n=${#2}
-  { printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x\\x00\\x00\\x00\\x00' $((n & 255)) $((n >> 8 & 255)) \
-      $((n >> 16 & 255)) $((n >> 24 & 255)))"; printf '%s' "$2"; head -c "$3" /dev/zero; } > "$BUILD/corpus/$1"
+dict_of() {  # the dictionary a target fuzzes with
+  case $1 in
+    fuzz_safetensors | fuzz_bits) echo "$root/tools/fuzz/safetensors.dict" ;;
+    fuzz_image | fuzz_chat) echo "" ;;
+    *) echo "$root/tools/fuzz/json.dict" ;;
+  esac
 }
-seed valid_two '{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[],"data_offsets":[8,10]}}' 10
-seed valid_empty '{"e":{"dtype":"I64","shape":[0,3],"data_offsets":[0,0]}}' 0
-seed valid_none '{}      ' 0
-seed overlap '{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}}' 4
-seed hole '{"a":{"dtype":"BOOL","shape":[2],"data_offsets":[2,4]}}' 4
-seed overflow '{"a":{"dtype":"F64","shape":[4611686018427387904,4],"data_offsets":[0,8]}}' 8
-seed bad_json '{"a":{"dtype":"F16","shape":[1,' 0
-cp "$ROOT/tests/fixtures/safetensors_reference.safetensors" "$BUILD/corpus/reference" 2>/dev/null || true
 
-cat > "$BUILD/safetensors.dict" <<'DICT'
-"dtype"
-"shape"
-"data_offsets"
-"__metadata__"
-"F32"
-"F64"
-"BF16"
-"F16"
-"I32"
-"I64"
-"U8"
-"BOOL"
-"I8"
-"18446744073709551615"
-"9223372036854775807"
-"\xc0\xaf"
-"\\u0000"
-DICT
-
-cd "$BUILD"
-./fuzz_safetensors -max_total_time="$SECONDS_TO_RUN" -dict=safetensors.dict -max_len=4096 \
-  -print_final_stats=1 corpus
+export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+printf '%-26s %14s %10s  %s\n' target executions findings "first finding"
+found=0
+for t in "${targets[@]}"; do
+  corpus=$build/corpus/$t findings=$build/findings/$t
+  mkdir -p "$corpus" "$findings"
+  cp -n "$root/tools/fuzz/corpus/$t/"* "$corpus/" 2>/dev/null || true
+  dict=$(dict_of "$t")
+  log=$build/findings/$t.log
+  (cd "$findings" && "$build/$t" -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 \
+     ${dict:+-dict="$dict"} "$corpus" > "$log" 2>&1) || true
+  execs=$(awk '/stat::number_of_executed_units/ {n = $2} END {print n}' "$log")
+  n=$(find "$findings" -type f | wc -l)
+  first=$(grep -m1 -E "ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|fuzz: " "$log" || true)
+  printf '%-26s %14s %10s  %s\n' "$t" "${execs:-?}" "$n" "${first:0:120}"
+  [ "$n" -eq 0 ] || found=1
+done
+exit $found

@@ -186,7 +186,7 @@ nlohmann::json make_dataset(const MakeOptions& opt) {
   std::mutex progress_mutex;
   const size_t step = std::max<size_t>(1, total / 100);
   for (int sp = 0; sp < 2; ++sp) {
-    std::vector<SceneRecords> recs(size_t(counts[sp]));
+    std::vector<SceneRecords> recs(static_cast<size_t>(counts[sp]));  // not size_t(...): clang reads that as a function declaration
     std::string error;
 #pragma omp parallel for schedule(dynamic, 16)
     for (int i = 0; i < counts[sp]; ++i) {

@@ -329,3 +329,14 @@ TEST_CASE("vision tower: missing or mis-shaped checkpoint tensors, and bad input
   CHECK(contains(error_of([&] { tower->forward(px, std::vector<GridTHW>{{1, 5, 8}}); }), "spatial_merge_size"));
   CHECK(contains(error_of([] { VisionConfig::from_file("/nonexistent/dir/config.json"); }), "/nonexistent/dir"));
 }
+
+TEST_CASE("vision config: a value of the wrong type is a vt::Error naming the file, not a JSON exception") {
+  // Found by tools/fuzz/fuzz_config.
+  nlohmann::json bad = {{"vision_config", {{"depth", "two"}, {"embed_dim", 64}, {"num_heads", 4}}}};
+  try {
+    (void)VisionConfig::from_json(bad, "edited/config.json");
+    FAIL("accepted depth \"two\"");
+  } catch (const vt::Error& e) {
+    CHECK(std::string(e.what()).find("edited/config.json") != std::string::npos);
+  }
+}

@@ -347,3 +347,20 @@ TEST_CASE("tokenizer: identical ids to Hugging Face tokenizers on the 1 MB corpu
   MESSAGE("encoded ", docs.size(), " documents, ", bytes, " bytes, ", tokens, " tokens in ", seconds, " s (cold word cache): ",
           bytes / seconds / 1e6, " MB/s, ", tokens / seconds, " tokens/s");
 }
+
+TEST_CASE("tokenizer: a key missing or of the wrong type in tokenizer.json is a vt::Error naming the file") {
+  // Found by tools/fuzz/fuzz_tokenizer: an added token without "content" let nlohmann's
+  // out_of_range escape instead of an error naming the file.
+  const std::string path = std::string(VT_FIXTURES) + "/chat_tiny/tokenizer.json";
+  std::ifstream f(path);
+  REQUIRE(f.good());
+  nlohmann::json j = nlohmann::json::parse(f);
+  REQUIRE(j["added_tokens"].size() > 0);
+  j["added_tokens"][0].erase("content");
+  try {
+    Tokenizer::from_json(j, "edited/tokenizer.json");
+    FAIL("accepted an added token without content");
+  } catch (const vt::Error& e) {
+    CHECK(std::string(e.what()).find("edited/tokenizer.json") != std::string::npos);
+  }
+}

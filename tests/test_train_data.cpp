@@ -557,3 +557,17 @@ TEST_CASE("loader: bad records are skipped and counted; strict mode names the re
   Loader cut_strict(tiny_tokenizer(), {{write("cut.jsonl", {0, 1}), std::nullopt, "", 1.0, -1}}, o);
   CHECK_THROWS_WITH_AS(cut_strict.next(), doctest::Contains("good-0"), Error);
 }
+
+TEST_CASE("records: a number out of double's range is an error naming the file, not a JSON exception") {
+  // Found by tools/fuzz/fuzz_records: 1e309 made nlohmann throw out_of_range past read_records.
+  TempDir dir("huge_number");
+  const std::string path = dir.str() + "/records.json";
+  std::ofstream(path) << R"([{"id": 1e309, "conversations": [{"from": "human", "value": "hi"}]}])";
+  train::ReadOptions o;
+  try {
+    (void)train::read_records(path, o);
+    FAIL("accepted 1e309");
+  } catch (const vt::Error& e) {
+    CHECK(std::string(e.what()).find("records.json") != std::string::npos);
+  }
+}

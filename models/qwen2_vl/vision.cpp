@@ -20,7 +20,8 @@ namespace vt::qwen2_vl {
 
 // ---- configuration -------------------------------------------------------------------------------
 
-VisionConfig VisionConfig::from_json(const nlohmann::json& config, const std::string& source) {
+namespace {
+VisionConfig parse_vision_config(const nlohmann::json& config, const std::string& source) {
   VT_CHECK(config.is_object(), source, ": expected a JSON object");
   const bool model_config = config.contains("model_type") || config.contains("text_config") || config.contains("vocab_size");
   VT_CHECK(config.contains("vision_config") || !model_config, source,
@@ -50,6 +51,15 @@ VisionConfig VisionConfig::from_json(const nlohmann::json& config, const std::st
   VT_CHECK(act == "quick_gelu", source, ": vision_config.hidden_act '", act, "' (only quick_gelu is implemented)");
   c.validate(source + ": vision_config");
   return c;
+}
+}  // namespace
+
+VisionConfig VisionConfig::from_json(const nlohmann::json& config, const std::string& source) {
+  try {
+    return parse_vision_config(config, source);
+  } catch (const nlohmann::json::exception& e) {  // a value of the wrong type or range
+    VT_FAIL(source, ": vision_config: ", e.what());
+  }
 }
 
 VisionConfig VisionConfig::from_file(const std::string& path) {

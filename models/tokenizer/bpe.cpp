@@ -134,6 +134,14 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
 }
 
 Tokenizer Tokenizer::from_json(const nlohmann::json& j, const std::string& origin) {
+  try {
+    return from_json_checked(j, origin);
+  } catch (const nlohmann::json::exception& e) {  // a key missing or of the wrong type, e.g. an added token without "content"
+    VT_FAIL("tokenizer: ", origin, ": ", e.what());
+  }
+}
+
+Tokenizer Tokenizer::from_json_checked(const nlohmann::json& j, const std::string& origin) {
   VT_CHECK(j.is_object() && j.contains("model") && j["model"].is_object(), "tokenizer: ", origin,
            " has no \"model\" object; expected a Hugging Face tokenizer.json");
   const auto& model = j["model"];

@@ -70,6 +70,8 @@ class Tokenizer {
   ~Tokenizer();
 
  private:
+  // from_json without the translation of nlohmann's exceptions into vt::Error.
+  static Tokenizer from_json_checked(const nlohmann::json& j, const std::string& origin);
   Tokenizer();
   void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
   void bpe_piece(std::string_view piece, std::vector<int32_t>& out) const;

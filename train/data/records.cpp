@@ -237,7 +237,8 @@ struct Reader {
 
 }  // namespace
 
-ReadResult read_records(const std::string& path, const ReadOptions& opt) {
+namespace {
+ReadResult read_records_json(const std::string& path, const ReadOptions& opt) {
   std::ifstream in(path, std::ios::binary);
   VT_CHECK(in.good(), "data: cannot open '", path, "'");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -278,6 +279,16 @@ ReadResult read_records(const std::string& path, const ReadOptions& opt) {
     VT_CHECK(parsed > 0 && malformed <= parsed, "data: malformed JSON at ", where, " (", e.what(),
              "); the file is not one record per line, so no record of it can be recovered");
     return std::move(again.result);
+  }
+}
+
+}  // namespace
+
+ReadResult read_records(const std::string& path, const ReadOptions& opt) {
+  try {
+    return read_records_json(path, opt);
+  } catch (const json::exception& e) {  // e.g. a number out of double's range (1e309)
+    VT_FAIL("data: '", path, "': ", e.what());
   }
 }
 

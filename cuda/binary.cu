@@ -23,8 +23,8 @@ struct BinaryF {
     else if constexpr (OP == BinaryOp::Pow) {
       if constexpr (std::is_floating_point_v<C>) return m_pow(x, y);
       else return int_pow(x, y);
-    } else if constexpr (OP == BinaryOp::Max) return x != x ? x : (y != y ? y : (x > y ? x : y));
-    else if constexpr (OP == BinaryOp::Min) return x != x ? x : (y != y ? y : (x < y ? x : y));
+    } else if constexpr (OP == BinaryOp::Max) return scalar::maximum(x, y);
+    else if constexpr (OP == BinaryOp::Min) return scalar::minimum(x, y);
   }
 };
 

@@ -20,18 +20,13 @@
 
 #include "device.h"
 #include "vt/half.h"
+#include "vt/scalar.h"
 #include "vt/tensor.h"
 
 namespace vt::cuda {
 
 // ---- compute types, loads and stores -----------------------------------------------------------
-template <class T> struct compute_type { using type = T; };
-template <> struct compute_type<bf16> { using type = float; };
-template <> struct compute_type<f16> { using type = float; };
-template <> struct compute_type<int32_t> { using type = int64_t; };
-template <> struct compute_type<uint8_t> { using type = int64_t; };
-template <> struct compute_type<bool> { using type = int64_t; };
-template <class T> using compute_t = typename compute_type<T>::type;
+using scalar::compute_t;  // vt/scalar.h, shared with the CPU backend
 
 template <class T>
 __device__ __forceinline__ compute_t<T> load(const T* p) {

@@ -30,14 +30,7 @@ __device__ __forceinline__ C m_pow(C x, C y) {
   else return pow(x, y);
 }
 
-// x^e for integers by squaring; negative exponents as integer division would give (cpu rule).
-__device__ __forceinline__ int64_t int_pow(int64_t x, int64_t y) {
-  if (y < 0) return x == 1 ? 1 : (x == -1 ? ((y & 1) ? -1 : 1) : 0);
-  int64_t r = 1;
-  for (int64_t k = y, base = x; k > 0; k >>= 1, base *= base)
-    if (k & 1) r *= base;
-  return r;
-}
+using scalar::int_pow;  // vt/scalar.h: x^y for integers by squaring, the CPU's rule
 
 // Converts a double parameter to the compute type, saturating for integers (no UB on +-inf).
 template <class C>

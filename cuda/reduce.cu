@@ -31,7 +31,7 @@ namespace {
 template <class T, class O>
 __global__ void cumsum_kernel(const T* __restrict__ x, O* __restrict__ out, Space lines_x, Space lines_o, int64_t L,
                               int64_t sx, int64_t so) {
-  using Accum = std::conditional_t<std::is_floating_point_v<compute_t<T>>, double, int64_t>;
+  using Accum = scalar::sum_acc_t<compute_t<T>>;
   const int64_t M = lines_x.numel();
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; m < M; m += step) {

@@ -206,18 +206,12 @@ static void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, const Te
       if constexpr (fp) {
         return binary_loop<T, T>(a, b, out, [](C x, C y) { return std::pow(x, y); });
       } else {
-        return binary_loop<T, T>(a, b, out, [](C x, C y) {
-          if (y < 0) return C(x == 1 ? 1 : (x == -1 ? ((y & 1) ? -1 : 1) : 0));
-          C r = 1;
-          for (C k = y, base = x; k > 0; k >>= 1, base *= base)
-            if (k & 1) r *= base;
-          return r;
-        });
+        return binary_loop<T, T>(a, b, out, [](C x, C y) { return C(scalar::int_pow(x, y)); });
       }
     case BinaryOp::Max:
-      return binary_loop<T, T>(a, b, out, [](C x, C y) { return x != x ? x : (y != y ? y : (x > y ? x : y)); });
+      return binary_loop<T, T>(a, b, out, [](C x, C y) { return scalar::maximum(x, y); });
     case BinaryOp::Min:
-      return binary_loop<T, T>(a, b, out, [](C x, C y) { return x != x ? x : (y != y ? y : (x < y ? x : y)); });
+      return binary_loop<T, T>(a, b, out, [](C x, C y) { return scalar::minimum(x, y); });
     case BinaryOp::Eq: return binary_loop<T, bool>(a, b, out, [](C x, C y) { return int64_t(x == y); });
     case BinaryOp::Ne: return binary_loop<T, bool>(a, b, out, [](C x, C y) { return int64_t(x != y); });
     case BinaryOp::Lt: return binary_loop<T, bool>(a, b, out, [](C x, C y) { return int64_t(x < y); });

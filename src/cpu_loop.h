@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "vt/half.h"
+#include "vt/scalar.h"
 #include "vt/tensor.h"
 
 namespace vt::cpu {
@@ -123,13 +124,7 @@ void for_each(const Shape& shape, const std::array<const Tensor*, N>& ops, Row r
 
 // ---- loads and stores in compute precision ---------------------------------------------------
 // bf16/f16 compute in float, f32 in float, f64 in double, integers in int64, bool in int64.
-template <class T> struct compute_type { using type = T; };
-template <> struct compute_type<bf16> { using type = float; };
-template <> struct compute_type<f16> { using type = float; };
-template <> struct compute_type<int32_t> { using type = int64_t; };
-template <> struct compute_type<uint8_t> { using type = int64_t; };
-template <> struct compute_type<bool> { using type = int64_t; };
-template <class T> using compute_t = typename compute_type<T>::type;
+using scalar::compute_t;  // vt/scalar.h, shared with the CUDA backend
 
 template <class T>
 inline compute_t<T> load(const void* p) {

@@ -59,7 +59,7 @@ template <class T, ReduceOp OP>
 struct Reducer {
   using C = compute_t<T>;
   static constexpr bool fp = std::is_floating_point_v<C>;
-  using Acc = std::conditional_t<OP == ReduceOp::Sum, std::conditional_t<fp, double, int64_t>, C>;
+  using Acc = std::conditional_t<OP == ReduceOp::Sum, scalar::sum_acc_t<C>, C>;
   Acc v;
   int64_t idx = -1;
   Reducer() {
@@ -200,7 +200,7 @@ void CpuBackend::cumsum(const Tensor& x, int dim, const Tensor& out) {
   visit_dtype(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = compute_t<T>;
-    using Acc = std::conditional_t<std::is_floating_point_v<C>, double, int64_t>;
+    using Acc = scalar::sum_acc_t<C>;
     Space lines_x, lines_o;
     for (int d = 0; d < x.dim(); ++d) {
       if (d == dim || x.shape()[d] == 1) continue;

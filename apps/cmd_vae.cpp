@@ -4,7 +4,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "bsq_vae/bits_file.h"
 #include "bsq_vae/bsq_vae.h"
@@ -26,7 +30,8 @@ const char* const kUsage =
     "  vargpt vae --vae CKPT --roundtrip IMAGE [--out IMAGE] [--scales LIST] [--device D]\n"
     "\n"
     "CKPT    a BSQ-VAE safetensors file (plain or upstream-wrapped tensor names; the architecture is\n"
-    "        read from the tensor shapes, e.g. d = 32 for infinity_vae_d32reg)\n"
+    "        read from the tensor shapes, e.g. d = 32 for infinity_vae_d32reg), or a VARGPT checkpoint\n"
+    "        directory (its vae_local.* tensors; GroupNorm groups from its config.json)\n"
     "IMAGE   PNG/JPEG/BMP/TGA in (the format is read from the bytes; vt/io/image.h); PNG out (written\n"
     "        atomically)\n"
     "BITS    a bits file (safetensors, one U8 (1, h, w, d) tensor per scale; see models/bsq_vae/bits_file.h)\n"
@@ -70,16 +75,34 @@ Vae load_vae(const vargpt::Options& o) {
   const std::string path = o.required("vae");
   // Only encoder.* and decoder.* belong to the autoencoder; other tensors (a training checkpoint's
   // discriminator or EMA copies, fixtures' reference outputs) are listed and skipped.
+  // A VARGPT checkpoint (its directory, or its model.safetensors) holds the tokenizer as vae_local.*:
+  // that prefix is dropped, and the GroupNorm group count, which no tensor shape shows, comes from
+  // the directory's config.json (vt_vae_norm_groups) when it sets one.
   std::map<std::string, Tensor> state;
   std::vector<std::string> skipped;
-  for (auto& [name, t] : io::load_safetensors(path)) {
+  for (auto& [full, t] : io::load_safetensors(path)) {
+    const std::string name = full.rfind("vae_local.", 0) == 0 ? full.substr(10) : full;
     if (name.rfind("encoder.", 0) == 0 || name.rfind("decoder.", 0) == 0) state[name] = t;
-    else skipped.push_back(name);
+    else skipped.push_back(full);
   }
   if (!skipped.empty())
     std::fprintf(stderr, "vae: %s: skipped %zu tensors outside encoder./decoder. (first: %s)\n", path.c_str(),
                  skipped.size(), skipped[0].c_str());
-  Vae v{std::make_unique<bsq::BsqVae>(bsq::infer_bsq_vae_config(state, path)), Device::parse(o.value_or("device", "cpu"))};
+  int64_t groups = bsq::BsqVaeConfig{}.norm_groups;
+  const std::filesystem::path dir = std::filesystem::is_directory(path) ? std::filesystem::path(path)
+                                                                        : std::filesystem::path(path).parent_path();
+  const std::filesystem::path config = dir / "config.json";
+  if (std::filesystem::exists(config)) {
+    std::ifstream in(config);
+    const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("vt_vae_norm_groups")) {
+      VT_CHECK(j["vt_vae_norm_groups"].is_number_integer() && j["vt_vae_norm_groups"].get<int64_t>() > 0,
+               config.string(), ": \"vt_vae_norm_groups\" must be a positive integer, got ", j["vt_vae_norm_groups"].dump());
+      groups = j["vt_vae_norm_groups"].get<int64_t>();
+    }
+  }
+  Vae v{std::make_unique<bsq::BsqVae>(bsq::infer_bsq_vae_config(state, path, groups)),
+        Device::parse(o.value_or("device", "cpu"))};
   v.model->load_checkpoint(state, true, path);
   v.model->eval();
   v.model->to(v.device);

@@ -110,4 +110,10 @@ expect_error "no generation tensors.*vargpt chat" "$dir/bad.png" "$vargpt" gener
 "$vargpt" chat --model "$2/chat_tiny" --prompt "hello" --max-new-tokens 8 --print-ids 2> /dev/null | grep "^ids:" > "$dir/ids1.txt"
 "$vargpt" chat --model "$dir/nogen" --prompt "hello" --max-new-tokens 8 --print-ids 2> /dev/null | grep "^ids:" > "$dir/ids2.txt"
 cmp "$dir/ids1.txt" "$dir/ids2.txt" || fail "chat on the retyped checkpoint differs from Qwen2-VL"
+# vargpt vae reads a VARGPT checkpoint directory: its vae_local.* tensors round-trip the fixture's
+# own 256x256 image (without the prefix handling this is "not a BSQ-VAE checkpoint").
+"$vargpt" vae --vae "$fx" --roundtrip "$fx/t2i.png" --out "$dir/vae_rt.png" > "$dir/vae_rt.txt" \
+  || fail "vae --vae <VARGPT dir> failed: $(cat "$dir/vae_rt.txt")"
+expect_png "$dir/vae_rt.png" 256x256
+grep -q "PSNR" "$dir/vae_rt.txt" || fail "vae --roundtrip printed no PSNR"
 echo "vargpt cli: ok"

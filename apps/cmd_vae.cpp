@@ -15,12 +15,14 @@
 #include "commands.h"
 #include "options.h"
 #include "shapeworld/render.h"
+#include "vargpt/vargpt.h"
 #include "vt/io/tensor_io.h"
 #include "vt/ops.h"
 
 namespace {
 
 using namespace vt;
+namespace vg = vt::vargpt;  // the model; ::vargpt is the command line
 using vt::infinity::ScaleHW;
 
 const char* const kUsage =
@@ -71,7 +73,7 @@ struct Vae {
   Device device;
 };
 
-Vae load_vae(const vargpt::Options& o) {
+Vae load_vae(const ::vargpt::Options& o) {
   const std::string path = o.required("vae");
   // Only encoder.* and decoder.* belong to the autoencoder; other tensors (a training checkpoint's
   // discriminator or EMA copies, fixtures' reference outputs) are listed and skipped.
@@ -88,19 +90,12 @@ Vae load_vae(const vargpt::Options& o) {
   if (!skipped.empty())
     std::fprintf(stderr, "vae: %s: skipped %zu tensors outside encoder./decoder. (first: %s)\n", path.c_str(),
                  skipped.size(), skipped[0].c_str());
-  int64_t groups = bsq::BsqVaeConfig{}.norm_groups;
   const std::filesystem::path dir = std::filesystem::is_directory(path) ? std::filesystem::path(path)
                                                                         : std::filesystem::path(path).parent_path();
-  const std::filesystem::path config = dir / "config.json";
-  if (std::filesystem::exists(config)) {
-    std::ifstream in(config);
-    const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.contains("vt_vae_norm_groups")) {
-      VT_CHECK(j["vt_vae_norm_groups"].is_number_integer() && j["vt_vae_norm_groups"].get<int64_t>() > 0,
-               config.string(), ": \"vt_vae_norm_groups\" must be a positive integer, got ", j["vt_vae_norm_groups"].dump());
-      groups = j["vt_vae_norm_groups"].get<int64_t>();
-    }
-  }
+  const std::filesystem::path config = dir / "config.json";  // a VARGPT checkpoint's, when there is one
+  std::ifstream in(config);
+  const int64_t groups = vg::vae_norm_groups(
+      in ? nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false) : nlohmann::json(), config.string());
   Vae v{std::make_unique<bsq::BsqVae>(bsq::infer_bsq_vae_config(state, path, groups)),
         Device::parse(o.value_or("device", "cpu"))};
   v.model->load_checkpoint(state, true, path);
@@ -110,7 +105,7 @@ Vae load_vae(const vargpt::Options& o) {
 }
 
 // The schedule for an image of (H, W) pixels: --scales, or Infinity's standard one.
-std::vector<ScaleHW> schedule(const vargpt::Options& o, const bsq::BsqVae& vae, int64_t H, int64_t W) {
+std::vector<ScaleHW> schedule(const ::vargpt::Options& o, const bsq::BsqVae& vae, int64_t H, int64_t W) {
   if (o.has("scales")) return parse_scale_list(o.value_or("scales", ""));
   const int64_t p = vae.config().patch_size;
   VT_CHECK(p == infinity::kLatentStride, "this VAE down-samples by ", p, ", Infinity's schedules assume ",
@@ -149,7 +144,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-std::vector<Tensor> encode(const Vae& v, const vargpt::Options& o, const shapes::Image& img) {
+std::vector<Tensor> encode(const Vae& v, const ::vargpt::Options& o, const shapes::Image& img) {
   const auto scales = schedule(o, *v.model, img.height, img.width);
   NoGradGuard no_grad;
   return v.model->encode_bits(image_to_tensor(img).to(v.device), scales);
@@ -169,9 +164,9 @@ int cmd_vae(int argc, char** argv) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
-  auto o = vargpt::parse_options(argc, argv, 1, {"vae", "encode", "decode", "roundtrip", "out", "scales", "device", "threads"},
+  auto o = ::vargpt::parse_options(argc, argv, 1, {"vae", "encode", "decode", "roundtrip", "out", "scales", "device", "threads"},
                                  {}, kUsage);
-  vargpt::set_threads(o);
+  ::vargpt::set_threads(o);
   VT_CHECK(o.has("encode") + o.has("decode") + o.has("roundtrip") == 1,
            "give exactly one of --encode, --decode, --roundtrip\n", kUsage);
   const auto start = std::chrono::steady_clock::now();

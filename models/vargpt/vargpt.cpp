@@ -107,6 +107,14 @@ bool VargptConfig::has_generation(const std::string& dir) {
   return reader.contains("vargpt_gen.word_embed.weight");
 }
 
+int64_t vae_norm_groups(const json& config, const std::string& source) {
+  if (!config.is_object() || !config.contains("vt_vae_norm_groups")) return bsq::BsqVaeConfig{}.norm_groups;
+  const json& g = config["vt_vae_norm_groups"];
+  VT_CHECK(g.is_number_integer() && g.get<int64_t>() > 0, source, ": \"vt_vae_norm_groups\" must be a positive ",
+           "integer, got ", g.dump());
+  return g.get<int64_t>();
+}
+
 VargptConfig VargptConfig::load(const std::string& path) {
   const std::string dir = checkpoint_dir(path);
   const std::string source = dir + "/config.json";
@@ -146,14 +154,7 @@ VargptConfig VargptConfig::load(const std::string& path) {
            " has no generation tensors (vargpt_gen.*): it cannot generate images; `vargpt chat` still runs "
            "its understanding half");
   c.gen = infer_infinity_config(reader, dir);
-  // The GroupNorm group count is not in any tensor's shape: upstream's 32 unless config.json says.
-  int64_t groups = bsq::BsqVaeConfig{}.norm_groups;
-  if (top.contains("vt_vae_norm_groups")) {
-    const json& g = top["vt_vae_norm_groups"];
-    VT_CHECK(g.is_number_integer() && g.get<int64_t>() > 0, source, ": \"vt_vae_norm_groups\" must be a positive ",
-             "integer, got ", g.dump());
-    groups = g.get<int64_t>();
-  }
+  const int64_t groups = vae_norm_groups(top, source);
   try {
     c.vae = bsq::infer_bsq_vae_config(mapped_tensors(reader, "vae_local."), dir + " (vae_local.*)", groups);
   } catch (const Error& e) {

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "bsq_vae/bsq_vae.h"
 #include "infinity/infinity.h"
 #include "qwen2/config.h"
@@ -70,6 +72,10 @@ struct VargptConfig {
 // Refuses a tokenizer whose generation tokens are not the config's: a Qwen2.5 tokenizer maps
 // 151657.. to <tool_call> etc., and a tokenizer without the three added tokens cannot write them.
 void check_tokenizer(const tok::Tokenizer& tokenizer, const GenerationTokens& tokens, const std::string& source);
+
+// The VAE's GroupNorm group count, which no tensor shape shows: the parsed config.json's
+// "vt_vae_norm_groups" (a positive integer, else an error naming `source`), or upstream's 32.
+int64_t vae_norm_groups(const nlohmann::json& config, const std::string& source);
 
 // A reply's text: special tokens and a trailing <|image_gen_start|> dropped, outer whitespace
 // trimmed. The embedding has more rows than the tokenizer has tokens (152064 vs 151660 upstream);

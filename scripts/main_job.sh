@@ -6,7 +6,8 @@
 #   BSQ tokenizer -> stage 1 (projectors) -> stage 2 (understanding + generation mix) ->
 #   stage 3 SFT and DPO at 32 px, then at 64 px -> editing SFT
 # then evaluates every checkpoint on the held-out test split (vargpt eval: GenEval-style
-# generation, understanding with POPE-style questions, editing) and writes OUT/REPORT.md.
+# generation, understanding with POPE-style questions, editing, and the tokenizer round trip of the
+# test images as the ceiling of generation) and writes OUT/REPORT.md.
 #
 #   scripts/main_job.sh [--quick] [--out DIR]     (default out/demo; --quick: a small smoke run)
 set -euo pipefail
@@ -70,6 +71,7 @@ evaluate() {  # evaluate MODEL NAME
   t=$(date +%s)
   note "evaluate $2"
   "$vargpt" eval --model "$1" --data "$out/data" --split test --limit $eval_limit --out "$out/eval/$2" \
+    --tasks gen,understand,edit,recon \
     --json "$out/eval/$2.json" --quiet > "$out/eval/$2.txt"
   echo "evaluate $2 $(elapsed $t)" >> "$out/times.txt"
   progress 40 "evaluation $2"
@@ -121,6 +123,7 @@ if [ "$quick" = 1 ]; then
   done
   for e in untrained stage2 stage3_sft_64 stage3_dpo_64 final; do
     grep -q '"overall"' "$out/eval/$e.json" || { echo "main_job --quick: evaluation $e has no generation score"; exit 1; }
+    grep -q '"recon"' "$out/eval/$e.json" || { echo "main_job --quick: evaluation $e has no tokenizer round trip"; exit 1; }
   done
   grep -q '"rewards/margins"' "$out/stage3_dpo_64/log.jsonl" || { echo "main_job --quick: DPO logged no margins"; exit 1; }
   echo "main_job --quick: every stage completed"

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <set>
 
+#include "data/image_ops.h"
 #include "eval.h"
 #include "shapeworld/dataset.h"
 #include "shapeworld/render.h"
@@ -190,6 +191,47 @@ TEST_CASE("eval: the tiny checkpoint end to end: a PNG per gen and edit record, 
   CHECK(train::generate_record_images(*t.model, t.tokenizer, t.vit, {gen[0]}, false, alone.string(), other).empty());
   CHECK(png(alone, gen[0]) != png(out / "gen", gen[0]));
   fs::remove_all(alone);
+  fs::remove_all(out);
+}
+
+TEST_CASE("eval: recon writes each generation record's own image through vae_local, judged as gen") {
+  const Tiny& t = tiny();
+  const fs::path out = scratch("recon");
+  train::EvalConfig cfg = base_config(out.string());
+  cfg.gen = cfg.understand = cfg.edit = false;
+  cfg.recon = true;
+  cfg.limit = 3;
+  cfg.batch = 2;  // batches of 2 + 1
+  cfg.image.height = cfg.image.width = 256;
+  const json j = train::evaluate_model(*t.model, t.tokenizer, t.vit, cfg);
+  CHECK_FALSE(j.contains("gen"));
+  REQUIRE(j.contains("recon"));
+  CHECK(j["recon"]["images_scored"]["total"] == 3);
+  CHECK(j["recon"]["errors"].empty());
+  CHECK(j["seconds"]["recon"]["records"] == 3);
+
+  // Each PNG is the record's 256² render encoded on the 256² schedule and decoded, computed here
+  // directly through the VAE (the render is already the generated size: no crop).
+  const std::vector<json> records = train::load_task_records(cfg, "generation");
+  const auto schedule = t.model->config().schedule_for(256, 256);
+  for (const json& r : records) {
+    const std::string id = r["id"].get<std::string>();
+    INFO(id);
+    const shapes::Image src = shapes::read_image((dataset() / r["images"][0].get<std::string>()).string());
+    REQUIRE(src.width == 256);
+    const qwen2_vl::RgbImage rgb = qwen2_vl::RgbImage::from_memory(src.rgb.data(), src.height, src.width);
+    const Tensor x = train::to_tensor_pm1(rgb).unsqueeze(0);
+    const Tensor y = t.model->vae_local->decode_bits(t.model->vae_local->encode_bits(x, schedule.scales));
+    const Tensor want = vargpt::to_pixels(y, false).contiguous();
+    const shapes::Image got = shapes::read_image((out / "recon" / (id + ".png")).string());
+    REQUIRE(got.width == 256);
+    REQUIRE(got.height == 256);
+    CHECK(std::equal(got.rgb.begin(), got.rgb.end(), want.data<uint8_t>()));
+  }
+  // The scores are the generation judge's on that directory.
+  const shapes::GenReport again = train::judge_generation(records, (out / "recon").string(), "test");
+  CHECK(again.to_json()["overall"] == j["recon"]["overall"]);
+  CHECK(again.to_json()["images"] == j["recon"]["images"]);
   fs::remove_all(out);
 }
 

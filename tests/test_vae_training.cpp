@@ -243,6 +243,34 @@ TEST_CASE("training forward equals inference encode -> quantise -> decode, bit f
   CHECK(without == 0);
 }
 
+TEST_CASE("gradient difference loss: the value of a hand computation, its weight in the total") {
+  manual_seed(21);
+  bsq::BsqVae vae(tiny_vae_config());
+  const Tensor x = four_images();
+  train::VaeLossOptions o;
+  o.scales = kTinyScales;
+  const train::VaeLossOutput off = train::vae_training_loss(vae, x, o);
+  // By hand in f64 from the reconstruction: mean |dx x^ - dx x| over (4, 3, 16, 15) plus the dy mean.
+  const std::vector<double> r = off.reconstruction.to(DType::F64).contiguous().tolist<double>();
+  const std::vector<double> t = x.to(DType::F64).contiguous().tolist<double>();
+  auto at = [](const std::vector<double>& v, int i, int c, int y, int xx) { return v[((i * 3 + c) * 16 + y) * 16 + xx]; };
+  double gx = 0, gy = 0;
+  for (int i = 0; i < 4; ++i)
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < 16; ++y)
+        for (int xx = 0; xx < 16; ++xx) {
+          if (xx + 1 < 16) gx += std::abs((at(r, i, c, y, xx + 1) - at(r, i, c, y, xx)) - (at(t, i, c, y, xx + 1) - at(t, i, c, y, xx)));
+          if (y + 1 < 16) gy += std::abs((at(r, i, c, y + 1, xx) - at(r, i, c, y, xx)) - (at(t, i, c, y + 1, xx) - at(t, i, c, y, xx)));
+        }
+  const double want = gx / (4 * 3 * 16 * 15) + gy / (4 * 3 * 15 * 16);
+  CHECK(off.grad.item() == doctest::Approx(want).epsilon(1e-5));
+  CHECK(want > 0.01);  // a random VAE is far from the images: the check is not 0 == 0
+  // Weight 0 leaves it out of the loss; weight w adds w·GD to the same total.
+  o.gradient_weight = 0.5;
+  const train::VaeLossOutput on = train::vae_training_loss(vae, x, o);
+  CHECK(on.loss.item() == doctest::Approx(off.loss.item() + 0.5 * want).epsilon(1e-5));
+}
+
 TEST_CASE("PatchGAN discriminator: shapes, hinge loss, and a GAN step") {
   manual_seed(5);
   train::PatchDiscriminator disc({3, 8, 1, 4});  // ndf 8, one stride-2 layer, GroupNorm(4)

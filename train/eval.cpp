@@ -166,14 +166,14 @@ std::string task_records_path(const EvalConfig& cfg, const std::string& file) {
 }
 
 void check_eval_inputs(const EvalConfig& cfg) {
-  VT_CHECK(cfg.gen || cfg.understand || cfg.edit, "eval: no task to run (gen, understand, edit)");
+  VT_CHECK(cfg.gen || cfg.understand || cfg.edit || cfg.recon, "eval: no task to run (gen, understand, edit, recon)");
   VT_CHECK(cfg.limit >= 0 && cfg.batch >= 1 && cfg.gen_text_tokens >= 1 && cfg.answer_tokens >= 1,
            "eval: need limit >= 0, batch >= 1 and token budgets >= 1");
   VT_CHECK(!cfg.data_dir.empty(), "eval: no data directory given");
   VT_CHECK(fs::is_directory(cfg.data_dir), "data directory ", cfg.data_dir, ": no such directory");
   VT_CHECK(!cfg.out_dir.empty(), "eval: no output directory given");
   const std::pair<bool, const char*> tasks[] = {
-      {cfg.gen, "generation"}, {cfg.understand, "understanding"}, {cfg.edit, "editing"}};
+      {cfg.gen || cfg.recon, "generation"}, {cfg.understand, "understanding"}, {cfg.edit, "editing"}};
   for (const auto& [wanted, file] : tasks) {
     if (!wanted) continue;
     const std::string path = task_records_path(cfg, file);
@@ -246,6 +246,45 @@ std::vector<std::string> generate_record_images(const vargpt::Vargpt& model, con
     }
   };
   for_each_batch(records, cfg.batch, edit ? "edit" : "gen", cfg.quiet, errors, prepare, run);
+  return errors;
+}
+
+std::vector<std::string> reconstruct_record_images(const vargpt::Vargpt& model, const std::vector<json>& records,
+                                                   const std::string& out_dir, const EvalConfig& cfg) {
+  const infinity::ScaleSchedule schedule = model.config().schedule_for(cfg.image.height, cfg.image.width);
+  const int64_t patch = model.config().vae.patch_size;
+  const int64_t H = schedule.latent().h * patch, W = schedule.latent().w * patch;
+  VT_CHECK(H == W, "recon: the tokenizer round trip crops square images; the size is ", W, "x", H);
+  fs::create_directories(out_dir);
+  for (size_t i = 0; i < records.size(); ++i) fs::remove(fs::path(out_dir) / (record_id(records[i], i) + ".png"));
+  GenTargetOptions crop;  // the evaluation form of the generation target: CenterCrop, no flip
+  crop.size = H;
+  crop.random_crop = false;
+  const bsq::BsqVae& vae = *model.vae_local;
+  const Device device = model.device();
+  std::vector<std::string> errors;
+  // (3, H, W) in [-1, 1], as a training target of this size is made (sequence.cpp).
+  auto prepare = [&](const json& rec) {
+    const qwen2_vl::RgbImage im =
+        regularize_min_side(cap_pixels_nearest(qwen2_vl::load_image(cfg.data_dir + "/" + record_image(rec)), 512 * 512));
+    vargpt::Prompt p;  // the batch walker carries a Prompt per row; the image rides in pixel_values
+    p.pixel_values = gen_target_transform(im, crop, /*seed=*/0);
+    return p;
+  };
+  auto run = [&](const std::vector<Row>& rows) {
+    std::vector<Tensor> images;
+    for (const Row& r : rows) images.push_back(r.prompt.pixel_values);
+    const Tensor x = stack(images, 0).to(device);                                   // (B, 3, H, W)
+    const Tensor y = vae.decode_bits(vae.encode_bits(x, schedule.scales));          // (B, 3, H, W)
+    const Tensor pixels = vargpt::to_pixels(y, cfg.image.round_pixels).contiguous();  // (B, H, W, 3) uint8
+    for (size_t b = 0; b < rows.size(); ++b) {
+      shapes::Image img{int(W), int(H)};
+      const uint8_t* p = pixels.data<uint8_t>() + int64_t(b) * H * W * 3;
+      std::copy(p, p + H * W * 3, img.rgb.begin());
+      shapes::write_png((fs::path(out_dir) / (rows[b].id + ".png")).string(), img);
+    }
+  };
+  for_each_batch(records, cfg.batch, "recon", cfg.quiet, errors, prepare, run);
   return errors;
 }
 
@@ -330,12 +369,14 @@ shapes::EditReport judge_edits(const std::vector<json>& records, const std::stri
 EvalResult run_evaluation(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer,
                           const qwen2_vl::ImageProcessorConfig& vit, const EvalConfig& cfg) {
   check_eval_inputs(cfg);
-  if (cfg.gen || cfg.edit) check_image_size(model, cfg.image);
+  if (cfg.gen || cfg.edit || cfg.recon) check_image_size(model, cfg.image);
   // Every records file parses before the first batch runs.
   std::vector<json> gen_records, questions, edit_records;
   if (cfg.gen) gen_records = load_task_records(cfg, "generation");
   if (cfg.understand) questions = load_task_records(cfg, "understanding");
   if (cfg.edit) edit_records = load_task_records(cfg, "editing");
+  const std::vector<json> recon_records = cfg.recon ? (cfg.gen ? gen_records : load_task_records(cfg, "generation"))
+                                                    : std::vector<json>{};
   const auto start = Clock::now();
   EvalResult out;
   out.split = cfg.split;
@@ -375,6 +416,16 @@ EvalResult run_evaluation(const vargpt::Vargpt& model, const tok::Tokenizer& tok
   if (cfg.edit)
     image_task("edit", edit_records, true, [&](const std::string& d) { return judge_edits(edit_records, d, cfg.data_dir); },
                out.edit);
+  if (cfg.recon) {
+    const std::string dir = cfg.out_dir + "/recon";
+    auto t = Clock::now();
+    const auto errors = reconstruct_record_images(model, recon_records, dir, cfg);
+    const double model_s = seconds_since(t);
+    t = Clock::now();
+    out.recon = judge_generation(recon_records, dir, cfg.split);
+    prepend(out.recon->errors, errors);
+    out.seconds["recon"] = task_seconds(model_s, seconds_since(t), recon_records.size());
+  }
   out.seconds["total"] = seconds_since(start);
   return out;
 }
@@ -389,9 +440,10 @@ std::string EvalResult::table() const {
   if (gen) os << gen->table() << "\n";
   if (understand) os << understand->table() << "\n";
   if (edit) os << edit->table() << "\n";
+  if (recon) os << "Tokenizer round trip (vae_local encode + decode of the records' own images):\n" << recon->table() << "\n";
   char buf[128];
   os << "seconds:";
-  for (const char* task : {"gen", "understand", "edit"}) {
+  for (const char* task : {"gen", "understand", "edit", "recon"}) {
     if (!seconds.contains(task)) continue;
     const json& s = seconds[task];
     std::snprintf(buf, sizeof buf, " %s %.1f (%.2f per record)", task,
@@ -408,6 +460,7 @@ json EvalResult::to_json() const {
   if (gen) j["gen"] = gen->to_json();
   if (understand) j["understand"] = understand->to_json();
   if (edit) j["edit"] = edit->to_json();
+  if (recon) j["recon"] = recon->to_json();
   j["seconds"] = seconds;
   return j;
 }

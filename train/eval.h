@@ -9,6 +9,11 @@
 //               --shapes::score_understanding--> accuracy by task, POPE by negative type
 //   edit:       editing.json source image + instruction --decode_text (forced hand-off)--> generate_image
 //               (seed S + i) --> OUT/edit/<id>.png --judge_edits--> accuracy overall and by op
+//   recon:      generation.json record's own image --CenterCrop to the generated size--> vae_local
+//               encode_bits (the generation schedule) --> decode_bits --> OUT/recon/<id>.png
+//               --judge_generation--> GenEval table: the ceiling of any generator on this tokenizer
+//               (exact bits at every scale), so a low generation score can be told apart from a
+//               tokenizer that cannot draw the objects at all
 //
 // Records i = 0..limit-1 of each file run in batches of `batch` rows; a row's image depends on its
 // record and seed, not on its batch (decode_text left-pads, generate_image seeds each row). The model
@@ -39,6 +44,7 @@ struct EvalConfig {
   std::string data_dir;             // a directory written by `vargpt shapes make`
   std::string split = "test";
   bool gen = true, understand = true, edit = true;  // the tasks to run
+  bool recon = false;                               // the tokenizer round trip (no LLM, no sampling)
   int64_t limit = 0;                // the first `limit` records of each task; 0: all
   int64_t batch = 8;                // rows per decode_text / generate_image call
   uint64_t seed = 0;                // record i of gen and edit draws its bits with seed S + i
@@ -71,6 +77,12 @@ std::vector<std::string> generate_record_images(const vargpt::Vargpt& model, con
                                                 const std::vector<nlohmann::json>& records, bool edit,
                                                 const std::string& out_dir, const EvalConfig& cfg,
                                                 std::map<std::string, std::string>* replies = nullptr);
+// The tokenizer round trip of generation records: out_dir/<record id>.png is the record's image,
+// centre-cropped to cfg.image's size (the model's default when 0) as the training target transform
+// does for evaluation, encoded to bits on the generation schedule and decoded by vae_local (pixels
+// rounded as cfg.image.round_pixels says). Returns one line per skipped record ("<id>: <why>").
+std::vector<std::string> reconstruct_record_images(const vargpt::Vargpt& model, const std::vector<nlohmann::json>& records,
+                                                   const std::string& out_dir, const EvalConfig& cfg);
 // Understanding: greedy answers by record id. A row that asks for an image gets none; its text
 // before <|image_gen_start|> is the answer. Skipped records go to `errors`.
 std::map<std::string, std::string> answer_questions(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer,
@@ -92,10 +104,11 @@ struct EvalResult {
   std::optional<shapes::GenReport> gen;
   std::optional<shapes::UnderstandingReport> understand;
   std::optional<shapes::EditReport> edit;
+  std::optional<shapes::GenReport> recon;  // GenEval of the tokenizer round trip
   nlohmann::json seconds = nlohmann::json::object();  // per task: model, judge, records, per_record; total
   std::string split;
   std::string table() const;  // the judges' tables and a timing line
-  // {"split", "gen": report, "understand": report, "edit": report, "seconds"}; tasks not run are absent.
+  // {"split", "gen", "understand", "edit", "recon": reports, "seconds"}; tasks not run are absent.
   nlohmann::json to_json() const;
 };
 

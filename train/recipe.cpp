@@ -62,6 +62,7 @@ const std::map<std::string, Field>& fields() {
       {"vae.commit_weight", field(&Recipe::vae_commit)},
       {"vae.entropy_weight", field(&Recipe::vae_entropy)},
       {"vae.inv_temperature", field(&Recipe::vae_inv_temperature)},
+      {"vae.gradient_weight", field(&Recipe::vae_gradient)},
       {"init", field(&Recipe::init)},
       {"reference", field(&Recipe::reference)},
       {"save_every", field(&Recipe::save_every)},

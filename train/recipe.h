@@ -56,6 +56,7 @@ struct Recipe {
   double dpo_beta = 0.1, dpo_label_smoothing = 0.0, dpo_ftx = 0.0;
   // kind vae: the tokenizer loss weights (train/vae_stage.h VaeLossOptions; defaults are upstream's)
   double vae_l1 = 1.0, vae_l2 = 0.0, vae_commit = 0.25, vae_entropy = 1e-3, vae_inv_temperature = 100.0;
+  double vae_gradient = 0.0;       // the gradient difference loss (vae_stage.h GD)
   std::string init;                // checkpoint directory to start from ("@previous": the last output)
   std::string reference;           // dpo: the frozen reference checkpoint ("@previous")
   int64_t save_every = 0;          // steps between checkpoints (0: only the last)

@@ -170,6 +170,14 @@ std::vector<Column> headline_columns(const std::vector<std::optional<json>>& eva
     if (std::any_of(evals.begin(), evals.end(), [&](const auto& e) { return e && get(*e).value; }))
       cols.push_back({std::string("POPE ") + type, get});
   }
+  // The tokenizer round trip (vargpt eval --tasks recon): the GenEval a generator could reach if it
+  // drew exactly the bits of the target image.
+  auto recon = [](const json& e) {
+    const json* o = at(e, {"recon", "overall"});
+    return o && o->is_number() ? Metric{o->get<double>()} : Metric{};
+  };
+  const bool any_recon = std::any_of(evals.begin(), evals.end(), [&](const auto& e) { return e && recon(*e).value; });
+  if (any_recon) cols.insert(cols.begin() + 3, Column{"tokenizer round trip (GenEval)", recon});
   cols.push_back({"editing overall", [](const json& e) {
                     Metric m = score(e, {"edit", "edits"});
                     const json* o = at(e, {"edit", "overall"});
@@ -472,6 +480,9 @@ ReportResult write_report(const ReportOptions& o) {
     md << "- Generation (" << count_at(a, {"gen", "images_scored", "total"}) << " prompts): GenEval overall "
        << change(overall.get(b), overall.get(a), bn, an);
     if (held_b.value || held_a.value) md << "; held-out colour/shape pairs " << change(held_b, held_a, bn, an);
+    if (const json* r = at(a, {"recon", "overall"}); r && r->is_number())
+      md << ". The same prompts' own images through `" << an << "`'s tokenizer (encode, decode) score "
+         << format("%.4f", r->get<double>()) << ": no generator on this tokenizer can score higher";
     md << ".\n"
        << "- Understanding: accuracy " << change(score(b, {"understand"}), score(a, {"understand"}), bn, an) << ".\n"
        << "- Editing: overall " << change(cols.back().get(b), cols.back().get(a), bn, an) << ".\n";

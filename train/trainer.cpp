@@ -264,6 +264,7 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
         vo.scales = model->config().schedule_for(r.gen_size, r.gen_size).scales;  // the model's own schedule
         vo.l1_weight = r.vae_l1, vo.l2_weight = r.vae_l2, vo.commit_weight = r.vae_commit;
         vo.entropy_weight = r.vae_entropy, vo.inv_temperature = r.vae_inv_temperature;
+        vo.gradient_weight = r.vae_gradient;
         const VaeLossOutput out = vae_training_loss(*model->vae_local, b.gen_images.to(model->device()), vo);
         VT_CHECK(std::isfinite(out.loss.item()), "training ", r.name, ": step ", step + 1,
                  " has a non-finite VAE loss; the last good checkpoint is kept");
@@ -271,6 +272,7 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
         dpo_sums["l2"] += out.l2.item() / accum;
         dpo_sums["commit"] += out.commit.item() / accum;
         dpo_sums["entropy"] += out.entropy.item() / accum;
+        dpo_sums["grad"] += out.grad.item() / accum;
         dpo_sums["psnr"] += out.psnr / accum;
         step_loss = out.loss;
       } else if (reference) {

@@ -132,6 +132,11 @@ VaeLossOutput vae_training_loss(const bsq::BsqVae& vae, const Tensor& images, co
   const Tensor diff = fw.reconstruction - x;  // (B, 3, H, W)
   out.l1 = mean(abs(diff));
   out.l2 = mean(square(diff));
+  {  // the forward differences of the error are those of x^ minus those of x
+    const int64_t H = diff.size(2), W = diff.size(3);
+    out.grad = mean(abs(diff.narrow(3, 1, W - 1) - diff.narrow(3, 0, W - 1))) +
+               mean(abs(diff.narrow(2, 1, H - 1) - diff.narrow(2, 0, H - 1)));
+  }
 
   const double K = static_cast<double>(fw.quant.scales.size());
   Tensor commit, per_sample, codebook;
@@ -153,7 +158,7 @@ VaeLossOutput vae_training_loss(const bsq::BsqVae& vae, const Tensor& images, co
   Tensor loss;
   for (auto [term, weight] : {std::pair{out.l1, options.l1_weight}, {out.l2, options.l2_weight},
                               {out.commit, options.commit_weight}, {out.entropy, options.entropy_weight},
-                              {out.gan, options.gan_weight}}) {
+                              {out.gan, options.gan_weight}, {out.grad, options.gradient_weight}}) {
     if (weight == 0) continue;
     Tensor t = term * weight;
     loss = loss.defined() ? loss + t : t;
@@ -189,7 +194,7 @@ VaeStepStats vae_train_step(bsq::BsqVae& vae, optim::AdamW& optimizer, const Ten
     s.discriminator_loss = d_loss.item();
   }
   s.loss = out.loss.item(), s.l1 = out.l1.item(), s.l2 = out.l2.item(), s.commit = out.commit.item();
-  s.entropy = out.entropy.item(), s.gan = out.gan.item(), s.psnr = out.psnr;
+  s.entropy = out.entropy.item(), s.gan = out.gan.item(), s.grad = out.grad.item(), s.psnr = out.psnr;
   s.per_sample_entropy = out.per_sample_entropy.item(), s.codebook_entropy = out.codebook_entropy.item();
   return s;
 }

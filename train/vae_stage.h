@@ -3,7 +3,7 @@
 //   images (B, 3, H, W) in [-1, 1] --bsq_vae_train_forward (straight-through, bsq_training.h)-->
 //     reconstruction x^ (not clamped), and per scale k = 1..K the normalised residual u_k (B, d, h_k, w_k)
 //     and its sign code q_k = sign(u_k) / sqrt(d)
-//   loss = w_l1 L1 + w_l2 L2 + w_commit C + w_entropy E + w_gan G
+//   loss = w_l1 L1 + w_l2 L2 + w_commit C + w_entropy E + w_gan G + w_grad GD
 //
 // The terms (all means are plain means over every listed index; ln is the natural log):
 //   L1 = mean_{b,c,y,x} |x^ - x|              L2 = mean_{b,c,y,x} (x^ - x)^2
@@ -24,6 +24,10 @@
 //        sigmoids finite). The codebook mean runs over the batch and the positions of scale k.
 //        The sample entropy is minimised (confident bits), the codebook entropy maximised (all codes used).
 //   G  = -mean D(x^)                           hinge generator loss of a PatchGAN D (off by default)
+//   GD = mean_{b,c,y,x} |dx x^ - dx x| + mean_{b,c,y,x} |dy x^ - dy x|   (off by default)
+//        the gradient difference loss (Mathieu, Couprie and LeCun 2016, arXiv 1511.05440, alpha = 1)
+//        with forward differences dx x = x[.., x+1] - x[.., x], dy likewise; it weighs edges, where
+//        a pixel loss on a mostly flat image gives a small object little say
 // and the discriminator's own loss (its separate step) is the hinge
 //   L_D = 0.5 (mean relu(1 - D(x)) + mean relu(1 + D(stopgrad(x^)))).
 //
@@ -51,6 +55,7 @@ struct VaeLossOptions {
   double gamma = 1.0;             // codebook entropy (maximised)
   double inv_temperature = 100.0; // tau of the soft assignment
   double gan_weight = 0.0;        // 0: no discriminator needed
+  double gradient_weight = 0.0;   // GD, vt's addition (upstream has LPIPS instead, not implemented)
   // Quantiser schedule, ending at the latent grid; empty: Infinity's standard schedule for the
   // image size (patch 16 only, as BsqVae::encode_bits).
   std::vector<infinity::ScaleHW> scales;
@@ -58,7 +63,7 @@ struct VaeLossOptions {
 
 struct VaeLossOutput {
   Tensor loss;                 // 0-d, differentiable w.r.t. the VAE (and D, through G)
-  Tensor l1, l2, commit, entropy, gan;  // 0-d terms as defined above (gan = 0 when off)
+  Tensor l1, l2, commit, entropy, gan, grad;  // 0-d terms as defined above (gan = 0 when off)
   Tensor per_sample_entropy;   // 0-d: 1/K sum_k H_sample,k (nats, at most d ln 2)
   Tensor codebook_entropy;     // 0-d: 1/K sum_k H_codebook,k
   Tensor reconstruction;       // (B, 3, H, W) x^, detached, not clamped
@@ -124,7 +129,7 @@ struct VaeStepOptions {
 };
 
 struct VaeStepStats {
-  double loss = 0, l1 = 0, l2 = 0, commit = 0, entropy = 0, gan = 0;
+  double loss = 0, l1 = 0, l2 = 0, commit = 0, entropy = 0, gan = 0, grad = 0;
   double per_sample_entropy = 0, codebook_entropy = 0, psnr = 0;
   double grad_norm = 0;          // of the VAE gradients, before clipping
   double discriminator_loss = 0; // L_D (0 when the GAN is off)

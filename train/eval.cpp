@@ -124,6 +124,18 @@ void for_each_batch(const std::vector<json>& records, int64_t batch, const char*
   }
 }
 
+// out_dir/<row id>.png from pixels (B, H, W, 3) uint8 RGB, row b of the batch for rows[b].
+void write_row_pngs(const Tensor& pixels_bhwc, const std::vector<Row>& rows, const std::string& out_dir) {
+  const Tensor pixels = pixels_bhwc.contiguous();
+  const int64_t H = pixels.size(1), W = pixels.size(2);
+  for (size_t b = 0; b < rows.size(); ++b) {
+    shapes::Image img{int(W), int(H)};
+    const uint8_t* p = pixels.data<uint8_t>() + int64_t(b) * H * W * 3;
+    std::copy(p, p + H * W * 3, img.rgb.begin());
+    shapes::write_png((fs::path(out_dir) / (rows[b].id + ".png")).string(), img);
+  }
+}
+
 void write_json_lines(const std::string& path, const std::map<std::string, std::string>& by_id, const char* key) {
   std::string text;
   for (const auto& [id, value] : by_id)  // a random model may emit bytes that are not UTF-8
@@ -236,14 +248,7 @@ std::vector<std::string> generate_record_images(const vargpt::Vargpt& model, con
     const vargpt::ImageResult result = vargpt::generate_image(model, state, image);
     if (!cfg.quiet)
       for (const std::string& w : result.warnings) std::fprintf(stderr, "warning: %s: %s\n", rows[0].id.c_str(), w.c_str());
-    const Tensor pixels = result.pixels.contiguous();  // (B, H, W, 3) uint8 RGB
-    const int64_t H = pixels.size(1), W = pixels.size(2);
-    for (size_t b = 0; b < rows.size(); ++b) {
-      shapes::Image img{int(W), int(H)};
-      const uint8_t* p = pixels.data<uint8_t>() + int64_t(b) * H * W * 3;
-      std::copy(p, p + H * W * 3, img.rgb.begin());
-      shapes::write_png((fs::path(out_dir) / (rows[b].id + ".png")).string(), img);
-    }
+    write_row_pngs(result.pixels, rows, out_dir);
   };
   for_each_batch(records, cfg.batch, edit ? "edit" : "gen", cfg.quiet, errors, prepare, run);
   return errors;
@@ -276,13 +281,7 @@ std::vector<std::string> reconstruct_record_images(const vargpt::Vargpt& model, 
     for (const Row& r : rows) images.push_back(r.prompt.pixel_values);
     const Tensor x = stack(images, 0).to(device);                                   // (B, 3, H, W)
     const Tensor y = vae.decode_bits(vae.encode_bits(x, schedule.scales));          // (B, 3, H, W)
-    const Tensor pixels = vargpt::to_pixels(y, cfg.image.round_pixels).contiguous();  // (B, H, W, 3) uint8
-    for (size_t b = 0; b < rows.size(); ++b) {
-      shapes::Image img{int(W), int(H)};
-      const uint8_t* p = pixels.data<uint8_t>() + int64_t(b) * H * W * 3;
-      std::copy(p, p + H * W * 3, img.rgb.begin());
-      shapes::write_png((fs::path(out_dir) / (rows[b].id + ".png")).string(), img);
-    }
+    write_row_pngs(vargpt::to_pixels(y, cfg.image.round_pixels), rows, out_dir);
   };
   for_each_batch(records, cfg.batch, "recon", cfg.quiet, errors, prepare, run);
   return errors;

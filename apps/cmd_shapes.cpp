@@ -26,7 +26,7 @@ using vargpt::Options;
 
 const char* const kUsage =
     "usage:\n"
-    "  vargpt shapes make --out DIR [--size 128] [--train 1000] [--test 200] [--seed 0] [--noise 0]\n"
+    "  vargpt shapes make --out DIR [--size 128] [--train 1000] [--test 200] [--seed 0] [--noise 0] [--plain]\n"
     "  vargpt shapes eval gen        --data DIR [--split test] [--images DIR] [--json FILE]\n"
     "  vargpt shapes eval understand --data DIR --answers FILE [--split test] [--json FILE]\n"
     "  vargpt shapes eval edit       --data DIR [--split test] [--images DIR] [--json FILE]\n"
@@ -34,7 +34,8 @@ const char* const kUsage =
     "make   writes scenes of 1-4 coloured shapes at 64, 128, 256 or 512 pixels with generation pairs,\n"
     "       LLaVA-format questions, editing triples and preference triples for a train and a test\n"
     "       split; the same seed writes the same bytes. --noise adds per-pixel background noise\n"
-    "       (grey levels; makes PNGs ~30x larger).\n"
+    "       (grey levels; makes PNGs ~30x larger). --plain draws uniform backgrounds (one tinted grey\n"
+    "       per scene) instead of textured gradients.\n"
     "eval   gen: GenEval-style scores of images named <record id>.png in --images (default: the\n"
     "       dataset's own renders, which score 1.0); understand: answers as JSON lines\n"
     "       {\"id\": ..., \"answer\": ...}; edit: edited images named <record id>.png.\n"
@@ -61,7 +62,7 @@ std::function<void(const char*, size_t, size_t)> progress_printer(bool quiet) {
 }
 
 int run_make(int argc, char** argv) {
-  auto o = vargpt::parse_options(argc, argv, 2, {"out", "size", "train", "test", "seed", "noise", "threads"}, {"quiet"}, kUsage);
+  auto o = vargpt::parse_options(argc, argv, 2, {"out", "size", "train", "test", "seed", "noise", "threads"}, {"quiet", "plain"}, kUsage);
   vargpt::set_threads(o);
   MakeOptions m;
   m.out_dir = o.required("out");
@@ -72,6 +73,7 @@ int run_make(int argc, char** argv) {
   m.test = int(test);
   m.seed = uint64_t(o.integer("seed", 0));
   m.noise_sigma = float(std::atof(o.value_or("noise", "0").c_str()));
+  m.plain = o.has("plain");
   m.progress = progress_printer(o.has("quiet"));
   auto start = std::chrono::steady_clock::now();
   nlohmann::json manifest = make_dataset(m);

@@ -156,6 +156,7 @@ nlohmann::json make_dataset(const MakeOptions& opt) {
     ctx[sp].train = sp == 0;
     ctx[sp].heldout = heldout;
     ctx[sp].noise_sigma = opt.noise_sigma;
+    ctx[sp].plain = opt.plain;
     gens[sp].resize(size_t(counts[sp]));
     std::string error;
 #pragma omp parallel for schedule(dynamic, 64)
@@ -243,6 +244,7 @@ nlohmann::json make_dataset(const MakeOptions& opt) {
                    {"seed", opt.seed},
                    {"size", opt.size},
                    {"noise_sigma", opt.noise_sigma},
+                   {"plain_background", opt.plain},
                    {"palette", pal},
                    {"shapes", shapes},
                    {"sizes", {{"small", half_extent(SizeClass::small, opt.size)},

@@ -27,6 +27,7 @@ struct MakeOptions {
   int test = 200;        // scenes in the test split
   uint64_t seed = 0;
   float noise_sigma = 0; // optional per-pixel background noise (grey levels); PNGs grow ~30x with it
+  bool plain = false;    // uniform backgrounds: one tinted grey per scene, no gradient or texture
   // Called now and then from the writing threads (serialised): stage name, scenes done, total.
   std::function<void(const char* stage, size_t done, size_t total)> progress;
 };

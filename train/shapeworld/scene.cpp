@@ -67,7 +67,7 @@ float half_extent(SizeClass s, int image_size) {
 }
 float object_gap(int image_size) { return std::max(3.0f, 0.04f * float(image_size)); }
 
-Background sample_background(Rng& rng, float noise_sigma) {
+Background sample_background(Rng& rng, float noise_sigma, bool plain) {
   Background b;
   // Low chroma keeps every background pixel far below the detector's chroma floor (detect.h).
   float grey0 = rng.uniform(95, 175);
@@ -90,6 +90,10 @@ Background sample_background(Rng& rng, float noise_sigma) {
   b.texture_key = rng.next();
   b.noise_sigma = noise_sigma;
   b.noise_key = rng.next();
+  if (plain) {
+    b.c1 = b.c0;
+    b.texture = 0;
+  }
   return b;
 }
 

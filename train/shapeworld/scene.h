@@ -72,7 +72,8 @@ struct Scene {
 };
 
 // A random background: grey levels 95..175, tint chroma below ~12, texture amplitude 3..8.
-Background sample_background(Rng& rng, float noise_sigma);
+// plain: one uniform tinted grey (no gradient, no texture); the draws are the same either way.
+Background sample_background(Rng& rng, float noise_sigma, bool plain = false);
 Object make_object(Shape shape, int color, SizeClass size, int image_size, Rng& rng);
 // Whether `o` lies inside the image margin and clear of every object except index `skip`.
 bool fits(const Scene& scene, const Object& o, int skip = -1);

@@ -41,7 +41,7 @@ static GenSample try_sample(Tag tag, const SplitContext& ctx, Rng& rng, int atte
   GenSample g;
   g.meta.tag = tag;
   g.scene.size = ctx.size;
-  g.scene.background = sample_background(rng, ctx.noise_sigma);
+  g.scene.background = sample_background(rng, ctx.noise_sigma, ctx.plain);
   ok = true;
   // After many failed placements, shrink everything: small objects always fit.
   auto size = [&]() { return attempt > 20 ? SizeClass::small : random_size(rng); };

@@ -19,6 +19,7 @@ struct SplitContext {
   bool train = true;
   HeldOut heldout;
   float noise_sigma = 0;
+  bool plain = false;  // uniform backgrounds (sample_background)
   // (colour, shape) pairs by decreasing frequency in the train split: POPE's "popular" negatives.
   std::vector<std::pair<int, int>> popular;
 

@@ -59,14 +59,14 @@ void Module::check_new_name(const std::string& name, const char* what) const {
   for (const auto& c : children_) VT_CHECK(c.first != name, "Module: ", what, " '", name, "' is already a child module");
 }
 
-Tensor Module::register_parameter(const std::string& name, Tensor value, bool requires_grad) {
+Tensor Module::register_parameter(const std::string& name, Tensor value, bool requires_grad, bool persistent) {
   check_new_name(name, "parameter");
   VT_CHECK(name.find('.') == std::string::npos, "Module: parameter name '", name, "' contains a '.' (register a "
            "child module instead)");
   VT_CHECK(value.defined(), "Module: parameter '", name, "' is undefined");
   if (!value.is_leaf()) value = value.detach();
   if (is_floating(value.dtype())) value.requires_grad_(requires_grad);
-  params_.push_back({name, value, true});
+  params_.push_back({name, value, persistent});
   return value;
 }
 
@@ -130,9 +130,11 @@ std::vector<std::pair<std::string, Module*>> Module::named_modules() {
 }
 
 std::map<std::string, Tensor> Module::state_dict() const {
+  visit("", [](const std::string&, const Module& m) { m.before_state_dict(); });
   std::map<std::string, Tensor> out;
   visit("", [&](const std::string& prefix, const Module& m) {
-    for (const Slot& s : m.params_) out[join(prefix, s.name)] = s.tensor;
+    for (const Slot& s : m.params_)
+      if (s.persistent) out[join(prefix, s.name)] = s.tensor;
     for (const Slot& s : m.buffers_)
       if (s.persistent) out[join(prefix, s.name)] = s.tensor;
   });
@@ -159,6 +161,7 @@ bool Module::has_parameter(const std::string& dotted_name) const {
 
 Tensor Module::parameter(const std::string& dotted_name) const {
   std::map<std::string, Tensor> all = state_dict();
+  for (const auto& [name, t] : named_parameters()) all.emplace(name, t);  // the non-persistent ones too
   auto it = all.find(dotted_name);
   VT_CHECK(it != all.end(), "Module: no parameter or buffer '", dotted_name, "'");
   return it->second;
@@ -312,7 +315,9 @@ LoadResult Module::load_state_dict(const std::map<std::string, Tensor>& state, b
     VT_CHECK(t.defined(), "load ", source, ": tensor '", name, "' is undefined");
     info[name] = {t.shape(), t.dtype()};
   }
-  return load_into(state_dict(), info, [&](const std::string& n) { return state.at(n); }, strict, source);
+  LoadResult r = load_into(state_dict(), info, [&](const std::string& n) { return state.at(n); }, strict, source);
+  visit("", [](const std::string&, const Module& m) { const_cast<Module&>(m).after_load(); });
+  return r;
 }
 
 LoadResult Module::load(const std::string& path, bool strict) { return load(path, strict, nullptr); }
@@ -342,7 +347,9 @@ LoadResult Module::load(const std::string& path, bool strict, const CheckpointRe
   };
   // Each mapped tensor is dropped from the resident set once copied: peak RSS ~ the weights once.
   auto release = [&](const std::string& target) { reader.release(file_name.at(target)); };
-  return load_into(state_dict(), info, fetch, strict, reader.path(), release);
+  LoadResult r = load_into(state_dict(), info, fetch, strict, reader.path(), release);
+  visit("", [](const std::string&, const Module& m) { const_cast<Module&>(m).after_load(); });
+  return r;
 }
 
 void Module::save(const std::string& path, const std::map<std::string, std::string>& metadata) const {

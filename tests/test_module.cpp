@@ -1,7 +1,8 @@
 // The module system (include/vt/nn/module.h): dotted HF-style names, buffers, train/eval, freezing by
 // glob and regex patterns, parameter counts with tied weights, in-place dtype conversion, and
 // checkpoint loading: one error listing every missing, unexpected and mis-shaped tensor, non-strict
-// loading, round trips through a file and a sharded directory, dtype casting on load.
+// loading, round trips through a file and a sharded directory, dtype casting on load, and a
+// non-persistent parameter kept in step with a saved buffer by the state-dict hooks.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -271,4 +272,53 @@ TEST_CASE("load casts checkpoint tensors to the parameter dtype") {
   back.load(dir / "bf16.safetensors");
   for (auto& [n, t] : bf.named_parameters()) CHECK_MESSAGE(bitwise_equal(t.to(DType::F32), back.parameter(n)), n);
   CHECK(back.parameter("position_ids").dtype() == DType::I64);
+}
+
+// A saved table of which one row is trained (vargpt's sos_embedding with sos_single_row): the table
+// is a buffer, the row a non-persistent parameter kept in step by the state-dict hooks.
+struct OneRowTable : Module {
+  Tensor table, row;  // table (4, 3) "table", row (1, 3) "row"
+  static constexpr int64_t kRead = 2;
+  OneRowTable() {
+    table = register_buffer("table", init({4, 3}, 7));
+    row = register_parameter("row", table.narrow(0, kRead, 1).clone(), true, /*persistent=*/false);
+  }
+  void before_state_dict() const override {
+    NoGradGuard ng;
+    Tensor dst = table.narrow(0, kRead, 1);
+    copy_(dst, row.detach());
+  }
+  void after_load() override {
+    NoGradGuard ng;
+    Tensor dst = row.detach();
+    copy_(dst, table.narrow(0, kRead, 1));
+  }
+};
+
+TEST_CASE("a non-persistent parameter is trained but not saved; the state-dict hooks keep it in step") {
+  TempDir dir;
+  OneRowTable a;
+  CHECK(a.named_parameters(/*trainable_only=*/true).size() == 1);
+  CHECK(a.num_parameters(true) == 3);
+  CHECK(a.parameter("row").is_same(a.row));  // found by name although not in the state dict
+  {
+    NoGradGuard ng;
+    Tensor r = a.row.detach();
+    fill_(r, 1.5);  // "trained"
+  }
+  const Tensor before = a.table.clone();
+  const auto sd = a.state_dict();
+  CHECK(sd.size() == 1);  // "table" only
+  const Tensor saved = sd.at("table");
+  CHECK(bitwise_equal(saved.narrow(0, OneRowTable::kRead, 1), full({1, 3}, 1.5)));
+  for (int64_t i : {0, 1, 3}) CHECK(bitwise_equal(saved.narrow(0, i, 1), before.narrow(0, i, 1)));  // others kept
+  a.save(dir / "t.safetensors");
+  OneRowTable b;
+  b.load(dir / "t.safetensors");
+  CHECK(bitwise_equal(b.row, full({1, 3}, 1.5)));  // read back out of the table
+  CHECK(bitwise_equal(b.table, saved));
+  // load_state_dict runs the same hook.
+  OneRowTable c;
+  c.load_state_dict({{"table", zeros({4, 3})}});
+  CHECK(bitwise_equal(c.row, zeros({1, 3})));
 }

@@ -3,7 +3,8 @@
 // stage-3 run lowers the loss of its batch; a run stopped and resumed equals an uninterrupted one
 // bit for bit (weights, optimizer state, log); frozen tensors get no optimizer state; a non-finite
 // loss stops the run naming the step and keeps the last checkpoint; a save killed midway leaves the
-// previous checkpoint loadable.
+// previous checkpoint loadable; quirks.sos_single_row (Q2 fix) trains the faithful weights with C
+// elements of sos state instead of a table, saves the table whole, and refuses a flipped resume.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -247,5 +248,71 @@ TEST_CASE("training: a dpo recipe starts at ln 2 against its own reference and w
   CHECK(logs[1].at("rewards/margins").get<double>() > 0);
   CHECK(logs[2].at("rewards/margins").get<double>() > logs[1].at("rewards/margins").get<double>());
   CHECK(logs[2].at("loss").get<double>() < std::log(2.0));
+  fs::remove_all(base);
+}
+
+TEST_CASE("training: quirks.sos_single_row trains the sos row as the full table does, with C elements of state") {
+  const fs::path base = fs::temp_directory_path() / "vt_trainer_sos";
+  fs::remove_all(base);
+  const train::Recipe faithful = tiny_recipe(3);  // weight decay 0, the paper's
+  REQUIRE(faithful.weight_decay == 0.0);
+  train::Recipe single = faithful;
+  single.set("quirks.sos_single_row=true");
+  CHECK(single.to_json().at("quirks.sos_single_row") == true);
+  CHECK_THROWS_WITH_AS(single.set("quirks.sos_single_row=2"), doctest::Contains("quirks.sos_single_row"), Error);
+  auto run = [&](const train::Recipe& r, const std::string& out) {
+    int64_t n = 0;
+    train::TrainOptions o;
+    o.out_dir = (base / out).string();
+    o.init_dir = kTiny;
+    o.quiet = true;
+    return train::train(r, fixture_source(&n), o).checkpoint;
+  };
+  const std::string ck_full = run(faithful, "faithful"), ck_row = run(single, "single_row");
+  const auto wf = weights(ck_full), wr = weights(ck_row), w0 = weights(kTiny);
+  // The same tensors under the same names: the table is saved whole, the row parameter is not saved.
+  REQUIRE(wf.size() == wr.size());
+  CHECK(wr.count("sos_embedding.row") == 0);
+  // Bit for bit: the unread rows have zero gradient, so AdamW without decay leaves them exactly; the
+  // read row gets the same gradient (narrow's backward copies it into zeros) and the same update. The
+  // global-norm clip sees the same value too: the CPU norm adds |g|^2 in order, in double, per chunk of
+  // 2^16 elements, and the zeros before the row add nothing. (A device norm reduced as a tree could
+  // differ in its last bit.)
+  for (const auto& [name, t] : wf) {
+    INFO(name);
+    CHECK(bitwise_equal(wr.at(name), t));
+  }
+  const Tensor table0 = w0.at("sos_embedding.weight"), table = wr.at("sos_embedding.weight");  // (289, C)
+  const int64_t start = 288, rows = table0.size(0), C = table0.size(1);
+  REQUIRE(rows == start + 1);
+  CHECK(bitwise_equal(table.narrow(0, 0, start), table0.narrow(0, 0, start)));  // every unread row as loaded
+  CHECK(amax(abs(table.narrow(0, start, 1) - table0.narrow(0, start, 1))).item() > 1e-4);  // the read row trained
+  // The optimizer holds C elements for the sos instead of rows x C.
+  const auto of = io::load_safetensors(ck_full + "/optimizer.safetensors");
+  const auto orow = io::load_safetensors(ck_row + "/optimizer.safetensors");
+  CHECK(of.at("trainable.master").numel() - orow.at("trainable.master").numel() == (rows - 1) * C);
+  // Round trip: the single-row model reads the row out of the saved table and saves the table back
+  // bit for bit; the faithful model loads the same checkpoint.
+  vargpt::VargptOptions mo;
+  mo.sos_single_row = true;
+  auto m = vargpt::Vargpt::from_pretrained(ck_row, DType::F32, mo);
+  CHECK(bitwise_equal(m->sos_row, table.narrow(0, start, 1).contiguous()));
+  vargpt::apply_freeze_preset(*m, 3);
+  CHECK(m->parameter("sos_embedding.row").requires_grad());  // the presets' "sos_embedding" selects it
+  CHECK_FALSE(m->sos_embedding.requires_grad());
+  m->save_sharded((base / "again").string(), 4ull << 30);
+  CHECK(bitwise_equal(weights((base / "again").string()).at("sos_embedding.weight"), table));
+  auto f = vargpt::Vargpt::from_pretrained(ck_row, DType::F32);
+  CHECK(bitwise_equal(f->sos_embedding, table));
+  CHECK(bitwise_equal(m->sos_condition(1), f->sos_condition(1)));
+  // Resuming with the option flipped is refused: the optimizer state is laid out for the other set.
+  train::TrainOptions o;
+  o.out_dir = (base / "single_row").string();
+  o.init_dir = kTiny;
+  o.quiet = true;
+  o.resume = true;
+  int64_t n = 0;
+  CHECK_THROWS_WITH_AS(train::train(faithful, fixture_source(&n), o),
+                       doctest::Contains("trained with quirks.sos_single_row = true"), Error);
   fs::remove_all(base);
 }

@@ -54,6 +54,7 @@ const std::map<std::string, Field>& fields() {
       {"quirks.mrope_consistent", field(&Recipe::mrope_consistent)},
       {"quirks.cfg_drop_ca", field(&Recipe::cfg_drop_ca)},
       {"quirks.llm_block_causal", field(&Recipe::llm_block_causal)},
+      {"quirks.sos_single_row", field(&Recipe::sos_single_row)},
       {"dpo.beta", field(&Recipe::dpo_beta)},
       {"dpo.label_smoothing", field(&Recipe::dpo_label_smoothing)},
       {"dpo.ftx", field(&Recipe::dpo_ftx)},

@@ -53,6 +53,7 @@ struct Recipe {
   bool mrope_consistent = false;   // Q10 fix
   bool cfg_drop_ca = false;        // Q13 fix
   bool llm_block_causal = false;   // Q11 fix
+  bool sos_single_row = false;     // Q2 fix: train only sos_embedding's read row (VargptOptions)
   double dpo_beta = 0.1, dpo_label_smoothing = 0.0, dpo_ftx = 0.0;
   // kind vae: the tokenizer loss weights (train/vae_stage.h VaeLossOptions; defaults are upstream's)
   double vae_l1 = 1.0, vae_l2 = 0.0, vae_commit = 0.25, vae_entropy = 1e-3, vae_inv_temperature = 100.0;

@@ -108,7 +108,9 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
 
   // ---- the model, its trainable set, the optimizer and the schedule -----------------------------------
   const DType dtype = r.dtype == "bf16" ? DType::BF16 : DType::F32;
-  std::shared_ptr<vargpt::Vargpt> model = vargpt::Vargpt::from_pretrained(o.init_dir, dtype);
+  vargpt::VargptOptions mo;
+  mo.sos_single_row = r.sos_single_row;  // the table stays whole in the checkpoint either way
+  std::shared_ptr<vargpt::Vargpt> model = vargpt::Vargpt::from_pretrained(o.init_dir, dtype, mo);
   // DPO's reference: a frozen copy in eval mode (vargpt.md §13), given the policy's batch, so its
   // self-correction flips and condition dropout are the policy's (the deterministic reference).
   std::shared_ptr<vargpt::Vargpt> reference;
@@ -179,6 +181,11 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   if (o.resume) {
     if (const auto ck = latest_checkpoint(o.out_dir)) {
       const TrainerState s = load_trainer_state(*ck);
+      // The trainable set decides the optimizer's flat layout; a consolidated ZeRO state checks only sizes.
+      const bool ck_single_row = s.recipe.is_object() && s.recipe.value("quirks.sos_single_row", false);
+      VT_CHECK(ck_single_row == r.sos_single_row, "training ", r.name, ": ", *ck, " was trained with ",
+               "quirks.sos_single_row = ", ck_single_row ? "true" : "false", "; resume it with the same value (its ",
+               "optimizer state is laid out for that trainable set) or start a new run from it with --init");
       if (zero) {
         zero->load_shards(*ck);  // the trainable weights come from the fp32 master; frozen ones never moved
       } else {

@@ -251,8 +251,9 @@ Tensor GenPatchMerger::forward(const Tensor& x) const {
 }
 
 // ---- the model -------------------------------------------------------------------------------------------
-VARGPTQwen2VLForConditionalGeneration::VARGPTQwen2VLForConditionalGeneration(const VargptConfig& cfg, DType dtype)
-    : cfg_(cfg) {
+VARGPTQwen2VLForConditionalGeneration::VARGPTQwen2VLForConditionalGeneration(const VargptConfig& cfg, DType dtype,
+                                                                             const VargptOptions& options)
+    : cfg_(cfg), options_(options) {
   vl = std::make_shared<qwen2_vl::Qwen2VLForConditionalGeneration>(cfg.llm, cfg.vision, dtype);
   visual = register_module("visual", vl->visual);
   lm = vl->lm;
@@ -264,12 +265,34 @@ VARGPTQwen2VLForConditionalGeneration::VARGPTQwen2VLForConditionalGeneration(con
   const int64_t C = cfg.gen.embed_dim, Cl = cfg.llm.hidden_size;
   image_gen_projector = register_module("image_gen_projector", std::make_shared<GenPatchMerger>(Cl, C, dtype));
   image_gen_projector_out = register_module("image_gen_projector_out", std::make_shared<GenPatchMerger>(C, Cl, dtype));
-  sos_embedding = register_module("sos_embedding", std::make_shared<nn::Module>())
-                      ->register_parameter("weight", zeros({cfg.sos_rows, C}, dtype));
+  // Q2: only row tokens.start is ever read (M:1806).
+  auto sos = register_module("sos_embedding", std::make_shared<nn::Module>());
+  if (options.sos_single_row) {
+    sos_embedding = sos->register_buffer("weight", zeros({cfg.sos_rows, C}, dtype));
+    sos_row = sos->register_parameter("row", zeros({1, C}, dtype), /*requires_grad=*/true, /*persistent=*/false);
+  } else {
+    sos_embedding = sos->register_parameter("weight", zeros({cfg.sos_rows, C}, dtype));
+  }
+}
+
+void VARGPTQwen2VLForConditionalGeneration::before_state_dict() const {
+  if (!options_.sos_single_row) return;
+  VT_CHECK(sos_row.storage() && sos_row.storage()->nbytes > 0, "VARGPT: sos_embedding.row holds no data (released ",
+           "by ZeRO stage 3?); gather the parameters before saving the model");
+  NoGradGuard no_grad;
+  Tensor dst = sos_embedding.detach().narrow(0, cfg_.tokens.start, 1);
+  copy_(dst, sos_row.detach());
+}
+
+void VARGPTQwen2VLForConditionalGeneration::after_load() {
+  if (!options_.sos_single_row) return;
+  NoGradGuard no_grad;
+  Tensor dst = sos_row.detach();
+  copy_(dst, sos_embedding.detach().narrow(0, cfg_.tokens.start, 1));
 }
 
 std::shared_ptr<VARGPTQwen2VLForConditionalGeneration> VARGPTQwen2VLForConditionalGeneration::from_pretrained(
-    const std::string& path, std::optional<DType> dtype) {
+    const std::string& path, std::optional<DType> dtype, const VargptOptions& options) {
   const std::string dir = checkpoint_dir(path);
   const VargptConfig cfg = VargptConfig::load(dir);
   {  // the LLM's and the vision tower's sizes against the checkpoint's headers, before allocating
@@ -282,7 +305,7 @@ std::shared_ptr<VARGPTQwen2VLForConditionalGeneration> VARGPTQwen2VLForCondition
   std::shared_ptr<VARGPTQwen2VLForConditionalGeneration> m;
   {
     SkipInitGuard no_init;  // Infinity's and the VAE's constructors draw upstream's init; load replaces it
-    m = std::make_shared<VARGPTQwen2VLForConditionalGeneration>(cfg, dtype.value_or(cfg.llm.dtype));
+    m = std::make_shared<VARGPTQwen2VLForConditionalGeneration>(cfg, dtype.value_or(cfg.llm.dtype), options);
   }
   // The VAE's convs and norms carry one more name level upstream (`conv1.conv.weight`); map them
   // onto vt's names, skip the quantiser's bit-weight buffer, and load everything strictly.
@@ -306,8 +329,9 @@ std::shared_ptr<VARGPTQwen2VLForConditionalGeneration> VARGPTQwen2VLForCondition
 Tensor VARGPTQwen2VLForConditionalGeneration::sos_condition(int64_t batch, bool unconditional) const {
   // sos = sos_embedding.weight[<|image_gen_start|>] (M:1806), one "text" row with lens [1]; the
   // unconditional row is cfg_uncond[0:1] through the same text_norm and text_proj_for_sos.
-  const Tensor row = unconditional ? vargpt_gen->cfg_uncond.narrow(0, 0, 1)
-                                   : sos_embedding.narrow(0, cfg_.tokens.start, 1);  // (1, C)
+  const Tensor row = unconditional          ? vargpt_gen->cfg_uncond.narrow(0, 0, 1)
+                     : options_.sos_single_row ? sos_row
+                                               : sos_embedding.narrow(0, cfg_.tokens.start, 1);  // (1, C)
   const Tensor cond = vargpt_gen->condition_vector(infinity::PackedText{row, {0, 1}});     // (1, C)
   return cond.expand({batch, cond.size(1)});
 }

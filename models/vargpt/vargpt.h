@@ -92,16 +92,32 @@ class GenPatchMerger : public nn::Module {
   Tensor ln_q_weight, ln_q_bias;          // (in) each, unused (Q1)
 };
 
+// How the model stores what it trains; none of it is in config.json, and a checkpoint written with
+// any of these options is upstream's layout.
+struct VargptOptions {
+  // Q2 fix (vargpt.md §14): sos_embedding has tokens.start + 1 rows and only row tokens.start is
+  // read. With sos_single_row the table "sos_embedding.weight" becomes a persistent buffer (loaded
+  // and saved whole, no gradient, no optimizer state) and the read row is the trainable parameter
+  // "sos_embedding.row" (1, C), which is not saved itself: state_dict() writes it into the table's
+  // row, a load reads it back from there, so every other row is saved exactly as it was loaded.
+  // Trains as the faithful table does when weight decay is 0 (the other rows get zero gradients);
+  // with decay the faithful model also shrinks the unread rows. At Infinity-2B's width it drops
+  // 151657 x 2048 = 311M elements of training state: 3.7 GB of fp32 master and moments plus the
+  // gradient (1.2 GB in f32, 0.6 GB in bf16).
+  bool sos_single_row = false;
+};
+
 class VARGPTQwen2VLForConditionalGeneration : public nn::Module {
  public:
   // Parameters in `dtype` except vae_local, which stays f32 (vargpt.md §16: sign decisions of the
   // training labels are taken on its latent).
-  VARGPTQwen2VLForConditionalGeneration(const VargptConfig& cfg, DType dtype = DType::F32);
+  VARGPTQwen2VLForConditionalGeneration(const VargptConfig& cfg, DType dtype = DType::F32,
+                                        const VargptOptions& options = {});
   // dir: config.json, tokenizer.json (optional here; checked when present), and model.safetensors
   // or shards + model.safetensors.index.json, read by mmap. Every missing, unexpected or mis-shaped
   // tensor is listed in one error. The vae_local.quantizer.lfq.mask buffer is accepted and ignored.
   static std::shared_ptr<VARGPTQwen2VLForConditionalGeneration> from_pretrained(
-      const std::string& dir, std::optional<DType> dtype = std::nullopt);
+      const std::string& dir, std::optional<DType> dtype = std::nullopt, const VargptOptions& options = {});
 
   const VargptConfig& config() const { return cfg_; }
   const GenerationTokens& tokens() const { return cfg_.tokens; }
@@ -126,7 +142,8 @@ class VARGPTQwen2VLForConditionalGeneration : public nn::Module {
   std::shared_ptr<bsq::BsqVae> vae_local;
   std::shared_ptr<GenPatchMerger> image_gen_projector;      // Infinity -> LLM: C -> C -> Cl
   std::shared_ptr<GenPatchMerger> image_gen_projector_out;  // LLM -> Infinity: Cl -> Cl -> C
-  Tensor sos_embedding;                                     // (tokens.start + 1, C), "sos_embedding.weight"
+  Tensor sos_embedding;  // (tokens.start + 1, C) "sos_embedding.weight": a parameter, or with sos_single_row a buffer
+  Tensor sos_row;        // (1, C) "sos_embedding.row", the trainable row with sos_single_row; else undefined
 
   // Activation checkpointing of every transformer block (the ViT's, the LLM's, Infinity's), as HF's
   // gradient_checkpointing_enable(): activations kept per block drop to its input, the blocks run
@@ -137,8 +154,13 @@ class VARGPTQwen2VLForConditionalGeneration : public nn::Module {
     vargpt_gen->gradient_checkpointing = on;
   }
 
+ protected:
+  void before_state_dict() const override;  // sos_single_row: sos_row into the table's row
+  void after_load() override;               // sos_single_row: the table's row into sos_row
+
  private:
   VargptConfig cfg_;
+  VargptOptions options_;
 };
 
 using Vargpt = VARGPTQwen2VLForConditionalGeneration;

@@ -4,7 +4,8 @@
 # batch on N ranks, sequentially in one process), a data-parallel run is the one-process run with
 # accumulation, bit for bit: 2 steps of global batch 4 on one process == step 1 on 4 ranks with ZeRO-3,
 # resumed for step 2 on 2 ranks with ZeRO-1 == step 1 on 2 ranks with ZeRO-2 resumed on one process.
-# Rank 0 alone writes the log; every rank writes its optimizer shard.
+# Rank 0 alone writes the log; every rank writes its optimizer shard. quirks.sos_single_row (Q2 fix)
+# trains the same weights on 2 ranks with ZeRO-3.
 # Usage: train_dp_cli.sh VARGPT FIXTURES_DIR
 set -eu
 command -v mpirun > /dev/null 2>&1 || { echo "mpirun not found: skipped"; exit 77; }
@@ -33,6 +34,12 @@ train "$vargpt" train --out dp2 --resume > /dev/null
 cmp -s one/checkpoint-2/model.safetensors dp2/checkpoint-2/model.safetensors \
   || fail "2 ranks (ZeRO-2) resumed on one process differ from one process"
 ! cmp -s dp/checkpoint-1/model.safetensors dp/checkpoint-2/model.safetensors || fail "step 2 left the weights as they were"
+# The Q2 fix trains only sos_embedding's read row; with weight decay 0 the weights are the faithful
+# ones. ZeRO-3 saves the gathered row merged into the whole table, and a one-process resume reads it back.
+train $run 2 "$vargpt" train --out row --set steps=1 --set zero_stage=3 --set quirks.sos_single_row=true > /dev/null
+train "$vargpt" train --out row --resume --set quirks.sos_single_row=true > /dev/null
+cmp -s one/checkpoint-2/model.safetensors row/checkpoint-2/model.safetensors \
+  || fail "quirks.sos_single_row (2 ranks, ZeRO-3, resumed on one process) differs from the faithful run"
 # The logged losses agree with the one-process log (the means over ranks, printed to 6 digits).
 l1=$(grep -o '"loss":[^,]*' one/log.jsonl | head -1); l4=$(grep -o '"loss":[^,]*' dp/log.jsonl | head -1)
 [ "$l1" = "$l4" ] || fail "step 1 loss $l1 (one process) vs $l4 (4 ranks)"

@@ -22,7 +22,9 @@
 // first and reported in ONE vt::Error naming the checkpoint and listing each missing tensor (with
 // the module's shape and dtype), each unexpected one (with the checkpoint's shape) and each shape
 // mismatch (both shapes). strict=false tolerates missing and unexpected tensors (they are returned)
-// but never a shape mismatch. Nothing is modified when loading fails.
+// but never a shape mismatch. Nothing is modified when loading fails. Non-persistent parameters and
+// buffers are not in the state dict; see the state-dict hooks for keeping one in step with a saved
+// tensor (vargpt's single-row sos_embedding).
 #pragma once
 #include <functional>
 #include <map>
@@ -55,8 +57,11 @@ class Module {
   Module& operator=(const Module&) = delete;
 
   // ---- registration (in the constructor of a derived module) -------------------------------
-  // Returns the handle to keep; requires_grad is set on floating parameters.
-  Tensor register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
+  // Returns the handle to keep; requires_grad is set on floating parameters. A non-persistent
+  // parameter is trained but left out of state_dict(), so it is neither saved nor loaded: the module
+  // keeps it in step with a saved tensor through the state-dict hooks below.
+  Tensor register_parameter(const std::string& name, Tensor value, bool requires_grad = true,
+                            bool persistent = true);
   // Non-persistent buffers (e.g. RoPE tables) are not saved or loaded.
   Tensor register_buffer(const std::string& name, Tensor value, bool persistent = true);
   template <class M>
@@ -112,6 +117,13 @@ class Module {
 
  protected:
   void add_child(const std::string& name, std::shared_ptr<Module> child);
+  // State-dict hooks (torch's state_dict pre-hook and load_state_dict post-hook), for a module whose
+  // saved tensor is not one of its parameters as is. state_dict() (and so save, save_sharded and the
+  // targets of a load) first calls before_state_dict() on every module of the tree, depth first; a
+  // load that succeeded calls after_load() on every module once all tensors are copied in. They may
+  // change tensor contents, never which tensors there are.
+  virtual void before_state_dict() const {}
+  virtual void after_load() {}
 
  private:
   struct Slot {

@@ -19,7 +19,7 @@ ResidualStream run_block(const Module& block, BlockRun how, BlockFn fn, const Re
                          std::vector<Tensor> extra) {
   BlockHooks* hooks = block_hooks();
   const bool grad = grad_enabled();
-  if (!hooks) {
+  if (!hooks || !hooks->manages(block)) {
     if (grad && how.checkpointing && !how.kv_cache) return checkpoint_layer(std::move(fn), in, std::move(extra));
     return fn(in, extra);
   }

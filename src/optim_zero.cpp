@@ -288,7 +288,7 @@ void ZeroOptimizer::reduce_gradients() {
   if (opt_.stage == 3) {
     for (size_t b = 0; b < B; ++b) {
       if (!pinned_) release(b);  // blocks kept for a cached backward, prefetches nobody used
-      sets_[b].reduced = sets_[b].kept = false;
+      sets_[b].reduced = false;
     }
   }
   ++micro_steps_;

@@ -40,12 +40,16 @@ void ZeroOptimizer::point_params_into(GroupLayout& g, const Tensor& arena) {
 class ZeroOptimizer::Hooks final : public nn::BlockHooks {
  public:
   explicit Hooks(ZeroOptimizer* z) : z_(z) {}
+  // A listed block with trainable parameters (a frozen block runs as without ZeRO: no recompute).
+  bool manages(const nn::Module& m) const override {
+    const int b = index(m);
+    return b >= 0 && !z_->sets_[b].units.empty();
+  }
   void before_forward(const nn::Module& m) override { arrive(m, +1); }
   void after_forward(const nn::Module& m, bool kept_for_backward) override {
     const int b = index(m);
     if (b < 0) return;
-    if (kept_for_backward) z_->sets_[b].kept = true;  // freed by reduce_gradients
-    else if (!z_->pinned_) z_->release(b);
+    if (!kept_for_backward && !z_->pinned_) z_->release(b);  // kept: reduce_gradients frees it
   }
   void before_backward(const nn::Module& m) override { arrive(m, -1); }
   void after_backward(const nn::Module& m) override {

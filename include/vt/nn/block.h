@@ -7,8 +7,9 @@
 //
 // fn is the block's forward on the residual stream (the contract of nn::checkpoint_layer: what it
 // uses besides `extra` is captured by value). What run_block does:
-//   no hooks installed         fn(h, extra), or checkpoint_layer(fn, h, extra) when checkpointing
-//                              is asked for, grad is on and there is no KV cache
+//   no hooks installed, or     fn(h, extra), or checkpoint_layer(fn, h, extra) when checkpointing
+//   hooks->manages(block)      is asked for, grad is on and there is no KV cache
+//   is false
 //   hooks, grad off            before_forward(block), fn, after_forward(block, false)
 //   hooks, grad on             the block runs under checkpoint_layer WHETHER OR NOT checkpointing
 //                              was asked for: the recomputation in backward is the one place where
@@ -36,6 +37,8 @@ namespace vt::nn {
 class BlockHooks {
  public:
   virtual ~BlockHooks() = default;
+  // Whether the hooks act on this block at all (the others run as if no hooks were installed).
+  virtual bool manages(const Module& block) const = 0;
   virtual void before_forward(const Module& block) = 0;
   // kept_for_backward: the block's autograd graph holds its parameters (see the top note)
   virtual void after_forward(const Module& block, bool kept_for_backward) = 0;

@@ -57,7 +57,7 @@
 //     cost is one more forward per block. A block run with a KV cache under grad stays gathered
 //     until reduce_gradients().
 //     The order of `blocks` is the prefetch order (forward; backward runs it reversed); blocks
-//     without trainable parameters are skipped. Prefetch is MPI_Iallgather on MPI, the group's
+//     without trainable parameters are skipped (and run as without ZeRO: no forced recompute). Prefetch is MPI_Iallgather on MPI, the group's
 //     communication stream on NCCL (dist/process_group.h all_gather_async).
 // Frozen parameters are never in the arena, in any stage or mode: replicated, never communicated
 // (each rank loaded them; a frozen block needs nothing from its peers to run).
@@ -232,7 +232,6 @@ class ZeroOptimizer {
     std::vector<Tensor> buffers;                    // per unit, (padded,)
     std::vector<std::unique_ptr<dist::Work>> works;
     bool reduced = false;  // its gradients went into the accumulator this micro-step
-    bool kept = false;     // run with a KV cache under grad: held until reduce_gradients
   };
   std::vector<GatherSet> sets_;
   std::map<const nn::Module*, size_t> block_index_;

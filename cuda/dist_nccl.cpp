@@ -8,6 +8,11 @@
 // (NCCL >= 2.10). `accumulate` reduces into a scratch buffer on the same stream and adds it to the
 // output (out = out + Σ in): NCCL has no accumulating collective. The scratch is announced to the
 // stream (record_stream) so the caching allocator keeps it until the add has run.
+// all_gather_async queues on the group's own communication stream, which first waits for the
+// caller's current stream (the shard is written there); its Work makes the caller's current stream
+// wait on an event recorded after the gather, so compute queued later reads the gathered buffer
+// while compute queued earlier overlaps the transfer. Both buffers are announced to the
+// communication stream (record_stream).
 // Reduction order is NCCL's (ring or tree, chosen by size): not bitwise fixed across world sizes.
 #ifdef VT_WITH_NCCL
 #include <nccl.h>
@@ -108,6 +113,26 @@ class NcclProcessGroup final : public ProcessGroup {
     count(n * (size_ - 1), in.element_size(), since(t0));
   }
 
+  std::unique_ptr<Work> all_gather_async(const Tensor& in, Tensor& out) override {
+    check(in, "all_gather_async");
+    check(out, "all_gather_async");
+    const int64_t n = in.numel();
+    VT_CHECK(out.numel() == n * size_ && in.dtype() == out.dtype(), "nccl: all_gather_async: output ",
+             out.shape().str(), " must hold ", size_, " blocks of the input ", in.shape().str());
+    if (!comm_stream_) comm_stream_ = std::make_unique<cuda::Stream>(cuda::Stream::create(device_));
+    const cuda::Stream caller = cuda::Stream::current(device_);
+    comm_stream_->wait(caller);
+    const auto t0 = std::chrono::steady_clock::now();
+    VT_NCCL_CHECK(ncclAllGather(in.raw_data(), out.raw_data(), n, nccl_type(in.dtype()), comm_,
+                                reinterpret_cast<cudaStream_t>(comm_stream_->handle())));
+    count(n * (size_ - 1), in.element_size(), since(t0));
+    cuda::record_stream(in, *comm_stream_);
+    cuda::record_stream(out, *comm_stream_);
+    auto work = std::make_unique<NcclWork>(device_);
+    work->done.record(*comm_stream_);
+    return work;
+  }
+
   void broadcast(Tensor& t, int root, const cuda::Stream* stream) override {
     check(t, "broadcast");
     VT_NCCL_CHECK(ncclBroadcast(t.raw_data(), t.raw_data(), t.numel(), nccl_type(t.dtype()), root, comm_, pick(stream)));
@@ -122,6 +147,19 @@ class NcclProcessGroup final : public ProcessGroup {
   }
 
  private:
+  struct NcclWork final : Work {
+    explicit NcclWork(int d) : device(d) {}
+    void wait() override {
+      if (waited) return;
+      cuda::Stream::current(device).wait(done);
+      waited = true;
+    }
+    ~NcclWork() override { wait(); }
+    int device;
+    cuda::Event done;
+    bool waited = false;
+  };
+
   static double since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
@@ -135,6 +173,7 @@ class NcclProcessGroup final : public ProcessGroup {
   }
   int rank_, size_, device_;
   ncclComm_t comm_ = nullptr;
+  std::unique_ptr<cuda::Stream> comm_stream_;  // all_gather_async's, made on first use
 };
 
 }  // namespace

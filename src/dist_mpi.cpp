@@ -4,7 +4,9 @@
 // MPI_Ireduce_scatter_block, MPI_Ibcast, MPI_Ibarrier) followed by a wait that polls MPI_Test until
 // the deadline: a peer that died or hangs turns into an error on this rank instead of a hang (Open
 // MPI without ULFM never reports a dead peer to a blocked collective; mpirun ends the job when a rank
-// exits non-zero, and abort_job ends it when a rank throws).
+// exits non-zero, and abort_job ends it when a rank throws). all_gather_async returns after the
+// MPI_Iallgather; its Work runs that wait later (Open MPI has no progress thread on its own: the
+// transfer advances inside MPI calls, i.e. inside the waits of other collectives and this one).
 //
 // Fixed-order reductions (the default): reduce_scatter sends block r of every rank to rank r with
 // MPI_Ialltoall, which then adds the N copies in rank order in the element type (fp32 for f32; bf16
@@ -206,6 +208,23 @@ class MpiProcessGroup final : public ProcessGroup {
     count(n * (size_ - 1), in.element_size(), seconds_since(t0));
   }
 
+  // MPI_Iallgather now, the poll in wait(). The Work keeps in and out alive until then.
+  std::unique_ptr<Work> all_gather_async(const Tensor& in, Tensor& out) override {
+    check_cpu(in, "all_gather_async");
+    check_cpu(out, "all_gather_async");
+    const int64_t n = in.numel();
+    VT_CHECK(out.numel() == n * size_ && in.dtype() == out.dtype(), "mpi: all_gather_async: output ",
+             out.shape().str(), " must hold ", size_, " blocks of the input ", in.shape().str());
+    const auto t0 = now();
+    const bool in_place = in.raw_data() == static_cast<const char*>(out.raw_data()) + rank_ * n * in.element_size();
+    auto work = std::make_unique<MpiWork>(this, in, out, n * size_);
+    VT_MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.raw_data(), static_cast<int>(n), mpi_type(in.dtype()),
+                                out.raw_data(), static_cast<int>(n), mpi_type(out.dtype()), MPI_COMM_WORLD, &work->req),
+                 "MPI_Iallgather");
+    count(n * (size_ - 1), in.element_size(), seconds_since(t0));
+    return work;
+  }
+
   void broadcast(Tensor& t, int root, const cuda::Stream*) override {
     check_cpu(t, "broadcast");
     VT_CHECK(root >= 0 && root < size_, "mpi: broadcast from rank ", root, " of ", size_);
@@ -224,6 +243,26 @@ class MpiProcessGroup final : public ProcessGroup {
   }
 
  private:
+  struct MpiWork final : Work {
+    MpiWork(MpiProcessGroup* g, Tensor a, Tensor b, int64_t n) : group(g), in(std::move(a)), out(std::move(b)), n(n) {}
+    ~MpiWork() override {
+      if (req == MPI_REQUEST_NULL) return;
+      try {
+        wait();
+      } catch (const std::exception& e) {  // a destructor must not throw: say it and let the job fail later
+        std::fprintf(stderr, "vt: %s\n", e.what());
+      }
+    }
+    void wait() override {
+      if (req == MPI_REQUEST_NULL) return;
+      group->wait(req, "all_gather_async", n);  // MPI_Test sets req to MPI_REQUEST_NULL when done
+    }
+    MpiProcessGroup* group;
+    Tensor in, out;
+    int64_t n;
+    MPI_Request req = MPI_REQUEST_NULL;
+  };
+
   static std::chrono::steady_clock::time_point now() { return std::chrono::steady_clock::now(); }
   static double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(now() - t0).count();

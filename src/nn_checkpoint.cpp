@@ -83,7 +83,8 @@ grads recompute_and_backward(const std::function<Tensor(const std::vector<Tensor
 
 }  // namespace
 
-Tensor checkpoint(std::function<Tensor(const std::vector<Tensor>&)> fn, std::vector<Tensor> inputs) {
+Tensor checkpoint(std::function<Tensor(const std::vector<Tensor>&)> fn, std::vector<Tensor> inputs,
+                  CheckpointHooks hooks) {
   Generator& gen = default_generator();
   const RngState rng{gen.seed(), gen.offset()};
   Tensor out;
@@ -102,20 +103,23 @@ Tensor checkpoint(std::function<Tensor(const std::vector<Tensor>&)> fn, std::vec
   std::vector<Tensor> edges = inputs;
   if (!any) edges.push_back(zeros({}).requires_grad_());
   auto body = std::make_shared<std::function<Tensor(const std::vector<Tensor>&)>>(std::move(fn));
-  autograd::record("checkpoint", out, edges, [body, edges, n_inputs, rng](const Tensor& g) {
+  autograd::record("checkpoint", out, edges, [body, edges, n_inputs, rng, hooks](const Tensor& g) {
+    if (hooks.before_recompute) hooks.before_recompute();
     const int threads = omp_get_max_threads();
     auto job = std::async(std::launch::async, [&] {
       omp_set_num_threads(threads);
       return recompute_and_backward(*body, edges, n_inputs, rng, g);
     });
-    return job.get();
+    grads result = job.get();
+    if (hooks.after_backward) hooks.after_backward();
+    return result;
   });
   return out;
 }
 
 ResidualStream checkpoint_layer(
     std::function<ResidualStream(const ResidualStream&, const std::vector<Tensor>& extra)> fn,
-    const ResidualStream& in, std::vector<Tensor> extra) {
+    const ResidualStream& in, std::vector<Tensor> extra, CheckpointHooks hooks) {
   auto fold = [](const ResidualStream& h) { return h.delta.defined() ? h.residual + h.delta : h.residual; };
   std::vector<Tensor> inputs{fold(in)};
   inputs.insert(inputs.end(), extra.begin(), extra.end());
@@ -123,7 +127,7 @@ ResidualStream checkpoint_layer(
       [fn = std::move(fn), fold](const std::vector<Tensor>& v) {
         return fold(fn(ResidualStream{v[0], Tensor()}, std::vector<Tensor>(v.begin() + 1, v.end())));
       },
-      std::move(inputs));
+      std::move(inputs), std::move(hooks));
   return {out, Tensor()};
 }
 

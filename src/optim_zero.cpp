@@ -1,22 +1,17 @@
-// optim_zero.cpp: ZeRO stages 0-3 over the flat arena; see optim/zero.h.
+// optim_zero.cpp: ZeRO stages 0-3 over the flat arena; see optim/zero.h. The layout, the gradient
+// reductions, the step and the memory report; stage 3's gathering and the block hooks are in
+// optim_zero_gather.cpp, the sharded checkpoints in optim_zero_checkpoint.cpp.
 #include "vt/optim/zero.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <nlohmann/json.hpp>
 
 #include "vt/autograd.h"
-#include "vt/io/safetensors.h"
-#include "vt/io/tensor_io.h"
 #include "vt/ops.h"
 #include "vt/optim/clip.h"
 
 namespace vt::optim {
-
-namespace fs = std::filesystem;
-using json = nlohmann::json;
 
 namespace {
 
@@ -54,30 +49,39 @@ double sum_squares(const Tensor& g) {
   }
 }
 
-// Points a parameter's storage at `view` in place: every handle to it (the model's) sees the move.
-void repoint(const Tensor& p, const Tensor& view) {
-  p.impl()->storage = view.storage();
-  p.impl()->layout = view.layout();
-}
-
 }  // namespace
 
 ZeroOptimizer::ZeroOptimizer(std::vector<ParamGroupSpec> specs, std::shared_ptr<dist::ProcessGroup> group,
                              ZeroOptions options)
-    : pg_(std::move(group)), opt_(options) {
+    : pg_(std::move(group)), opt_(std::move(options)) {
   VT_CHECK(pg_ != nullptr, "zero: no process group");
   VT_CHECK(opt_.stage >= 0 && opt_.stage <= 3, "zero: stage ", opt_.stage, " (0, 1, 2 or 3)");
   VT_CHECK(opt_.bucket_elements >= 1, "zero: bucket_elements ", opt_.bucket_elements);
+  VT_CHECK(opt_.blocks.empty() || opt_.stage == 3, "zero: per-block gathering (", opt_.blocks.size(),
+           " blocks in ZeroOptions::blocks) is stage 3's; this optimizer is stage ", opt_.stage);
   NoGradGuard no_grad;
   const int64_t N = pg_->size(), r = pg_->rank();
+  // Which block each trainable parameter belongs to (by tensor identity).
+  std::map<const TensorImpl*, int> block_of;
+  for (size_t b = 0; b < opt_.blocks.size(); ++b) {
+    VT_CHECK(opt_.blocks[b].module != nullptr, "zero: block ", b, " has no module");
+    VT_CHECK(block_index_.emplace(opt_.blocks[b].module, b).second, "zero: block ", b, " repeats block ",
+             block_index_[opt_.blocks[b].module], "'s module");
+    for (const Tensor& p : opt_.blocks[b].params) {
+      auto [it, fresh] = block_of.emplace(p.impl(), static_cast<int>(b));
+      VT_CHECK(fresh || it->second == static_cast<int>(b), "zero: a parameter of ", p.shape().str(),
+               " is listed in blocks ", it->second, " and ", b);
+    }
+  }
   std::vector<ParamGroupSpec> inner_specs;
-  int64_t max_shard = 0;
+  int64_t max_unit_shard = 0;
   for (size_t gi = 0; gi < specs.size(); ++gi) {
     const ParamGroupSpec& spec = specs[gi];
     GroupLayout g;
     g.name = spec.name.empty() ? "group" + std::to_string(gi) : spec.name;
     DType dtype = DType::F32;
     Device device = Device::cpu();
+    std::vector<int> block_of_param;
     for (size_t i = 0; i < spec.params.size(); ++i) {
       const Tensor& p = spec.params[i];
       const std::string name = spec.names.empty() ? g.name + "." + std::to_string(i) : spec.names[i];
@@ -97,39 +101,58 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ParamGroupSpec> specs, std::shared_ptr<
       g.params.push_back(p);
       g.names.push_back(name);
       g.steps.push_back(0);
+      auto it = block_of.find(p.impl());
+      block_of_param.push_back(it == block_of.end() ? -1 : it->second);
     }
-    g.padded_numel = (g.numel + N - 1) / N * N;
-    g.shard = g.padded_numel / N;
-    g.owned_begin = opt_.stage == 0 ? 0 : r * g.shard;
-    g.owned_end = opt_.stage == 0 ? g.padded_numel : (r + 1) * g.shard;
-    max_shard = std::max(max_shard, g.shard);
+    build_units(g, block_of_param);
+    for (const Unit& u : g.units) max_unit_shard = std::max(max_unit_shard, u.shard);
 
-    // The arena: every parameter copied in, then pointed into it.
-    Tensor arena = zeros({g.padded_numel}, TensorOptions(dtype, device));
-    for (size_t i = 0; i < g.params.size(); ++i) {
-      Tensor dst = arena.narrow(0, g.offsets[i], g.params[i].numel());
-      copy_(dst, g.params[i].detach().view({-1}));
+    // Stages 0-2: the arena, every parameter copied in, then pointed into it. Stage 3: this rank's
+    // slice of every unit, copied straight from the parameters (which then point at no memory).
+    Tensor arena, shard;
+    if (opt_.stage < 3) {
+      arena = zeros({g.padded_numel}, TensorOptions(dtype, device));
+      for (size_t i = 0; i < g.params.size(); ++i) {
+        Tensor dst = arena.narrow(0, g.offsets[i], g.params[i].numel());
+        copy_(dst, g.params[i].detach().view({-1}));
+      }
+      point_params_into(g, arena);
+    } else {
+      shard = zeros({g.shard}, TensorOptions(dtype, device));
+      for (const Unit& u : g.units) {
+        const int64_t mine = u.begin + r * u.shard;  // global flat position of this rank's slice
+        for (size_t i = u.first; i < u.last; ++i) {
+          const int64_t pa = g.offsets[i], pb = pa + g.params[i].numel();
+          const int64_t a = std::max(pa, mine), b = std::min(pb, mine + u.shard);
+          if (a >= b) continue;
+          Tensor dst = shard.narrow(0, u.shard_offset + a - mine, b - a);
+          copy_(dst, g.params[i].detach().view({-1}).narrow(0, a - pa, b - a));
+        }
+      }
     }
-    point_params_into(g, arena);
-    Tensor shard;
-    if (opt_.stage == 3) shard = arena.narrow(0, g.owned_begin, g.shard).clone();
 
-    // The inner AdamW's parameters: the pieces of the owned range, views of the arena (of the
-    // shard in stage 3, which outlives the arena).
+    // The inner AdamW's parameters: the pieces of the owned ranges, views of the arena (of the
+    // shard in stage 3, which outlives the gathered buffers).
     ParamGroupSpec inner;
     inner.name = g.name;
     inner.options = spec.options;
     std::vector<Piece> pieces;
-    for (size_t i = 0; i < g.params.size(); ++i) {
-      const int64_t pa = g.offsets[i], pb = pa + g.params[i].numel();
-      const int64_t a = std::max(pa, g.owned_begin), b = std::min(pb, g.owned_end);
-      if (a >= b) continue;
-      pieces.push_back({i, a, b - a});
-      Tensor piece = opt_.stage == 3 ? shard.narrow(0, a - g.owned_begin, b - a) : arena.narrow(0, a, b - a);
-      piece.requires_grad_(true);
-      inner.params.push_back(piece);
-      inner.names.push_back(b - a == pb - pa ? g.names[i]
-                                             : detail::concat(g.names[i], "[", a - pa, ":", b - pa, "]"));
+    for (const Unit& u : g.units) {
+      const int64_t mine = u.begin + r * u.shard;
+      const int64_t oa = opt_.stage == 0 ? u.begin : mine;
+      const int64_t ob = opt_.stage == 0 ? u.begin + u.numel : std::min(mine + u.shard, u.begin + u.numel);
+      for (size_t i = u.first; i < u.last; ++i) {
+        const int64_t pa = g.offsets[i], pb = pa + g.params[i].numel();
+        const int64_t a = std::max(pa, oa), b = std::min(pb, ob);
+        if (a >= b) continue;
+        const int64_t pos = opt_.stage == 0 ? a : u.shard_offset + a - mine;
+        pieces.push_back({i, a, b - a, pos});
+        Tensor piece = opt_.stage == 3 ? shard.narrow(0, pos, b - a) : arena.narrow(0, a, b - a);
+        piece.requires_grad_(true);
+        inner.params.push_back(piece);
+        inner.names.push_back(b - a == pb - pa ? g.names[i]
+                                               : detail::concat(g.names[i], "[", a - pa, ":", b - pa, "]"));
+      }
     }
     inner_specs.push_back(std::move(inner));
     pieces_.push_back(std::move(pieces));
@@ -143,54 +166,61 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ParamGroupSpec> specs, std::shared_ptr<
   }
   if (opt_.stage >= 2 && !groups_.empty()) {
     const GroupLayout& g0 = groups_.front();
-    bucket_ = zeros({N * std::min(opt_.bucket_elements, std::max<int64_t>(max_shard, 1))},
+    bucket_ = zeros({N * std::min(opt_.bucket_elements, std::max<int64_t>(max_unit_shard, 1))},
                     TensorOptions(accumulator_.front().dtype(), g0.params.empty() ? Device::cpu() : g0.params[0].device()));
   }
   inner_ = std::make_unique<AdamW>(std::move(inner_specs), 1);
-  if (opt_.stage == 3) release_parameters();
-}
-
-ZeroOptimizer::~ZeroOptimizer() = default;
-
-void ZeroOptimizer::point_params_into(GroupLayout& g, const Tensor& arena) {
-  for (size_t i = 0; i < g.params.size(); ++i)
-    repoint(g.params[i], arena.narrow(0, g.offsets[i], g.params[i].numel()).view(g.params[i].shape()));
-}
-
-// ---- stage 3: the arena exists from gather_parameters() to the end of step() ---------------------------
-
-void ZeroOptimizer::gather_parameters() {
-  if (opt_.stage != 3 || gathered_) return;
-  NoGradGuard no_grad;
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    GroupLayout& g = groups_[gi];
-    Tensor arena = empty({g.padded_numel}, TensorOptions(param_shard_[gi].dtype(), param_shard_[gi].device()));
-    pg_->all_gather(param_shard_[gi], arena);
-    point_params_into(g, arena);
-    arena_[gi] = arena;
+  if (opt_.stage == 3) {
+    // Gather sets: one per block, the rest last (gather-all: the rest is everything).
+    const size_t B = opt_.blocks.size();
+    sets_.resize(B + 1);
+    for (size_t gi = 0; gi < groups_.size(); ++gi)
+      for (size_t u = 0; u < groups_[gi].units.size(); ++u) {
+        const int b = groups_[gi].units[u].block;
+        sets_[b < 0 ? B : static_cast<size_t>(b)].units.push_back({gi, u});
+      }
+    release_parameters();  // the parameters still hold the model's memory: drop it
+    if (B > 0) install_hooks();
   }
-  gathered_ = true;
 }
 
-void ZeroOptimizer::release_parameters() {
-  if (opt_.stage != 3 || !gathered_) return;
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    for (const Tensor& p : groups_[gi].params) {
-      auto none = std::make_shared<Storage>();  // no bytes: gather_parameters() before the next use
-      none->device = p.device();
-      p.impl()->storage = none;
-    }
-    arena_[gi] = Tensor();
+// Units: maximal runs of parameters with the same block (-1: the rest), each padded to N on its own.
+void ZeroOptimizer::build_units(GroupLayout& g, const std::vector<int>& block_of_param) const {
+  const int64_t N = pg_->size(), r = pg_->rank();
+  int64_t shard_offset = 0;
+  for (size_t i = 0; i < g.params.size();) {
+    size_t j = i + 1;
+    while (j < g.params.size() && block_of_param[j] == block_of_param[i]) ++j;
+    Unit u;
+    u.block = block_of_param[i];
+    u.first = i, u.last = j;
+    u.begin = g.offsets[i];
+    u.numel = (j < g.params.size() ? g.offsets[j] : g.numel) - u.begin;
+    u.padded = (u.numel + N - 1) / N * N;
+    u.shard = u.padded / N;
+    u.shard_offset = shard_offset;
+    shard_offset += u.shard;
+    g.padded_numel += u.padded;
+    g.units.push_back(u);
+    i = j;
   }
-  gathered_ = false;
+  g.shard = shard_offset;
+  g.owned_begin = opt_.stage == 0 ? 0 : r * g.shard;
+  g.owned_end = opt_.stage == 0 ? g.padded_numel : (r + 1) * g.shard;
+  for (const Unit& u : g.units) {
+    const int64_t a = opt_.stage == 0 ? u.begin : u.begin + std::min(r * u.shard, u.numel);
+    const int64_t b = opt_.stage == 0 ? u.begin + u.numel : u.begin + std::min((r + 1) * u.shard, u.numel);
+    if (a < b) g.owned.push_back({a, b});
+  }
 }
 
 // ---- gradients -----------------------------------------------------------------------------------------
 
-// dst (len,) = the flat gradient [flat_begin, flat_begin + len) of group g (zero where no .grad or padding).
-void ZeroOptimizer::pack(const GroupLayout& g, int64_t flat_begin, int64_t len, Tensor dst) const {
+// dst (len,) = the flat gradient [flat_begin, flat_begin + len) of group g, zero where no .grad, at
+// or past `limit` (a unit's end: its padding) or past the last parameter.
+void ZeroOptimizer::pack(const GroupLayout& g, int64_t flat_begin, int64_t len, int64_t limit, Tensor dst) const {
   fill_(dst, 0);
-  const int64_t flat_end = flat_begin + len;
+  const int64_t flat_end = std::min(flat_begin + len, limit);
   auto it = std::upper_bound(g.offsets.begin(), g.offsets.end(), flat_begin);
   size_t i = it == g.offsets.begin() ? 0 : static_cast<size_t>(it - g.offsets.begin() - 1);
   for (; i < g.params.size() && g.offsets[i] < flat_end; ++i) {
@@ -204,37 +234,66 @@ void ZeroOptimizer::pack(const GroupLayout& g, int64_t flat_begin, int64_t len, 
   }
 }
 
-void ZeroOptimizer::reduce_gradients() {
+// Bucket c holds column [c0, c0 + len) of every rank's slice of the unit, so its reduce-scatter
+// lands in this rank's accumulator at the unit's shard_offset + c0: equal blocks, contiguous shards.
+void ZeroOptimizer::reduce_unit(size_t gi, size_t ui, bool accumulate) {
   NoGradGuard no_grad;
+  GroupLayout& g = groups_[gi];
+  const Unit& u = g.units[ui];
   const int64_t N = pg_->size();
   const dist::ReduceOp op = opt_.average ? dist::ReduceOp::Avg : dist::ReduceOp::Sum;
+  for (size_t i = u.first; i < u.last; ++i)
+    if (g.params[i].grad().defined()) has_grad_[gi][i] = 1;
+  const int64_t C = bucket_.numel() / N;
+  for (int64_t c0 = 0; c0 < u.shard; c0 += C) {
+    const int64_t len = std::min(C, u.shard - c0);
+    Tensor bucket = bucket_.narrow(0, 0, N * len);
+    for (int64_t k = 0; k < N; ++k)
+      pack(g, u.begin + k * u.shard + c0, len, u.begin + u.numel, bucket.narrow(0, k * len, len));
+    Tensor out = accumulator_[gi].narrow(0, u.shard_offset + c0, len);
+    pg_->reduce_scatter(bucket, out, op, accumulate);
+  }
+  for (size_t i = u.first; i < u.last; ++i) g.params[i].zero_grad();  // the accumulator holds them now
+}
+
+void ZeroOptimizer::reduce_gradients() {
+  NoGradGuard no_grad;
+  const dist::ReduceOp op = opt_.average ? dist::ReduceOp::Avg : dist::ReduceOp::Sum;
   const bool accumulate = micro_steps_ > 0;
+  const size_t B = opt_.blocks.size();
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     GroupLayout& g = groups_[gi];
-    for (size_t i = 0; i < g.params.size(); ++i)
-      if (g.params[i].grad().defined()) has_grad_[gi][i] = 1;
     if (opt_.stage <= 1) {
       // The whole flat gradient at once: one reduce-scatter into the accumulator.
-      pack(g, 0, g.padded_numel, full_grad_[gi]);
+      for (size_t i = 0; i < g.params.size(); ++i)
+        if (g.params[i].grad().defined()) has_grad_[gi][i] = 1;
+      pack(g, 0, g.padded_numel, g.numel, full_grad_[gi]);
       pg_->reduce_scatter(full_grad_[gi], accumulator_[gi], op, accumulate);
-    } else {
-      // Bucket c holds column [c0, c0 + len) of every rank's shard, so its reduce-scatter lands in
-      // this rank's accumulator at c0: equal blocks, contiguous shards.
-      const int64_t C = bucket_.numel() / N;
-      for (int64_t c0 = 0; c0 < g.shard; c0 += C) {
-        const int64_t len = std::min(C, g.shard - c0);
-        Tensor bucket = bucket_.narrow(0, 0, N * len);
-        for (int64_t k = 0; k < N; ++k) pack(g, k * g.shard + c0, len, bucket.narrow(0, k * len, len));
-        Tensor out = accumulator_[gi].narrow(0, c0, len);
-        pg_->reduce_scatter(bucket, out, op, accumulate);
-      }
+      for (const Tensor& p : g.params) p.zero_grad();
+      continue;
     }
-    for (const Tensor& p : g.params) p.zero_grad();  // the accumulator holds them now
+    for (size_t ui = 0; ui < g.units.size(); ++ui) {
+      const Unit& u = g.units[ui];
+      if (opt_.stage == 3 && u.block >= 0 && sets_[u.block].reduced) {
+        // Reduced in its after_backward: a gradient now would be a use outside the block.
+        for (size_t i = u.first; i < u.last; ++i)
+          VT_CHECK(!g.params[i].grad().defined(), "zero: parameter '", g.names[i], "' of block ", u.block,
+                   " received a gradient after the block's backward: the model uses it outside the block; leave it ",
+                   "out of ZeroBlock::params (it then joins the rest)");
+        continue;
+      }
+      reduce_unit(gi, ui, accumulate);
+    }
+  }
+  if (opt_.stage == 3) {
+    for (size_t b = 0; b < B; ++b) {
+      if (!pinned_) release(b);  // blocks kept for a cached backward, prefetches nobody used
+      sets_[b].reduced = false;
+    }
   }
   ++micro_steps_;
   prepared_ = false;
 }
-
 void ZeroOptimizer::prepare_step() {
   if (prepared_) return;
   NoGradGuard no_grad;
@@ -261,8 +320,7 @@ void ZeroOptimizer::prepare_step() {
         inner.params[k].zero_grad();
         continue;
       }
-      inner.params[k].set_grad(opt_.stage == 0 ? full_grad_[gi].narrow(0, pc.begin, pc.len)
-                                               : accumulator_[gi].narrow(0, pc.begin - g.owned_begin, pc.len));
+      inner.params[k].set_grad((opt_.stage == 0 ? full_grad_[gi] : accumulator_[gi]).narrow(0, pc.pos, pc.len));
     }
   }
   prepared_ = true;
@@ -272,8 +330,13 @@ Tensor ZeroOptimizer::reduced_gradient(size_t gi) {
   prepare_step();
   const GroupLayout& g = groups_.at(gi);
   if (opt_.stage == 0) return full_grad_[gi].narrow(0, 0, g.numel);
-  const int64_t n = std::max<int64_t>(0, std::min(g.owned_end, g.numel) - g.owned_begin);
-  return accumulator_[gi].narrow(0, 0, n);
+  std::vector<Tensor> parts;  // the real (unpadded) part of this rank's slice of every unit
+  for (const Unit& u : g.units) {
+    const int64_t n = std::max<int64_t>(0, std::min(u.shard, u.numel - pg_->rank() * u.shard));
+    if (n > 0) parts.push_back(accumulator_[gi].narrow(0, u.shard_offset, n));
+  }
+  if (parts.size() == 1) return parts[0];
+  return parts.empty() ? accumulator_[gi].narrow(0, 0, 0) : cat(parts, 0);
 }
 
 double ZeroOptimizer::grad_norm() {
@@ -331,11 +394,12 @@ ModelStateBytes ZeroOptimizer::model_state_bytes() const {
   ModelStateBytes b;
   auto bytes = [](const Tensor& t) { return t.defined() ? static_cast<int64_t>(t.storage()->nbytes) : int64_t{0}; };
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    b.params += opt_.stage == 3 ? bytes(param_shard_[gi]) + (gathered_ ? bytes(arena_[gi]) : 0) : bytes(arena_[gi]);
+    b.params += opt_.stage == 3 ? bytes(param_shard_[gi]) : bytes(arena_[gi]);
     b.grads += bytes(accumulator_[gi]) + bytes(full_grad_[gi]);
     const ParamGroup& inner = inner_->groups()[gi];
     b.optimizer += bytes(inner.master) + bytes(inner.exp_avg) + bytes(inner.exp_avg_sq);
   }
+  b.params += gathered_bytes_;
   b.bucket = bytes(bucket_);
   b.frozen = frozen_bytes_;
   return b;
@@ -378,175 +442,22 @@ std::string ZeroOptimizer::memory_report() const {
                           e.total(), " B (+", e.frozen + frozen_bytes_, " frozen; stages 0-1 add the GΨ/N fold accumulator, ",
                           "2-3 the bucket)", s == opt_.stage ? "  <- this run" : "", "\n");
   }
+  if (opt_.stage == 3 && !opt_.blocks.empty()) {
+    // Per block: what is gathered at most (the rest, the running block, the prefetched one).
+    int64_t rest = 0, largest = 0, blocks = 0;
+    for (size_t b = 0; b < sets_.size(); ++b) {
+      int64_t bytes = 0;
+      for (const auto& [gi, ui] : sets_[b].units)
+        bytes += groups_[gi].units[ui].padded * static_cast<int64_t>(param_shard_[gi].element_size());
+      if (b == opt_.blocks.size()) rest = bytes;
+      else if (bytes > 0) largest = std::max(largest, bytes), ++blocks;
+    }
+    out += detail::concat("  stage 3 per block: ", blocks, " blocks with trainable parameters, the largest ", largest,
+                          " B, the rest ", rest, " B: gathered at most rest + 2 x largest = ", rest + 2 * largest,
+                          " B", opt_.prefetch ? "" : " (no prefetch: rest + largest)", "\n");
+  }
   return out;
 }
 
-// ---- checkpoints ---------------------------------------------------------------------------------------
-
-std::string ZeroOptimizer::shard_file_name(int rank, int world) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "optimizer-rank%05d-of-%05d.safetensors", rank, world);
-  return buf;
-}
-
-std::string ZeroOptimizer::save_shard(const std::string& dir, std::map<std::string, std::string> metadata) const {
-  const int64_t N = pg_->size(), r = pg_->rank();
-  std::map<std::string, Tensor> tensors;
-  json groups = json::array();
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    const GroupLayout& g = groups_[gi];
-    const ParamGroup& inner = inner_->groups()[gi];
-    // The file's range: rank r's slice of the global flat state, whatever the stage.
-    const int64_t fb = std::min(r * g.shard, g.numel), fe = std::min((r + 1) * g.shard, g.numel);
-    for (auto [key, t] : {std::pair<const char*, const Tensor*>{".master", &inner.master}, {".exp_avg", &inner.exp_avg},
-                          {".exp_avg_sq", &inner.exp_avg_sq}})
-      tensors[g.name + key] = t->narrow(0, fb - g.owned_begin, fe - fb).contiguous();
-    tensors[g.name + ".step"] = from_vector(g.steps);
-    groups.push_back({{"name", g.name}, {"numel", g.numel}, {"padded_numel", g.padded_numel}, {"begin", fb},
-                      {"end", fe}, {"params", g.names}, {"lr", inner.lr}, {"initial_lr", inner.initial_lr},
-                      {"betas", {inner.beta1, inner.beta2}}, {"eps", inner.eps}, {"weight_decay", inner.weight_decay}});
-  }
-  tensors["optimizer.num_steps"] = from_vector(std::vector<int64_t>{num_steps_});
-  metadata["vt.optim.zero"] = json({{"world_size", N}, {"rank", r}, {"stage", opt_.stage}, {"groups", groups}}).dump();
-  const std::string path = (fs::path(dir) / shard_file_name(static_cast<int>(r), static_cast<int>(N))).string();
-  io::save_safetensors(path, tensors, metadata);
-  return path;
-}
-
-namespace {
-
-// One source of optimizer state: a shard file, or a single-process optimizer.safetensors.
-struct StateSource {
-  std::string path;
-  std::shared_ptr<io::SafetensorsFile> file;
-  json info;  // {"groups": [{name, numel, begin, end, params, lr, ...}]}
-  Tensor tensor(const std::string& name) const {
-    for (const io::TensorEntry& e : file->entries())
-      if (e.name == name) return io::tensor_from_entry(e, file->data(e), file, false, path);
-    VT_FAIL("zero: ", path, " has no tensor ", name);
-  }
-};
-
-std::vector<StateSource> open_sources(const std::string& dir) {
-  std::vector<StateSource> out;
-  std::vector<std::string> shards;
-  if (fs::is_directory(dir))
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string n = e.path().filename().string();
-      if (n.rfind("optimizer-rank", 0) == 0 && n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0)
-        shards.push_back(e.path().string());
-    }
-  std::sort(shards.begin(), shards.end());
-  for (const std::string& p : shards) {
-    StateSource s{p, io::SafetensorsFile::open(p), {}};
-    auto md = s.file->metadata().find("vt.optim.zero");
-    VT_CHECK(md != s.file->metadata().end(), "zero: ", p, " has no vt.optim.zero metadata");
-    s.info = json::parse(md->second);
-    out.push_back(std::move(s));
-  }
-  if (!out.empty()) {
-    const int64_t N = out[0].info.at("world_size").get<int64_t>();
-    std::string missing;
-    for (int64_t r = 0; r < N; ++r) {
-      const std::string want = (fs::path(dir) / ZeroOptimizer::shard_file_name(int(r), int(N))).string();
-      if (std::none_of(out.begin(), out.end(), [&](const StateSource& s) { return s.path == want; }))
-        missing += " " + fs::path(want).filename().string();
-    }
-    VT_CHECK(missing.empty(), "zero: ", dir, " holds a checkpoint of ", N, " ranks but lacks", missing);
-    VT_CHECK(static_cast<int64_t>(out.size()) == N, "zero: ", dir, " mixes shards of different world sizes");
-    return out;
-  }
-  // A single-process AdamW file: one source covering [0, numel) of every group.
-  const std::string single = (fs::path(dir) / "optimizer.safetensors").string();
-  VT_CHECK(fs::exists(single), "zero: ", dir, " holds neither optimizer-rank*-of-*.safetensors nor optimizer.safetensors");
-  StateSource s{single, io::SafetensorsFile::open(single), {}};
-  auto md = s.file->metadata().find("vt.optim.adamw");
-  VT_CHECK(md != s.file->metadata().end(), "zero: ", single, " has no vt.optim.adamw metadata");
-  s.info = json::parse(md->second);
-  for (json& g : s.info["groups"]) g["begin"] = 0, g["end"] = g["numel"];
-  out.push_back(std::move(s));
-  return out;
-}
-
-const json& group_info(const StateSource& s, size_t gi, const std::string& name, int64_t numel,
-                       const std::vector<std::string>& names) {
-  VT_CHECK(gi < s.info["groups"].size(), "zero: ", s.path, " holds ", s.info["groups"].size(),
-           " parameter groups, this optimizer has more");
-  const json& j = s.info["groups"][gi];
-  VT_CHECK(j["name"] == name && j["numel"].get<int64_t>() == numel && j["params"].get<std::vector<std::string>>() == names,
-           "zero: ", s.path, ": group ", gi, " ('", j["name"].get<std::string>(), "', ", j["numel"].get<int64_t>(),
-           " elements, ", j["params"].size(), " params) does not match this optimizer's group '", name, "' (", numel,
-           " elements, ", names.size(), " params)");
-  return j;
-}
-
-// [begin, end) of the global flat buffer `key` of group gi, assembled from every source that covers it.
-Tensor read_range(const std::vector<StateSource>& sources, size_t gi, const std::string& key, int64_t begin,
-                  int64_t end) {
-  Tensor out = zeros({end - begin}, DType::F32);
-  int64_t covered = 0;
-  for (const StateSource& s : sources) {
-    const json& j = s.info["groups"][gi];
-    const int64_t fb = j["begin"].get<int64_t>(), fe = j["end"].get<int64_t>();
-    const int64_t a = std::max(begin, fb), b = std::min(end, fe);
-    if (a >= b) continue;
-    Tensor dst = out.narrow(0, a - begin, b - a);
-    copy_(dst, s.tensor(key).narrow(0, a - fb, b - a));
-    covered += b - a;
-  }
-  VT_CHECK(covered == end - begin, "zero: the optimizer files cover ", covered, " of the ", end - begin,
-           " elements [", begin, ", ", end, ") of ", key);
-  return out;
-}
-
-}  // namespace
-
-void ZeroOptimizer::load_shards(const std::string& dir) {
-  const std::vector<StateSource> sources = open_sources(dir);
-  NoGradGuard no_grad;
-  std::map<std::string, Tensor> state;
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    GroupLayout& g = groups_[gi];
-    for (const StateSource& s : sources) group_info(s, gi, g.name, g.numel, g.names);
-    const int64_t b = std::min(g.owned_begin, g.numel), e = std::min(g.owned_end, g.numel);
-    for (const char* k : {".master", ".exp_avg", ".exp_avg_sq"}) state[g.name + k] = read_range(sources, gi, g.name + k, b, e);
-    g.steps = sources[0].tensor(g.name + ".step").tolist<int64_t>();
-    VT_CHECK(g.steps.size() == g.params.size(), "zero: ", sources[0].path, " has ", g.steps.size(), " steps for group ",
-             g.name, " of ", g.params.size(), " params");
-    std::vector<int64_t> piece_steps;
-    for (const Piece& pc : pieces_[gi]) piece_steps.push_back(g.steps[pc.param]);
-    state[g.name + ".step"] = from_vector(piece_steps);
-  }
-  const Tensor n = sources[0].tensor("optimizer.num_steps");
-  num_steps_ = n.tolist<int64_t>()[0];
-  state["optimizer.num_steps"] = n;
-  inner_->load_state_dict(state, dir);  // rewrites this rank's pieces from the master
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    const json& j = sources[0].info["groups"][gi];
-    ParamGroup& inner = inner_->groups()[gi];
-    inner.lr = j["lr"], inner.initial_lr = j["initial_lr"], inner.eps = j["eps"], inner.weight_decay = j["weight_decay"];
-    inner.beta1 = j["betas"][0], inner.beta2 = j["betas"][1];
-    if (opt_.stage == 1 || opt_.stage == 2) {
-      Tensor mine = arena_[gi].narrow(0, groups_[gi].owned_begin, groups_[gi].shard);
-      pg_->all_gather(mine, arena_[gi]);
-    }
-  }
-  if (opt_.stage == 3) release_parameters();  // the next gather brings the loaded shards
-  zero_grad();
-}
-
-std::map<std::string, Tensor> ZeroOptimizer::consolidate_shards(const std::string& dir) {
-  const std::vector<StateSource> sources = open_sources(dir);
-  std::map<std::string, Tensor> state;
-  for (size_t gi = 0; gi < sources[0].info["groups"].size(); ++gi) {
-    const json& j = sources[0].info["groups"][gi];
-    const std::string name = j["name"];
-    const int64_t numel = j["numel"];
-    for (const char* k : {".master", ".exp_avg", ".exp_avg_sq"}) state[name + k] = read_range(sources, gi, name + k, 0, numel);
-    state[name + ".step"] = sources[0].tensor(name + ".step").clone();
-  }
-  state["optimizer.num_steps"] = sources[0].tensor("optimizer.num_steps").clone();
-  return state;
-}
 
 }  // namespace vt::optim

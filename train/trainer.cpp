@@ -94,6 +94,22 @@ std::string first_nonfinite(const vargpt::Vargpt& model) {
   return "(none found)";
 }
 
+// ZeRO-3's blocks, in forward order (the prefetch order): the ViT's, the LLM's, Infinity's; each
+// gathered around its nn::run_block. Infinity projects the cross-attention K/V of every block
+// (ca.mat_kv, ca.v_bias) before any block runs, so those two stay with the rest.
+std::vector<optim::ZeroBlock> zero3_blocks(const vargpt::Vargpt& model) {
+  std::vector<optim::ZeroBlock> blocks;
+  for (size_t i = 0; i < model.visual->blocks->size(); ++i) blocks.push_back(optim::ZeroBlock::of((*model.visual->blocks)[i]));
+  for (size_t i = 0; i < model.lm->model->layers->size(); ++i)
+    blocks.push_back(optim::ZeroBlock::of((*model.lm->model->layers)[i]));
+  for (const auto& b : model.vargpt_gen->blocks) {
+    optim::ZeroBlock zb = optim::ZeroBlock::of(*b);
+    std::erase_if(zb.params, [&](const Tensor& p) { return p.is_same(b->ca->mat_kv->weight) || p.is_same(b->ca->v_bias); });
+    blocks.push_back(std::move(zb));
+  }
+  return blocks;
+}
+
 }  // namespace
 
 TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
@@ -150,6 +166,7 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   } else {
     optim::ZeroOptions zo;
     zo.stage = static_cast<int>(r.zero_stage);
+    if (zo.stage == 3) zo.blocks = zero3_blocks(*model);  // per block, with prefetch (optim/zero.h)
     zero = std::make_unique<optim::ZeroOptimizer>(std::vector<optim::ParamGroupSpec>{group}, o.group, zo);
     if (!o.quiet) {
       std::string report = zero->memory_report();  // every rank its bytes, rank 0 the formulas too
@@ -256,7 +273,7 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
     std::map<std::string, double> dpo_sums;  // per-kind metrics (DPO rewards, VAE terms)
     int64_t tokens = 0, gen_micro = 0;
     const uint64_t rng_base = gen.offset();
-    if (zero) zero->gather_parameters();  // stage 3
+    if (zero) zero->prepare_forward();  // stage 3: the parameters outside the blocks
     for (int64_t a = 0; a < accum; ++a) {
       // N ranks: global micro-batch a·N + rank draws from its own Philox range.
       if (world > 1) gen.set_state(gen.seed(), rng_base + static_cast<uint64_t>(a * world + rank) * kRngStride);

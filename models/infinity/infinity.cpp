@@ -1,7 +1,7 @@
 // infinity.cpp: the Infinity transformer's conditioning, embeddings, block stack and head; see
 // the header.
 #include "infinity/infinity.h"
-#include "vt/nn/checkpoint.h"
+#include "vt/nn/block.h"
 
 #include <cmath>
 
@@ -229,24 +229,19 @@ Tensor Infinity::run_blocks(const Tensor& x, const Tensor& cond6, const std::vec
   VT_CHECK(!caches || caches->size() == blocks.size(), "Infinity: ", caches->size(), " KV caches for ",
            blocks.size(), " blocks");
   Tensor h = x;
-  const bool recompute = gradient_checkpointing && !caches && grad_enabled();
   for (size_t i = 0; i < blocks.size(); ++i) {
-    if (recompute) {
-      // cond6 and the cross-attention K/V come from trainable parts (the condition, the memory):
-      // they enter as inputs so that their gradients flow out of the recomputed block.
-      const Block* block = blocks[i].get();
-      const std::vector<int64_t> cu = ca_kv[i].cu_seqlens;
-      h = nn::checkpoint_layer(
-              [block, rope, mask, cu](const nn::ResidualStream& s, const std::vector<Tensor>& e) {
-                return nn::ResidualStream{block->forward(s.residual, e[0], {rope, mask, nullptr}, {e[1], e[2], cu}),
-                                          Tensor()};
-              },
-              {h, Tensor()}, {cond6, ca_kv[i].k, ca_kv[i].v})
-              .residual;
-      continue;
-    }
-    SelfAttentionInputs in{rope, mask, caches ? &(*caches)[i] : nullptr};
-    h = blocks[i]->forward(h, cond6, in, ca_kv[i]);
+    // cond6 and the cross-attention K/V come from trainable parts (the condition, the memory):
+    // they enter as `extra` so that their gradients flow out of a recomputed block.
+    const Block* block = blocks[i].get();
+    const std::vector<int64_t> cu = ca_kv[i].cu_seqlens;
+    nn::KVCache* cache = caches ? &(*caches)[i] : nullptr;
+    h = nn::run_block(*block, {gradient_checkpointing, cache != nullptr},
+                      [block, rope, mask, cu, cache](const nn::ResidualStream& s, const std::vector<Tensor>& e) {
+                        return nn::ResidualStream{block->forward(s.residual, e[0], {rope, mask, cache}, {e[1], e[2], cu}),
+                                                  Tensor()};
+                      },
+                      {h, Tensor()}, {cond6, ca_kv[i].k, ca_kv[i].v})
+            .residual;
   }
   return h;
 }

@@ -1,7 +1,7 @@
 // qwen2/qwen2.cpp: the Qwen2 decoder (see qwen2.h for the data flow and the precision rules).
 #include "qwen2/qwen2.h"
 
-#include "vt/nn/checkpoint.h"
+#include "vt/nn/block.h"
 
 #include "vt/nn/functional.h"
 #include "vt/nn/norm.h"
@@ -112,15 +112,13 @@ Tensor Qwen2Model::forward(const Tensor& inputs_embeds, const nn::RopeCosSin& ro
     mask = mask.with_tensor(ne(key_mask, 0.0).view({B, 1, 1, past + T}));
   }
   nn::ResidualStream h{inputs_embeds, Tensor()};  // (B, T, C)
-  const bool recompute = gradient_checkpointing && !caches && grad_enabled();
   for (size_t i = 0; i < layers->size(); ++i) {
     const DecoderLayer* layer = &layers->at<DecoderLayer>(i);
-    if (recompute)
-      h = nn::checkpoint_layer([layer, rope, mask](const nn::ResidualStream& s, const std::vector<Tensor>&) {
-        return layer->forward(s, rope, mask, nullptr);
-      }, h);
-    else
-      h = layer->forward(h, rope, mask, caches ? &(*caches)[i] : nullptr);
+    nn::KVCache* cache = caches ? &(*caches)[i] : nullptr;
+    h = nn::run_block(*layer, {gradient_checkpointing, cache != nullptr},
+                      [layer, rope, mask, cache](const nn::ResidualStream& s, const std::vector<Tensor>&) {
+                        return layer->forward(s, rope, mask, cache);
+                      }, h);
   }
   return norm->forward(h).normed;
 }

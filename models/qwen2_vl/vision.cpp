@@ -2,7 +2,7 @@
 // (PatchEmbed, VisionAttention, Qwen2VLVisionBlock, PatchMerger,
 // Qwen2VisionTransformerPretrainedModel.forward).
 #include "qwen2_vl/vision.h"
-#include "vt/nn/checkpoint.h"
+#include "vt/nn/block.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -239,15 +239,12 @@ nn::ResidualStream VisionTransformer::run_blocks(const Tensor& pixel_values,
   nn::RopeCosSin r = rope(grid_thw);  // built on the host: move to the activations' device
   r = {r.cos.to(h.residual.device()), r.sin.to(h.residual.device())};
   nn::AttentionMask mask = nn::AttentionMask::varlen(cu_seqlens(grid_thw));
-  const bool recompute = gradient_checkpointing && grad_enabled();
   for (size_t i = 0; i < blocks->size(); ++i) {
     const VisionBlock* block = &blocks->at<VisionBlock>(i);
-    if (recompute)
-      h = nn::checkpoint_layer([block, r, mask](const nn::ResidualStream& s, const std::vector<Tensor>&) {
-        return block->forward(s, r, mask);
-      }, h);
-    else
-      h = block->forward(h, r, mask);
+    h = nn::run_block(*block, {gradient_checkpointing, false},
+                      [block, r, mask](const nn::ResidualStream& s, const std::vector<Tensor>&) {
+                        return block->forward(s, r, mask);
+                      }, h);
   }
   return h;
 }

@@ -1,7 +1,7 @@
 // The NCCL process group and ZeRO on one GPU (world size 1: a communicator of one rank made from
 // its own unique id). Exits 77 (CTest: skipped) without a GPU. Checks:
-//   - all_reduce (sum, avg), reduce_scatter (plain, accumulate), all_gather (in place), broadcast on
-//     a bf16 and an f32 tensor give the world-1 results
+//   - all_reduce (sum, avg), reduce_scatter (plain, accumulate), all_gather (in place), broadcast,
+//     all_gather_async (communication stream + event) on a bf16 and an f32 tensor give the world-1 results
 //   - ZeRO-3 (gather-all, bucketed reduce-scatter, shard step, release) on cuda:0 equals ZeRO-0 bit
 //     for bit after 3 AdamW steps of a small MLP, with a frozen layer and 59 trainable elements
 #include <cstdio>
@@ -88,6 +88,13 @@ int main() {
     Tensor b = x.clone();
     pg->broadcast(b, 0);
     EXPECT(same(b, x), "broadcast");
+    // all_gather_async: queued on the communication stream after the current one (which wrote x2);
+    // wait() orders the current stream after the gather, so the copy below reads the gathered bytes.
+    const Tensor x2 = mul(x, 2.0);
+    Tensor gathered = empty({8}, TensorOptions(dt, dev));
+    std::unique_ptr<dist::Work> work = pg->all_gather_async(x2, gathered);
+    work->wait();
+    EXPECT(same(gathered.clone(), x2), "all_gather_async");
   }
   pg->barrier();
   const std::vector<Tensor> z0 = run(0, *pg, pg), z3 = run(3, *pg, pg);

@@ -12,6 +12,13 @@
 //                                 own block r (in place)
 //   broadcast(t, root)            t: (n,) in place; every rank ends with root's t
 //   barrier()
+//   all_gather_async(in, out)     all_gather that returns at once with a Work; work->wait() before
+//                                 out is read (and before in or out is freed). MPI: MPI_Iallgather,
+//                                 wait() polls it (with the timeout); NCCL: queued on the group's
+//                                 communication stream after the caller's current stream, wait()
+//                                 makes the current stream wait on its event; world 1: done at once.
+//                                 Other collectives may be called while it is in flight (every rank
+//                                 in the same order, as always).
 // ReduceOp::Avg divides the sum by N. `accumulate` (reductions only) adds the reduction onto what the
 // output holds instead of overwriting it: out = out + Σ_r in_r. With a fixed reduction order (below)
 // that is the left fold ((out + in_0) + in_1) + ... , which lets gradient accumulation across
@@ -58,6 +65,13 @@ struct CommStats {
   double seconds = 0;         // wall time inside collectives (CPU backends; NCCL: time to enqueue)
 };
 
+// A collective in flight. wait() is idempotent; a Work dropped unwaited is waited for first.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() = 0;
+};
+
 class ProcessGroup {
  public:
   virtual ~ProcessGroup() = default;
@@ -72,6 +86,8 @@ class ProcessGroup {
   virtual void all_gather(const Tensor& in, Tensor& out, const cuda::Stream* stream = nullptr) = 0;
   virtual void broadcast(Tensor& t, int root = 0, const cuda::Stream* stream = nullptr) = 0;
   virtual void barrier() = 0;
+  // Default: the blocking all_gather, then a Work that is already done.
+  virtual std::unique_ptr<Work> all_gather_async(const Tensor& in, Tensor& out);
 
   const CommStats& stats() const { return stats_; }
   void reset_stats() { stats_ = {}; }

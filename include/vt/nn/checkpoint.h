@@ -22,7 +22,14 @@
 
 namespace vt::nn {
 
-Tensor checkpoint(std::function<Tensor(const std::vector<Tensor>&)> fn, std::vector<Tensor> inputs);
+// Called in backward around the recomputation: before_recompute before fn runs again,
+// after_backward once the inner backward is done and the recomputed graph freed (nn/block.h).
+struct CheckpointHooks {
+  std::function<void()> before_recompute, after_backward;
+};
+
+Tensor checkpoint(std::function<Tensor(const std::vector<Tensor>&)> fn, std::vector<Tensor> inputs,
+                  CheckpointHooks hooks = {});
 
 // One residual-stream layer (a transformer block) under checkpoint: the stream is folded into one
 // tensor (residual + pending delta) before and after, so the saved input is a single (..., C)
@@ -31,6 +38,6 @@ Tensor checkpoint(std::function<Tensor(const std::vector<Tensor>&)> fn, std::vec
 // value, since it runs again during backward, after the caller's locals are gone.
 ResidualStream checkpoint_layer(
     std::function<ResidualStream(const ResidualStream&, const std::vector<Tensor>& extra)> fn,
-    const ResidualStream& in, std::vector<Tensor> extra = {});
+    const ResidualStream& in, std::vector<Tensor> extra = {}, CheckpointHooks hooks = {});
 
 }  // namespace vt::nn

@@ -10,6 +10,7 @@
 #include "options.h"
 #include "qwen2_vl/image_processor.h"
 #include "recipe.h"
+#include "samples.h"
 #include "tokenizer/bpe.h"
 #include "trainer.h"
 #include "vt/dist/process_group.h"
@@ -30,7 +31,8 @@ const char* const kUsage =
     "  --previous DIR    the output directory of the phase before: \"@previous\" in the recipe's init and\n"
     "                    reference means its latest checkpoint (recipes chain SFT -> DPO -> SFT ...)\n"
     "  --reference DIR   dpo: the frozen reference (overrides the recipe's \"reference\")\n"
-    "  --out DIR         checkpoints, log.jsonl (default out/<recipe name>)\n"
+    "  --out DIR         checkpoints, log.jsonl, samples/step-<step>.png when the recipe's sample_every\n"
+    "                    is set (default out/<recipe name>)\n"
     "  --resume          continue from OUT/latest (weights, optimizer, schedule, RNG, data position)\n"
     "  --set key=value   override a recipe value (repeatable), e.g. --set steps=100 --set dpo.beta=0.2\n"
     "  --quiet           no progress bar;  --threads N\n"
@@ -90,6 +92,8 @@ int cmd_train(int argc, char** argv) {
     sources.push_back(s);
   }
   VT_CHECK(!sources.empty(), "recipe ", recipe.name, " lists no data files");
+  // The sample grids' prompts: the first generation / preference records, the same at every grid.
+  if (recipe.sample_every > 0) opt.sample_prompts = train::sample_prompts_from_data(sources, recipe.sample_prompts);
   train::LoaderOptions lo;
   lo.batch_size = recipe.micro_batch;
   lo.seed = recipe.seed;

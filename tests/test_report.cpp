@@ -3,7 +3,8 @@
 // verdicts and solid-colour generated images are known, a times file, a tiny init checkpoint and a
 // ShapeWorld dataset for the prompts. REPORT.md must carry the numbers put in; loss_curves.png must
 // have each curve's colour inside each panel's plot area (a drawing that plots nothing fails);
-// samples.png must have the grid size of the images and the border colour of each verdict.
+// samples.png must have the grid size of the images and the border colour of each verdict. A
+// training run's sample grid (draw_sample_grid) must hold each image, upscaled, in its cell.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -228,6 +229,52 @@ TEST_CASE("report: samples.png is a grid of the judged images with green and red
     const train::Rect caption{g.x0, g.y1 + 2, t.x1, g.y1 + 2 + train::SamplesLayout::kCaption};
     CHECK(count_colour(im, caption, train::kBackground) < (caption.x1 - caption.x0) * (caption.y1 - caption.y0));
   }
+}
+
+TEST_CASE("report: a training run's sample grid shows each image upscaled whole-number times, captioned") {
+  // Five 48-pixel images, each pixel a function of (image, x, y): shown at 48 x 3 = 144 pixels.
+  std::vector<shapes::Image> images;
+  std::vector<std::string> captions;
+  for (int i = 0; i < 5; ++i) {
+    shapes::Image im(48, 48);
+    for (int y = 0; y < 48; ++y)
+      for (int x = 0; x < 48; ++x) {
+        uint8_t* p = im.px(x, y);
+        p[0] = uint8_t(5 * x), p[1] = uint8_t(5 * y), p[2] = uint8_t(40 * i);
+      }
+    images.push_back(im);
+    captions.push_back("prompt " + std::to_string(i) + ": a red circle above a blue square");
+  }
+  const shapes::Image im = train::draw_sample_grid(images, captions, "stage3: step 2/3");
+  const train::SampleGridLayout layout(5, 48);
+  CHECK(layout.shown == 144);
+  CHECK(layout.cols == 4);
+  CHECK(layout.rows == 2);
+  REQUIRE(im.width == layout.width());
+  REQUIRE(im.height == layout.height());
+  for (int i = 0; i < 5; ++i) {
+    CAPTURE(i);
+    const train::Rect r = layout.image(i);
+    REQUIRE(r.x1 - r.x0 == 144);
+    int wrong = 0;
+    for (int y = r.y0; y < r.y1; ++y)
+      for (int x = r.x0; x < r.x1; ++x)
+        wrong += !(pixel(im, x, y) == pixel(images[size_t(i)], (x - r.x0) / 3, (y - r.y0) / 3));
+    CHECK(wrong == 0);
+    CHECK(pixel(im, r.x0 - 1, r.y0 - 1) == train::kUnjudgedBorder);
+    CHECK(pixel(im, r.x1, r.y1) == train::kUnjudgedBorder);
+    const train::Rect caption{r.x0, r.y1 + 4, r.x0 + layout.cell_width(), r.y1 + 4 + train::SampleGridLayout::kCaption};
+    CHECK(count_colour(im, caption, train::kBackground) < (caption.x1 - caption.x0) * (caption.y1 - caption.y0));
+  }
+  // Sides: whole-number upscaling to at least 128, native up to 256, 256 beyond.
+  CHECK(train::SampleGridLayout(1, 64).shown == 128);
+  CHECK(train::SampleGridLayout(1, 256).shown == 256);
+  CHECK(train::SampleGridLayout(1, 512).shown == 256);
+  // Bad input names what is wrong.
+  images[3] = shapes::Image(32, 32);
+  CHECK_THROWS_WITH_AS(train::draw_sample_grid(images, captions, "t"), doctest::Contains("image 3 is 32x32"), vt::Error);
+  captions.pop_back();
+  CHECK_THROWS_WITH_AS(train::draw_sample_grid(images, captions, "t"), doctest::Contains("captions"), vt::Error);
 }
 
 TEST_CASE("report: default orders, times parsing and bad input") {

@@ -4,14 +4,23 @@
 // bit for bit (weights, optimizer state, log); frozen tensors get no optimizer state; a non-finite
 // loss stops the run naming the step and keeps the last checkpoint; a save killed midway leaves the
 // previous checkpoint loadable; quirks.sos_single_row (Q2 fix) trains the faithful weights with C
-// elements of sos state instead of a table, saves the table whole, and refuses a flipped resume.
+// elements of sos state instead of a table, saves the table whole, and refuses a flipped resume;
+// sample grids (recipe sample_every) leave training bit for bit as it was, survive a resume
+// unchanged, and hold what the generate API makes from the step's checkpoint.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "checkpoint.h"
 #include "recipe.h"
+#include "report.h"
+#include "samples.h"
+#include "shapeworld/render.h"
+#include "tokenizer/chat_template.h"
 #include "trainer.h"
 #include "vt/io/safetensors.h"
 #include "vt/io/tensor_io.h"
@@ -132,6 +141,23 @@ TEST_CASE("recipes: the shipped VARGPT-v1.1 phases carry paper Table 1; unknown 
   CHECK_THROWS_WITH_AS(r.set("steps=many"), doctest::Contains("steps"), Error);
   // A round trip through JSON keeps every value.
   CHECK(train::Recipe::from_json(r.to_json(), "round trip").to_json() == r.to_json());
+  // The sample-grid keys: off by default; negative values are errors naming the key.
+  CHECK(train::Recipe::load(kRecipes + "/stage3_sft_256.json").sample_every == 0);
+  r.set("sample_every=50");
+  r.set("sample_seed=7");
+  CHECK(r.sample_every == 50);
+  CHECK(r.sample_seed == 7u);
+  CHECK_THROWS_WITH_AS(r.set("sample_every=-1"), doctest::Contains("sample_every -1 is negative"), Error);
+  CHECK(r.sample_every == 50);  // a refused --set leaves the recipe as it was
+  CHECK_THROWS_WITH_AS(r.set("sample_prompts=0"), doctest::Contains("sample_prompts 0 must be at least 1"), Error);
+  CHECK_THROWS_WITH_AS(r.set("sample_seed=-3"), doctest::Contains("key 'sample_seed' must not be negative"), Error);
+  CHECK(r.sample_seed == 7u);
+  CHECK_THROWS_WITH_AS(train::Recipe::from_json({{"sample_seed", -1}}, "r.json"),
+                       doctest::Contains("key 'sample_seed' must not be negative"), Error);
+  CHECK_THROWS_WITH_AS(train::Recipe::from_json({{"sample_prompts", -2}}, "r.json"),
+                       doctest::Contains("sample_prompts -2"), Error);
+  CHECK_THROWS_WITH_AS(train::Recipe::from_json({{"kind", "vae"}, {"sample_every", 5}}, "r.json"),
+                       doctest::Contains("vae"), Error);
 }
 
 TEST_CASE("training: stage 3 lowers the loss; a resumed run equals an uninterrupted one bit for bit") {
@@ -315,4 +341,170 @@ TEST_CASE("training: quirks.sos_single_row trains the sos row as the full table 
   CHECK_THROWS_WITH_AS(train::train(faithful, fixture_source(&n), o),
                        doctest::Contains("trained with quirks.sos_single_row = true"), Error);
   fs::remove_all(base);
+}
+
+TEST_CASE("training: sample grids change no bit of training, resume identically, and equal direct generation") {
+  const fs::path base = fs::temp_directory_path() / "vt_trainer_samples";
+  fs::remove_all(base);
+  train::Recipe r = tiny_recipe(3);
+  r.save_every = 2;
+  r.sample_every = 2;  // grids at step 2 and at the last step, 3
+  r.sample_prompts = 2;
+  r.sample_seed = 11;
+  train::TrainOptions o;
+  o.init_dir = kTiny;
+  o.quiet = true;
+  o.sample_prompts = {"Please create a painting of a red circle.", "Draw two blue squares.",
+                      "a third prompt the recipe does not ask for"};
+  // With grids, uninterrupted, in a directory holding a grid of an earlier run (removed at the start).
+  int64_t n_a = 0, n_b = 0, n_c = 0, n_d = 0;
+  o.out_dir = (base / "grids").string();
+  fs::create_directories(o.out_dir + "/samples");
+  std::ofstream(o.out_dir + "/samples/step-000001.png") << "an earlier run's grid";
+  std::vector<nlohmann::json> logs;
+  o.on_step = [&](int64_t, const nlohmann::json& log) { logs.push_back(log); };
+  const train::TrainResult with = train::train(r, fixture_source(&n_a), o);
+  o.on_step = nullptr;
+  // Without grids.
+  train::Recipe off = r;
+  off.sample_every = 0;
+  train::TrainOptions o_off = o;
+  o_off.out_dir = (base / "plain").string();
+  const train::TrainResult without = train::train(off, fixture_source(&n_b), o_off);
+  // With grids, stopped after step 2 and resumed; a grid of a step past the checkpoint is removed.
+  train::TrainOptions o_res = o;
+  o_res.out_dir = (base / "resumed").string();
+  o_res.stop_after = 2;
+  train::train(r, fixture_source(&n_c), o_res);
+  std::ofstream(o_res.out_dir + "/samples/step-000009.png") << "a grid of an abandoned future";
+  o_res.stop_after = -1;
+  o_res.resume = true;
+  const train::TrainResult resumed = train::train(r, fixture_source(&n_d), o_res);
+
+  // Training is bit for bit the same with and without grids, and after the resume.
+  const auto ww = weights(with.checkpoint), wo = weights(without.checkpoint), wr = weights(resumed.checkpoint);
+  REQUIRE(ww.size() == wo.size());
+  for (const auto& [name, t] : ww) {
+    INFO(name);
+    CHECK(bitwise_equal(t, wo.at(name)));
+    CHECK(bitwise_equal(t, wr.at(name)));
+  }
+  const auto ow = io::load_safetensors(with.checkpoint + "/optimizer.safetensors");
+  const auto oo = io::load_safetensors(without.checkpoint + "/optimizer.safetensors");
+  for (const auto& [name, t] : ow) {
+    INFO(name);
+    CHECK(bitwise_equal(t, oo.at(name)));
+  }
+  auto strip = [](const std::string& text) {
+    std::string out, line;
+    std::istringstream in(text);
+    while (std::getline(in, line)) {
+      nlohmann::json j = nlohmann::json::parse(line);
+      for (const char* k : {"tokens_per_s", "step_s", "peak_rss_mb", "elapsed_s", "samples", "sample_s"}) j.erase(k);
+      out += j.dump() + "\n";
+    }
+    return out;
+  };
+  CHECK(strip(read_file(o.out_dir + "/log.jsonl")) == strip(read_file(o_off.out_dir + "/log.jsonl")));
+  // The log names each grid; the grids are the ones due, and the resumed run's are the same bytes.
+  REQUIRE(logs.size() == 3);
+  MESSAGE("a grid of 2 prompts at 256 px: ", logs[1].at("sample_s").get<double>(), " s; a step: ",
+          logs[0].at("step_s").get<double>(), " s");
+  CHECK_FALSE(logs[0].contains("samples"));
+  CHECK(logs[1].at("samples") == "samples/step-000002.png");
+  CHECK(logs[2].at("samples") == "samples/step-000003.png");
+  std::set<std::string> files;
+  for (const auto& e : fs::directory_iterator(o.out_dir + "/samples")) files.insert(e.path().filename().string());
+  CHECK(files == std::set<std::string>{"step-000002.png", "step-000003.png"});
+  CHECK_FALSE(fs::exists(o_off.out_dir + "/samples"));
+  CHECK_FALSE(fs::exists(o_res.out_dir + "/samples/step-000009.png"));
+  for (const char* f : {"step-000002.png", "step-000003.png"}) {
+    INFO(f);
+    CHECK(read_file(o.out_dir + "/samples/" + f) == read_file(o_res.out_dir + "/samples/" + f));
+  }
+
+  // The grid of step 2: two cells of 256 pixels (shown natively), each what the generate API
+  // makes from checkpoint-2 for prompt j with seed 11 + j, as `vargpt generate --max-text-tokens 24`.
+  const shapes::Image grid = shapes::read_image(train::sample_grid_path(o.out_dir, 2));
+  const train::SampleGridLayout layout(2, 256);
+  REQUIRE(grid.width == layout.width());
+  REQUIRE(grid.height == layout.height());
+  const std::string ck2 = o.out_dir + "/checkpoint-2";
+  auto model = vargpt::Vargpt::from_pretrained(ck2, DType::F32);
+  model->eval();
+  const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(ck2 + "/tokenizer.json");
+  std::vector<vargpt::Prompt> prompts;
+  for (int j = 0; j < 2; ++j) {
+    const std::vector<tok::ChatMessage> m = {{"user", {tok::ChatPart::of_text(o.sample_prompts[size_t(j)])}}};
+    vargpt::Prompt p;
+    for (int32_t id : tokenizer.encode(tok::apply_chat_template(m, true))) p.ids.push_back(id);
+    prompts.push_back(p);
+  }
+  vargpt::TextOptions text;
+  text.max_new_tokens = 24;
+  text.force_image = true;
+  for (const char* stop : {"<|im_end|>", "<|endoftext|>"})
+    if (const int32_t id = tokenizer.find_token(stop); id >= 0) text.stop_tokens.push_back(id);
+  vargpt::TextResult reply = vargpt::decode_text(*model, prompts, text);
+  vargpt::HandOff state = vargpt::select_rows(reply.state, {0, 1});
+  vargpt::ImageOptions image;
+  image.height = image.width = 256;
+  image.seeds = {11, 12};
+  const Tensor px = vargpt::generate_image(*model, state, image).pixels.contiguous();  // (2, 256, 256, 3)
+  REQUIRE(px.shape() == Shape{2, 256, 256, 3});
+  std::vector<int> wrong(2, 0);
+  for (int j = 0; j < 2; ++j) {
+    const train::Rect c = layout.image(j);
+    REQUIRE(c.x1 - c.x0 == 256);
+    const uint8_t* p = px.data<uint8_t>() + int64_t(j) * 256 * 256 * 3;
+    for (int y = 0; y < 256; ++y)
+      for (int x = 0; x < 256; ++x)
+        for (int ch = 0; ch < 3; ++ch) wrong[size_t(j)] += grid.px(c.x0 + x, c.y0 + y)[ch] != p[(y * 256 + x) * 3 + ch];
+  }
+  CHECK(wrong == std::vector<int>{0, 0});
+  // The cells differ from each other (each prompt has its own seed): a grid of one image repeated fails.
+  CHECK(std::memcmp(px.data<uint8_t>(), px.data<uint8_t>() + 256 * 256 * 3, 256 * 256 * 3) != 0);
+
+  // Grids asked for without prompts (data with no generation or preference records): named at start.
+  train::TrainOptions o_none = o;
+  o_none.out_dir = (base / "none").string();
+  o_none.sample_prompts.clear();
+  int64_t n_e = 0;
+  CHECK_THROWS_WITH_AS(train::train(r, fixture_source(&n_e), o_none), doctest::Contains("no generation or preference"),
+                       Error);
+  CHECK(n_e == 0);
+  fs::remove_all(base);
+}
+
+TEST_CASE("training: sample prompts are the first generation and preference records' user turns") {
+  const fs::path dir = fs::temp_directory_path() / "vt_trainer_sample_prompts";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto rec = [](const std::string& id, const std::string& human, const std::string& gpt, int images) {
+    nlohmann::json r = {{"id", id},
+                        {"conversations", {{{"from", "human"}, {"value", human}}, {{"from", "gpt"}, {"value", gpt}}}}};
+    r["images"] = nlohmann::json::array();
+    for (int i = 0; i < images; ++i) r["images"].push_back(id + "_" + std::to_string(i) + ".png");
+    return r;
+  };
+  std::ofstream(dir / "mixed.json") << nlohmann::json::array(
+      {rec("u0", "<image>What is this?", "A square.", 1), rec("g0", "Paint a red circle.", "Here.<image_gen>", 1),
+       rec("e0", "<image>Make it blue.", "Done.<image_gen>", 2), rec("g1", "Paint a blue square.", "Here.<image_gen>", 1)});
+  nlohmann::json pref = {{"id", "p0"},
+                         {"conversations", {{{"from", "human"}, {"value", "Paint a green triangle."}}}},
+                         {"chosen", {{"from", "gpt"}, {"value", "Here.<image_gen>"}}},
+                         {"rejected", {{"from", "gpt"}, {"value", "Here.<image_gen>"}}},
+                         {"images", {"a.png", "b.png"}}};
+  std::ofstream(dir / "pref.json") << nlohmann::json::array({pref});
+  train::DataSource mixed, stated, p;
+  mixed.path = (dir / "mixed.json").string();
+  stated = mixed;
+  stated.kind = train::TaskKind::Understanding;  // a file stated to be understanding is not read
+  p.path = (dir / "pref.json").string();
+  using V = std::vector<std::string>;
+  CHECK(train::sample_prompts_from_data({stated, mixed, p}, 8) ==
+        V{"Paint a red circle.", "Paint a blue square.", "Paint a green triangle."});
+  CHECK(train::sample_prompts_from_data({mixed, p}, 1) == V{"Paint a red circle."});
+  CHECK(train::sample_prompts_from_data({stated}, 8).empty());
+  fs::remove_all(dir);
 }

@@ -55,38 +55,6 @@ qwen2_vl::ProcessedImages vit_image(const std::string& path, const qwen2_vl::Ima
   return qwen2_vl::preprocess({im}, vit);
 }
 
-// One user turn rendered with the chat template (default system prompt, as training). With an
-// image, the text is split at its <image> marker and the image goes there, as the sequence builder
-// does; a text without the marker gets the image first.
-vargpt::Prompt render_turn(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer, const std::string& text,
-                           const qwen2_vl::ProcessedImages* image, const qwen2_vl::ImageProcessorConfig& vit) {
-  std::vector<tok::ChatPart> user;
-  vargpt::Prompt p;
-  if (image) {
-    const std::string marker = "<image>";
-    const size_t at = text.find(marker);
-    VT_CHECK(at == std::string::npos || text.find(marker, at + 1) == std::string::npos,
-             "the human turn holds more than one <image> marker for one image");
-    const std::string before = at == std::string::npos ? "" : text.substr(0, at);
-    const std::string after = at == std::string::npos ? text : text.substr(at + marker.size());
-    p.pixel_values = image->pixel_values;
-    p.image_grid_thw = qwen2_vl::grid_rows(image->image_grid_thw);
-    const auto& g = p.image_grid_thw.at(0);
-    if (!before.empty()) user.push_back(tok::ChatPart::of_text(before));
-    user.push_back(tok::ChatPart::of_image(int(g[0] * g[1] * g[2] / (vit.merge_size * vit.merge_size))));
-    if (!after.empty()) user.push_back(tok::ChatPart::of_text(after));
-  } else {
-    user.push_back(tok::ChatPart::of_text(text));
-  }
-  const std::vector<tok::ChatMessage> messages = {{"user", std::move(user)}};
-  const int64_t vocab = model.config().llm.vocab_size;
-  for (int32_t id : tokenizer.encode(tok::apply_chat_template(messages, /*add_generation_prompt=*/true))) {
-    VT_CHECK(id < vocab, "token id ", id, " is outside the model's vocabulary (", vocab, ")");
-    p.ids.push_back(id);
-  }
-  return p;
-}
-
 std::vector<int64_t> stop_tokens(const tok::Tokenizer& tokenizer) {
   std::vector<int64_t> out;
   for (const char* stop : {"<|im_end|>", "<|endoftext|>"})
@@ -212,6 +180,67 @@ std::vector<json> load_task_records(const EvalConfig& cfg, const std::string& fi
 
 // ---- model steps ------------------------------------------------------------------------------------
 
+vargpt::Prompt render_turn(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer, const std::string& text,
+                           const qwen2_vl::ProcessedImages* image, const qwen2_vl::ImageProcessorConfig& vit) {
+  std::vector<tok::ChatPart> user;
+  vargpt::Prompt p;
+  if (image) {
+    const std::string marker = "<image>";
+    const size_t at = text.find(marker);
+    VT_CHECK(at == std::string::npos || text.find(marker, at + 1) == std::string::npos,
+             "the human turn holds more than one <image> marker for one image");
+    const std::string before = at == std::string::npos ? "" : text.substr(0, at);
+    const std::string after = at == std::string::npos ? text : text.substr(at + marker.size());
+    p.pixel_values = image->pixel_values;
+    p.image_grid_thw = qwen2_vl::grid_rows(image->image_grid_thw);
+    const auto& g = p.image_grid_thw.at(0);
+    if (!before.empty()) user.push_back(tok::ChatPart::of_text(before));
+    user.push_back(tok::ChatPart::of_image(int(g[0] * g[1] * g[2] / (vit.merge_size * vit.merge_size))));
+    if (!after.empty()) user.push_back(tok::ChatPart::of_text(after));
+  } else {
+    user.push_back(tok::ChatPart::of_text(text));
+  }
+  const std::vector<tok::ChatMessage> messages = {{"user", std::move(user)}};
+  const int64_t vocab = model.config().llm.vocab_size;
+  for (int32_t id : tokenizer.encode(tok::apply_chat_template(messages, /*add_generation_prompt=*/true))) {
+    VT_CHECK(id < vocab, "token id ", id, " is outside the model's vocabulary (", vocab, ")");
+    p.ids.push_back(id);
+  }
+  return p;
+}
+
+GeneratedImages generate_images(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer,
+                                const std::vector<vargpt::Prompt>& prompts, const std::vector<uint64_t>& seeds,
+                                const EvalConfig& cfg) {
+  VT_CHECK(seeds.size() == prompts.size(), "generate_images: ", prompts.size(), " prompts and ", seeds.size(), " seeds");
+  vargpt::TextOptions text;
+  text.max_new_tokens = cfg.gen_text_tokens;
+  text.stop_tokens = stop_tokens(tokenizer);
+  text.force_image = true;  // a stop token or the last allowed token becomes <|image_gen_start|>
+  const vargpt::TextResult reply = vargpt::decode_text(model, prompts, text);
+  GeneratedImages out;
+  std::vector<int64_t> all;
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    VT_CHECK(reply.wants_image[b], "row ", b, ": the reply ended without <|image_gen_start|>");
+    all.push_back(int64_t(b));
+    out.replies.push_back(vargpt::decode_reply(tokenizer, reply.tokens[b], model.tokens().start));
+  }
+  vargpt::HandOff state = vargpt::select_rows(reply.state, all);
+  vargpt::ImageOptions image = cfg.image;
+  image.seeds = seeds;
+  vargpt::ImageResult result = vargpt::generate_image(model, state, image);
+  out.warnings = std::move(result.warnings);
+  const Tensor pixels = result.pixels.contiguous();  // (B, H, W, 3) uint8 RGB
+  const int64_t H = pixels.size(1), W = pixels.size(2);
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    shapes::Image img{int(W), int(H)};
+    const uint8_t* p = pixels.data<uint8_t>() + int64_t(b) * H * W * 3;
+    std::copy(p, p + H * W * 3, img.rgb.begin());
+    out.images.push_back(std::move(img));
+  }
+  return out;
+}
+
 std::vector<std::string> generate_record_images(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer,
                                                 const qwen2_vl::ImageProcessorConfig& vit,
                                                 const std::vector<json>& records, bool edit,
@@ -220,10 +249,6 @@ std::vector<std::string> generate_record_images(const vargpt::Vargpt& model, con
   fs::create_directories(out_dir);
   // An image left by an earlier run must not be scored for a record this run skips.
   for (size_t i = 0; i < records.size(); ++i) fs::remove(fs::path(out_dir) / (record_id(records[i], i) + ".png"));
-  vargpt::TextOptions text;
-  text.max_new_tokens = cfg.gen_text_tokens;
-  text.stop_tokens = stop_tokens(tokenizer);
-  text.force_image = true;  // a stop token or the last allowed token becomes <|image_gen_start|>
   std::vector<std::string> errors;
   auto prepare = [&](const json& rec) {
     const std::string human = human_text(rec);
@@ -233,22 +258,15 @@ std::vector<std::string> generate_record_images(const vargpt::Vargpt& model, con
   };
   auto run = [&](const std::vector<Row>& rows) {
     std::vector<vargpt::Prompt> prompts;
-    for (const Row& r : rows) prompts.push_back(r.prompt);
-    const vargpt::TextResult reply = vargpt::decode_text(model, prompts, text);
-    std::vector<int64_t> all;
-    vargpt::ImageOptions image = cfg.image;
-    image.seeds.clear();
-    for (size_t b = 0; b < rows.size(); ++b) {
-      VT_CHECK(reply.wants_image[b], rows[b].id, ": the reply ended without <|image_gen_start|>");
-      all.push_back(int64_t(b));
-      image.seeds.push_back(cfg.seed + uint64_t(rows[b].index));
-      if (replies) (*replies)[rows[b].id] = vargpt::decode_reply(tokenizer, reply.tokens[b], model.tokens().start);
-    }
-    vargpt::HandOff state = vargpt::select_rows(reply.state, all);
-    const vargpt::ImageResult result = vargpt::generate_image(model, state, image);
+    std::vector<uint64_t> seeds;
+    for (const Row& r : rows) prompts.push_back(r.prompt), seeds.push_back(cfg.seed + uint64_t(r.index));
+    const GeneratedImages out = generate_images(model, tokenizer, prompts, seeds, cfg);
     if (!cfg.quiet)
-      for (const std::string& w : result.warnings) std::fprintf(stderr, "warning: %s: %s\n", rows[0].id.c_str(), w.c_str());
-    write_row_pngs(result.pixels, rows, out_dir);
+      for (const std::string& w : out.warnings) std::fprintf(stderr, "warning: %s: %s\n", rows[0].id.c_str(), w.c_str());
+    for (size_t b = 0; b < rows.size(); ++b) {
+      if (replies) (*replies)[rows[b].id] = out.replies[b];
+      shapes::write_png((fs::path(out_dir) / (rows[b].id + ".png")).string(), out.images[b]);
+    }
   };
   for_each_batch(records, cfg.batch, edit ? "edit" : "gen", cfg.quiet, errors, prepare, run);
   return errors;

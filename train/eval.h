@@ -35,6 +35,7 @@
 
 #include "qwen2_vl/image_processor.h"
 #include "shapeworld/evaluate.h"
+#include "shapeworld/render.h"
 #include "tokenizer/bpe.h"
 #include "vargpt/generate.h"
 
@@ -68,6 +69,25 @@ void check_eval_inputs(const EvalConfig& cfg);
 std::vector<nlohmann::json> load_task_records(const EvalConfig& cfg, const std::string& file);
 
 // ---- model steps -----------------------------------------------------------------------------------
+// One user turn rendered with the chat template (default system prompt, as training and `vargpt
+// generate` render it). With an image, the text is split at its <image> marker and the image goes
+// there; a text without the marker gets the image first.
+vargpt::Prompt render_turn(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer, const std::string& text,
+                           const qwen2_vl::ProcessedImages* image = nullptr,
+                           const qwen2_vl::ImageProcessorConfig& vit = {});
+
+// One batch through the model as `vargpt generate` runs it: decode_text (greedy own reply of at most
+// cfg.gen_text_tokens; a stop token or the last one becomes <|image_gen_start|>), then generate_image
+// with row b's bits from seeds[b], at cfg.image's size, sampler and quirk fixes.
+struct GeneratedImages {
+  std::vector<shapes::Image> images;   // per row: (H, W) RGB
+  std::vector<std::string> replies;    // per row: the decoded reply
+  std::vector<std::string> warnings;   // generate_image's
+};
+GeneratedImages generate_images(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer,
+                                const std::vector<vargpt::Prompt>& prompts, const std::vector<uint64_t>& seeds,
+                                const EvalConfig& cfg);
+
 // Generation (editing.json records when `edit`, else generation.json records): writes
 // out_dir/<record id>.png for records[i] with seed cfg.seed + i, at cfg.image's size. Returns one
 // line per record that was skipped ("<id>: <why>"); `replies` (optional) gets each record's decoded

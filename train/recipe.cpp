@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <functional>
+#include <type_traits>
 
 #include "vt/error.h"
 
@@ -16,12 +17,13 @@ using json = nlohmann::json;
 struct Field {
   std::function<void(Recipe&, const json&)> read;
   std::function<json(const Recipe&)> write;
+  bool unsigned_value = false;  // a negative number is refused (nlohmann would wrap it around)
 };
 
 template <class T>
 Field field(T Recipe::*member) {
   return {[member](Recipe& r, const json& v) { r.*member = v.get<T>(); },
-          [member](const Recipe& r) { return json(r.*member); }};
+          [member](const Recipe& r) { return json(r.*member); }, std::is_unsigned_v<T>};
 }
 
 const std::map<std::string, Field>& fields() {
@@ -69,6 +71,9 @@ const std::map<std::string, Field>& fields() {
       {"save_every", field(&Recipe::save_every)},
       {"keep_last", field(&Recipe::keep_last)},
       {"log_every", field(&Recipe::log_every)},
+      {"sample_every", field(&Recipe::sample_every)},
+      {"sample_prompts", field(&Recipe::sample_prompts)},
+      {"sample_seed", field(&Recipe::sample_seed)},
       {"workers", field(&Recipe::workers)},
       {"strict", field(&Recipe::strict)},
   };
@@ -96,6 +101,8 @@ void flatten(const json& j, const std::string& prefix, std::map<std::string, jso
 void read_field(Recipe& r, const std::string& key, const json& value, const std::string& source) {
   auto it = fields().find(key);
   VT_CHECK(it != fields().end(), source, ": unknown recipe key '", key, "' (known: ", known_keys(), ")");
+  VT_CHECK(!(it->second.unsigned_value && value.is_number() && value.get<double>() < 0), source, ": recipe key '", key,
+           "' must not be negative, got ", value.dump());
   try {
     it->second.read(r, value);
   } catch (const json::exception& e) {
@@ -170,8 +177,10 @@ void Recipe::set(const std::string& assignment) {
       VT_FAIL("--set ", key, ": '", text, "' is not a ", current.type_name());
     }
   }
-  read_field(*this, key, value, "--set");
-  validate("--set " + assignment);
+  Recipe next = *this;  // a refused value leaves the recipe as it was
+  read_field(next, key, value, "--set");
+  next.validate("--set " + assignment);
+  *this = std::move(next);
 }
 
 json Recipe::to_json() const {
@@ -200,6 +209,10 @@ void Recipe::validate(const std::string& source) const {
            ": warmup_ratio in [0, 1), weight_decay >= 0, cond_drop in [0, 1]");
   VT_CHECK(zero_stage >= 0 && zero_stage <= 3, source, ": zero_stage ", zero_stage, " (0-3)");
   VT_CHECK(keep_last >= 1, source, ": keep_last must be at least 1");
+  VT_CHECK(sample_every >= 0, source, ": sample_every ", sample_every, " is negative (0: no sample grids)");
+  VT_CHECK(sample_prompts >= 1, source, ": sample_prompts ", sample_prompts, " must be at least 1");
+  VT_CHECK(sample_every == 0 || kind != "vae", source, ": sample_every ", sample_every,
+           " asks for sample grids, which sft and dpo recipes draw; this one is of kind vae");
   VT_CHECK(kind != "dpo" || !reference.empty(), source, ": a dpo recipe needs \"reference\"");
 }
 

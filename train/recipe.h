@@ -63,6 +63,12 @@ struct Recipe {
   int64_t save_every = 0;          // steps between checkpoints (0: only the last)
   int64_t keep_last = 2;           // checkpoints kept
   int64_t log_every = 1;
+  // The sample grid (train/samples.h; sft and dpo): every sample_every steps and at the last one,
+  // one image per prompt for the first sample_prompts generation / preference records of the data,
+  // prompt j with seed sample_seed + j, into OUT/samples/step-<step>.png. 0: no grids.
+  int64_t sample_every = 0;
+  int64_t sample_prompts = 8;
+  uint64_t sample_seed = 0;
   int64_t workers = 2;             // data threads
   bool strict = false;             // bad records are errors instead of counted warnings
   std::vector<RecipeData> data;

@@ -121,6 +121,23 @@ struct SamplesLayout {
 };
 shapes::Image draw_samples(const std::vector<Sample>& samples, const std::string& title);
 
+// The sample grid of a training run (train/samples.h): one generated image per prompt, framed by a
+// kBorder-wide grey border, with the prompt below. An image of side s is shown at side() =
+// s·ceil(128 / s) when s < 128 (whole-number nearest-neighbour upscaling), else at min(s, 256).
+struct SampleGridLayout {
+  static constexpr int kBorder = 2, kMinCellWidth = 176, kCaption = 42, kGapX = 16, kGapY = 12, kMargin = 12,
+                       kHeader = 26, kMaxColumns = 4;
+  int count = 0, cols = 1, rows = 1, shown = 128;
+  SampleGridLayout(int n_images, int image_side);
+  int cell_width() const;
+  int width() const;
+  int height() const;
+  Rect image(int i) const;  // image i as shown, inside its border
+};
+// `images` all square of one side; captions[i] goes under images[i].
+shapes::Image draw_sample_grid(const std::vector<shapes::Image>& images, const std::vector<std::string>& captions,
+                               const std::string& title);
+
 // Parameter counts per top-level component (the first dotted part of each tensor name: "model",
 // "visual", "vargpt_gen", ...), by summing the shapes in the safetensors header(s) of `model_dir`.
 std::vector<std::pair<std::string, int64_t>> parameter_counts(const std::string& model_dir);

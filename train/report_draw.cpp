@@ -1,6 +1,6 @@
 // train/report_draw.cpp: the pictures of the run report (report.h): a 5x7 bitmap font, a line
-// rasteriser, loss_curves.png and samples.png. Split from report.cpp (REPORT.md) to keep each file
-// one idea.
+// rasteriser, loss_curves.png, samples.png, and the sample grids a training run draws. Split from
+// report.cpp (REPORT.md) to keep each file one idea.
 #include "report.h"
 
 #include <algorithm>
@@ -150,6 +150,23 @@ std::vector<std::string> wrap(const std::string& text, size_t width) {
   }
   if (!line.empty()) lines.push_back(line);
   return lines;
+}
+
+// A caption under an image, `width` pixels wide: 2x when it fits in two lines, else 1x in up to
+// three, the last cut with "..".
+void draw_caption(Image& im, int x, int y, const std::string& text, int width) {
+  std::vector<std::string> lines = wrap(text, size_t(width / (2 * kAdvance)));
+  int scale = 2;
+  if (lines.size() > 2) {
+    scale = 1;
+    lines = wrap(text, size_t(width / kAdvance));
+    if (lines.size() > 3) {
+      lines.resize(3);
+      std::string& last = lines.back();
+      last = last.substr(0, std::min(last.size(), size_t(width / kAdvance) - 2)) + "..";
+    }
+  }
+  for (size_t k = 0; k < lines.size(); ++k) draw_text(im, x, y + int(k) * 10 * scale, lines[k], kInk, scale);
 }
 
 std::string format(const char* fmt, double v) {
@@ -321,21 +338,48 @@ Image draw_samples(const std::vector<Sample>& samples, const std::string& title)
     }
     frame(im, t, L::kBorder, kPanelFrame);
     if (const auto img = try_read(s.truth_path); img && img->width > 0 && img->height > 0) blit(im, *img, t_in);
-    // The caption: 2x when it fits in two lines, else 1x in up to three, the last cut with "..".
-    const int cap_y = g.y1 + 4;
-    std::vector<std::string> lines = wrap(s.prompt, size_t(L::kCellWidth / (2 * kAdvance)));
-    int scale = 2;
-    if (lines.size() > 2) {
-      scale = 1;
-      lines = wrap(s.prompt, size_t(L::kCellWidth / kAdvance));
-      if (lines.size() > 3) {
-        lines.resize(3);
-        std::string& last = lines.back();
-        last = last.substr(0, std::min(last.size(), size_t(L::kCellWidth / kAdvance) - 2)) + "..";
-      }
-    }
-    for (size_t k = 0; k < lines.size(); ++k)
-      draw_text(im, g.x0, cap_y + int(k) * 10 * scale, lines[k], kInk, scale);
+    draw_caption(im, g.x0, g.y1 + 4, s.prompt, L::kCellWidth);
+  }
+  return im;
+}
+
+// ---- the sample grid of a training run -------------------------------------------------------------------
+
+SampleGridLayout::SampleGridLayout(int n, int side) : count(n) {
+  VT_CHECK(side >= 1, "sample grid: image side ", side, " must be positive");
+  cols = std::clamp(n, 1, kMaxColumns);
+  rows = std::max(1, (n + cols - 1) / cols);
+  shown = side < 128 ? side * ((128 + side - 1) / side) : std::min(side, 256);
+}
+int SampleGridLayout::cell_width() const { return std::max(shown + 2 * kBorder, kMinCellWidth); }
+int SampleGridLayout::width() const { return 2 * kMargin + cols * cell_width() + (cols - 1) * kGapX; }
+int SampleGridLayout::height() const {
+  return 2 * kMargin + kHeader + rows * (shown + 2 * kBorder + 4 + kCaption) + (rows - 1) * kGapY;
+}
+Rect SampleGridLayout::image(int i) const {
+  const int x = kMargin + (i % cols) * (cell_width() + kGapX) + kBorder;
+  const int y = kMargin + kHeader + (i / cols) * (shown + 2 * kBorder + 4 + kCaption + kGapY) + kBorder;
+  return {x, y, x + shown, y + shown};
+}
+
+Image draw_sample_grid(const std::vector<Image>& images, const std::vector<std::string>& captions,
+                       const std::string& title) {
+  VT_CHECK(!images.empty() && captions.size() == images.size(), "sample grid: ", images.size(), " images and ",
+           captions.size(), " captions (need the same number, at least one)");
+  const int side = images[0].width;
+  for (size_t i = 0; i < images.size(); ++i)
+    VT_CHECK(images[i].width == side && images[i].height == side, "sample grid: image ", i, " is ", images[i].width,
+             "x", images[i].height, ", expected ", side, "x", side, " as image 0");
+  const SampleGridLayout L(int(images.size()), side);
+  Image im(L.width(), L.height());
+  fill(im, {0, 0, im.width, im.height}, kBackground);
+  draw_text(im, SampleGridLayout::kMargin, SampleGridLayout::kMargin, title, kInk, 2);
+  for (int i = 0; i < int(images.size()); ++i) {
+    const Rect r = L.image(i);
+    const int b = SampleGridLayout::kBorder;
+    frame(im, {r.x0 - b, r.y0 - b, r.x1 + b, r.y1 + b}, b, kUnjudgedBorder);
+    blit(im, images[size_t(i)], r);
+    draw_caption(im, r.x0 - b, r.y1 + b + 4, captions[size_t(i)], L.cell_width());
   }
   return im;
 }

@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "dpo.h"
+#include "samples.h"
 #include "vae_stage.h"
 #include "infinity/self_correction.h"
 #include "vt/autograd.h"
@@ -191,10 +192,24 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   optim::Scheduler sched(opt, mult);
   Generator gen(r.seed);
   const std::vector<Tensor> params = group.params;
+  // The sample grids (rank 0 draws them): the prompts are rendered before the first step.
+  std::unique_ptr<SampleGrid> samples;
+  if (r.sample_every > 0 && lead)
+    samples = std::make_unique<SampleGrid>(r, *model, tok::Tokenizer::from_file(o.init_dir + "/tokenizer.json"),
+                                           o.sample_prompts);
 
   // ---- resume ---------------------------------------------------------------------------------------------
   int64_t step = 0;
   const std::string log_path = o.out_dir + "/log.jsonl";
+  auto remove_sample_grids_after = [&](int64_t last) {  // OUT/samples/step-<k>.png for k > last
+    std::vector<fs::path> later;
+    if (fs::is_directory(o.out_dir + "/samples"))
+      for (const auto& e : fs::directory_iterator(o.out_dir + "/samples")) {
+        long long k = -1;
+        if (std::sscanf(e.path().filename().c_str(), "step-%lld.png", &k) == 1 && k > last) later.push_back(e.path());
+      }
+    for (const fs::path& p : later) fs::remove(p);
+  };
   if (o.resume) {
     if (const auto ck = latest_checkpoint(o.out_dir)) {
       const TrainerState s = load_trainer_state(*ck);
@@ -221,11 +236,13 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
         while (std::getline(in, line))
           if (!line.empty() && json::parse(line).value("step", int64_t(0)) <= step) kept += line + "\n";
         write_text_atomic(log_path, kept);
+        remove_sample_grids_after(step);  // a later grid shows weights this run does not continue from
       }
       if (!o.quiet && lead) std::fprintf(stderr, "%s: resumed from %s (step %lld)\n", r.name.c_str(), ck->c_str(), (long long)step);
     }
   } else if (lead) {
     write_text_atomic(log_path, "");
+    remove_sample_grids_after(0);  // an earlier run's
   }
 
   vargpt::TrainingOptions topt;
@@ -356,6 +373,22 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
     if (reference || r.kind == "vae") {
       log.erase("text_loss");
       for (const auto& [k, v] : dpo_sums) log[k] = v;
+    }
+    if (sample_due(r, step)) {  // after the update: the grid shows the weights of checkpoint-<step>
+      const auto t_sample = std::chrono::steady_clock::now();
+      if (zero) zero->gather_parameters();  // stage 3: every rank takes part
+      if (samples) {
+        const std::string path = samples->write(*model, step, o.out_dir);
+        log["samples"] = fs::relative(path, o.out_dir).string();
+        log["sample_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_sample).count();
+        if (!o.quiet)  // on a terminal, below the progress bar's line
+          std::fprintf(stderr, "%s%s: step %lld samples: %s (%.1f s)\n", ::isatty(2) ? "\n" : "", r.name.c_str(),
+                       (long long)step, path.c_str(), log["sample_s"].get<double>());
+      }
+      if (zero) {
+        o.group->barrier();
+        zero->release_parameters();
+      }
     }
     result.last_log = log;
     if (lead && r.log_every > 0 && (step % r.log_every == 0 || step == r.steps)) {

@@ -7,7 +7,8 @@
 //           batch -> VAE-encode the targets (f32, no grad) -> bitwise self-correction -> condition
 //           dropout -> training_forward (SFT) or dpo_forward (DPO) -> (loss / accumulation).backward()
 //       NaN/Inf check (names the step, the loss part and the first parameter) -> clip 1.0 ->
-//       AdamW step -> schedule step -> log (JSON lines) -> checkpoint every save_every steps
+//       AdamW step -> schedule step -> sample grid every sample_every steps (samples.h; eval mode,
+//       its own generators) -> log (JSON lines) -> checkpoint every save_every steps
 //
 // The data comes through a BatchSource, so the loop knows nothing of files; train/data's Loader is
 // one. The loop is deterministic: a run resumed from a checkpoint continues bit for bit. On N ranks
@@ -17,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -49,6 +51,10 @@ struct TrainOptions {
   bool quiet = false;            // no progress bar
   int64_t stop_after = -1;       // stop (with a checkpoint) after this many steps of this call (tests)
   std::function<void(int64_t step, const nlohmann::json& log)> on_step;
+  // The user turns the sample grids draw (recipe sample_every; the first sample_prompts are used):
+  // `vargpt train` takes them from the data (sample_prompts_from_data), rendered with the
+  // tokenizer.json of init_dir.
+  std::vector<std::string> sample_prompts;
   // Data parallelism: the ranks of the job (null or world 1: one process with a plain AdamW, as
   // before). With N > 1 ranks the optimizer is optim::ZeroOptimizer at recipe.zero_stage; rank r
   // takes every N-th micro-batch of the BatchSource (micro-step a: batch a·N + r), the loss is

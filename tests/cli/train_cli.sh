@@ -3,7 +3,9 @@
 # recipe writes a checkpoint and a JSON-lines log; --resume continues it (the step count and the
 # data position come back); a DPO recipe chained with --previous starts at ln 2 against its own
 # reference; the BSQ tokenizer recipe trains vae_local; the last checkpoint generates an image.
-# Then bad input: an unknown recipe key, a --set of an unknown key, a missing data file.
+# A DPO run with sample_every draws its grid. Then bad input: an unknown recipe key, a --set of an
+# unknown key, a missing data file, a negative sample_every, sample grids over data with no
+# generation records.
 # Usage: train_cli.sh VARGPT FIXTURES_DIR
 set -eu
 vargpt=$1
@@ -33,6 +35,11 @@ cat > dpo.json <<'JSON'
 JSON
 "$vargpt" train --recipe dpo.json --data sw --previous out/sft --out out/dpo --quiet > /dev/null
 grep -q '"loss":0.693147' out/dpo/log.jsonl || fail "DPO step 1 is not ln 2: $(cat out/dpo/log.jsonl)"
+# A sample grid at the last step, its prompts taken from the preference records; the log names it.
+"$vargpt" train --recipe dpo.json --data sw --previous out/sft --out out/dpo_grid --quiet --set sample_every=1 \
+  --set sample_prompts=2 > /dev/null
+[ -s out/dpo_grid/samples/step-000001.png ] || fail "sample_every=1 wrote no out/dpo_grid/samples/step-000001.png"
+grep -q '"samples":"samples/step-000001.png"' out/dpo_grid/log.jsonl || fail "the log does not name the grid"
 cat > vae.json <<'JSON'
 {"name": "tiny_vae", "kind": "vae", "gen_size": 256, "global_batch": 1, "micro_batch": 1, "lr": 1e-4, "steps": 1,
  "warmup_ratio": 0, "data": [{"file": "train/generation.json", "kind": "generation", "root": "."}]}
@@ -49,4 +56,13 @@ if "$vargpt" train --recipe sft.json --init "$tiny" --set stepz=3 2> err.txt; th
 grep -q "stepz" err.txt || fail "--set's unknown key is not named: $(cat err.txt)"
 if "$vargpt" train --recipe sft.json --init "$tiny" --data nowhere --out out/x 2> err.txt; then fail "a missing data file was accepted"; fi
 grep -q "generation.json" err.txt || fail "the missing data file is not named: $(cat err.txt)"
+if "$vargpt" train --recipe sft.json --init "$tiny" --set sample_every=-5 2> err.txt; then fail "sample_every=-5 was accepted"; fi
+grep -q "sample_every -5" err.txt || fail "the negative sample_every is not named: $(cat err.txt)"
+cat > und.json <<'JSON'
+{"name": "tiny_und", "kind": "sft", "freeze": "stage3", "gen_size": 256, "global_batch": 1, "micro_batch": 1,
+ "lr": 1e-3, "steps": 1, "sample_every": 1, "data": [{"file": "train/understanding.json", "kind": "understanding", "root": "."}]}
+JSON
+if "$vargpt" train --recipe und.json --data sw --init "$tiny" --out out/und --quiet 2> err.txt; then
+  fail "sample grids over data without generation records were accepted"; fi
+grep -q "no generation or preference records" err.txt || fail "grids without prompts are not explained: $(cat err.txt)"
 echo "train_cli: ok"

@@ -4,7 +4,8 @@
 # batch on N ranks, sequentially in one process), a data-parallel run is the one-process run with
 # accumulation, bit for bit: 2 steps of global batch 4 on one process == step 1 on 4 ranks with ZeRO-3,
 # resumed for step 2 on 2 ranks with ZeRO-1 == step 1 on 2 ranks with ZeRO-2 resumed on one process.
-# Rank 0 alone writes the log; every rank writes its optimizer shard. quirks.sos_single_row (Q2 fix)
+# Rank 0 alone writes the log and the sample grids (the one-process run and the 4-rank one draw them,
+# which changes no bit); every rank writes its optimizer shard. quirks.sos_single_row (Q2 fix)
 # trains the same weights on 2 ranks with ZeRO-3.
 # Usage: train_dp_cli.sh VARGPT FIXTURES_DIR
 set -eu
@@ -22,8 +23,11 @@ cat > sft.json <<'JSON'
  "data": [{"file": "train/generation.json", "kind": "generation", "root": "."}]}
 JSON
 train() { "$@" --recipe sft.json --data sw --init "$tiny" --quiet; }
-train "$vargpt" train --out one > /dev/null
-train $run 4 "$vargpt" train --out dp --set steps=1 --set zero_stage=3 > dp4.out
+grids="--set sample_every=1 --set sample_prompts=2"
+train "$vargpt" train --out one $grids > /dev/null
+train $run 4 "$vargpt" train --out dp --set steps=1 --set zero_stage=3 $grids > dp4.out
+# Rank 0 draws the grid from the gathered ZeRO-3 weights: the one-process grid, byte for byte.
+cmp -s one/samples/step-000001.png dp/samples/step-000001.png || fail "the step-1 grid on 4 ranks (ZeRO-3) differs"
 ls dp/checkpoint-1/optimizer-rank0000[0-3]-of-00004.safetensors > /dev/null || fail "ZeRO-3 on 4 ranks wrote no 4 shards"
 [ "$(wc -l < dp/log.jsonl)" -eq 1 ] || fail "4 ranks wrote $(wc -l < dp/log.jsonl) log lines for 1 step"
 train $run 2 "$vargpt" train --out dp --resume --set zero_stage=1 > /dev/null

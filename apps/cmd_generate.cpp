@@ -201,8 +201,29 @@ std::string output_path(const Session& s, int64_t prompts, int64_t j, int64_t i)
       .string();
 }
 
+// The reply budget that keeps every position inside max_position_embeddings: the longest prompt,
+// the reply (its last token is <|image_gen_start|>) and the image's tokens, which the conditional LLM
+// pass appends to the same cache (vargpt.md §6), all take positions. --max-text-tokens is clamped with
+// a warning; a prompt that leaves no room for one reply token and the image is an error.
+int64_t reply_budget(const Session& s, const std::vector<vg::Prompt>& prompts) {
+  size_t longest = 0;
+  for (const vg::Prompt& p : prompts) longest = std::max(longest, p.ids.size());
+  const int64_t limit = s.model->config().llm.max_position_embeddings;
+  const int64_t image = s.model->config().schedule_for(s.image.height, s.image.width).total_tokens;
+  const int64_t budget = limit - int64_t(longest) - image;
+  VT_CHECK(budget >= 1, "generate: the longest prompt (", longest, " tokens) and the image (", image,
+           " tokens) leave no room for a reply within max_position_embeddings ", limit, " (config.json)");
+  if (budget < s.text.max_new_tokens)
+    std::fprintf(stderr,
+                 "generate: warning: --max-text-tokens %lld would go past max_position_embeddings %lld (config.json) "
+                 "with a %zu-token prompt and %lld image tokens; using %lld\n",
+                 (long long)s.text.max_new_tokens, (long long)limit, longest, (long long)image, (long long)budget);
+  return std::min(s.text.max_new_tokens, budget);
+}
+
 // Generates every row (prompt j repeated N times) in batches; writes and prints the PNGs.
 void run(const Session& s, const std::vector<vg::Prompt>& prompts) {
+  const int64_t max_text = reply_budget(s, prompts);
   const int64_t rows = int64_t(prompts.size()) * s.n;
   const int64_t batches = (rows + s.batch - 1) / s.batch;
   const auto start = std::chrono::steady_clock::now();
@@ -214,6 +235,7 @@ void run(const Session& s, const std::vector<vg::Prompt>& prompts) {
     std::vector<vg::Prompt> batch;
     for (int64_t g = first; g < first + B; ++g) batch.push_back(prompts[g / s.n]);
     vg::TextOptions text = s.text;
+    text.max_new_tokens = max_text;
     text.sampling.seed = s.seed + uint64_t(first);  // decode_text adds the row: row g samples with S + g
     const vg::TextResult reply = vg::decode_text(*s.model, batch, text);
 

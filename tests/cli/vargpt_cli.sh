@@ -116,4 +116,19 @@ cmp "$dir/ids1.txt" "$dir/ids2.txt" || fail "chat on the retyped checkpoint diff
   || fail "vae --vae <VARGPT dir> failed: $(cat "$dir/vae_rt.txt")"
 expect_png "$dir/vae_rt.png" 256x256
 grep -q "PSNR" "$dir/vae_rt.txt" || fail "vae --roundtrip printed no PSNR"
+# Positions: the prompt, the reply and the image's 521 tokens (the 256² schedule) share the LLM's
+# max_position_embeddings. With it cut to 640 in a copy of the fixture, --max-text-tokens 100000 is
+# clamped with a warning that names the limit, and a prompt that leaves no room is an error.
+mkdir -p "$dir/short"
+for f in "$fx"/*; do [ "$(basename "$f")" = config.json ] || ln -s "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$dir/short/"; done
+sed 's/"max_position_embeddings": 4096/"max_position_embeddings": 640/' "$fx/config.json" > "$dir/short/config.json"
+grep -q '"max_position_embeddings": 640' "$dir/short/config.json" || fail "could not cut max_position_embeddings"
+"$vargpt" generate --model "$dir/short" --size 256 --prompt "$prompt" --max-text-tokens 100000 --out "$dir/clamp.png" \
+  > /dev/null 2> "$dir/clamp.err" || { cat "$dir/clamp.err"; fail "generate with a clamped reply failed"; }
+grep -q "warning: --max-text-tokens 100000 would go past max_position_embeddings 640" "$dir/clamp.err" ||
+  { cat "$dir/clamp.err"; fail "no warning for --max-text-tokens past max_position_embeddings"; }
+expect_png "$dir/clamp.png" 256x256
+long_prompt=$(printf 'red circle %.0s' $(seq 1 40))
+expect_error "leave no room for a reply within max_position_embeddings 640" "$dir/bad.png" \
+  "$vargpt" generate --model "$dir/short" --size 256 --prompt "$long_prompt" --out "$dir/bad.png"
 echo "vargpt cli: ok"

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "vt/autograd.h"
+#include "mpi_check.h"
 #include "vt/dist/process_group.h"
 #include "vt/nn/block.h"
 #include "vt/nn/module.h"
@@ -39,18 +40,6 @@
 using namespace vt;
 
 namespace {
-
-int g_failures = 0;
-int g_rank = 0;
-
-#define EXPECT(cond, ...)                                                                              \
-  do {                                                                                                 \
-    if (!(cond)) {                                                                                     \
-      ++g_failures;                                                                                    \
-      std::fprintf(stderr, "rank %d: FAILED %s:%d: %s: %s\n", g_rank, __FILE__, __LINE__, #cond,       \
-                   ::vt::detail::concat(__VA_ARGS__).c_str());                                          \
-    }                                                                                                  \
-  } while (0)
 
 constexpr int64_t kMicro = 2, kBlocks = 4;
 constexpr double kMaxNorm = 0.5, kLr = 1e-2;
@@ -286,7 +275,7 @@ void peak(const std::shared_ptr<dist::ProcessGroup>& pg) {
            ": peak gathered ", zero.peak_gathered_bytes(), " B, bound rest ", rest, " + ", prefetch ? 2 : 1, " x block ",
            block, " = ", bound, " B, whole model ", total, " B");
     EXPECT(zero.gathered_bytes() == 0, "gathered after the step: ", zero.gathered_bytes());
-    if (g_rank == 0)
+    if (testing::g_rank == 0)
       std::printf("N=%d prefetch %d: peak gathered %lld B (rest %lld + %s x block %lld = %lld; whole model %lld)\n",
                   pg->size(), prefetch, (long long)zero.peak_gathered_bytes(), (long long)rest, prefetch ? "2" : "1",
                   (long long)block, (long long)bound, (long long)total);
@@ -316,7 +305,7 @@ void traffic(const std::shared_ptr<dist::ProcessGroup>& pg) {
     const int64_t got = pg->stats().elements_sent;
     EXPECT(got == want, per_block ? "per block" : "gather-all", ": one step sent ", got, " elements, expected ", want,
            " = (N-1)/N (3 x ", psi_blocks, " + 2 x ", psi_rest, ") + ", scalars);
-    if (g_rank == 0)
+    if (testing::g_rank == 0)
       std::printf("N=%lld %s: one step sends %lld elements: (N-1)/N x (%s) + %lld scalars, Ψ = %lld\n", (long long)N,
                   per_block ? "per block" : "gather-all", (long long)got,
                   detail::concat("3 x ", psi_blocks, " + 2 x ", psi_rest).c_str(), (long long)scalars,
@@ -333,17 +322,12 @@ int main(int argc, char** argv) {
     dist::InitOptions io;
     io.timeout_s = -1;
     pg = dist::init_process_group(io);
-    g_rank = pg->rank();
+    testing::g_rank = pg->rank();
     if (mode == "all" || mode == "equivalence") equivalence(pg);
     if (mode == "all" || mode == "peak") peak(pg);
     if (mode == "all" || mode == "traffic") traffic(pg);
   } catch (const std::exception& e) {
     dist::abort_job(pg.get(), e.what(), 3);
   }
-  Tensor f = from_vector(std::vector<int32_t>{g_failures});
-  if (pg->size() > 1) pg->all_reduce(f);
-  const int total = f.tolist<int32_t>()[0];
-  if (pg->rank() == 0) std::printf("test_zero3_mpi %s on %d rank(s): %s (%d failed checks)\n", mode.c_str(), pg->size(),
-                                   total == 0 ? "passed" : "FAILED", total);
-  return total == 0 ? 0 : 1;
+  return testing::verdict(pg, "test_zero3_mpi", mode);
 }

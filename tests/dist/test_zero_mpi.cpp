@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "vt/autograd.h"
+#include "mpi_check.h"
 #include "vt/dist/process_group.h"
 #include "vt/ops.h"
 #include "vt/optim/adamw.h"
@@ -40,18 +41,6 @@
 using namespace vt;
 
 namespace {
-
-int g_failures = 0;
-int g_rank = 0;
-
-#define EXPECT(cond, ...)                                                                              \
-  do {                                                                                                 \
-    if (!(cond)) {                                                                                     \
-      ++g_failures;                                                                                    \
-      std::fprintf(stderr, "rank %d: FAILED %s:%d: %s: %s\n", g_rank, __FILE__, __LINE__, #cond,       \
-                   ::vt::detail::concat(__VA_ARGS__).c_str());                                          \
-    }                                                                                                  \
-  } while (0)
 
 constexpr int64_t kMicro = 2;  // samples per micro-batch
 constexpr double kMaxNorm = 0.5, kLr = 1e-2;
@@ -371,7 +360,7 @@ int main(int argc, char** argv) {
     dist::InitOptions io;
     io.timeout_s = -1;  // VT_DIST_TIMEOUT_S or 600
     pg = dist::init_process_group(io);
-    g_rank = pg->rank();
+    testing::g_rank = pg->rank();
     if (mode == "equivalence") equivalence(pg);
     else if (mode == "save") save(pg, argv[2]);
     else if (mode == "resume") resume(pg, argv[2]);
@@ -386,11 +375,5 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     dist::abort_job(pg.get(), e.what(), 3);
   }
-  // Every rank's verdict: the job passes only when all pass.
-  Tensor f = from_vector(std::vector<int32_t>{g_failures});
-  if (pg->size() > 1) pg->all_reduce(f);
-  const int total = f.tolist<int32_t>()[0];
-  if (pg->rank() == 0) std::printf("test_zero_mpi %s on %d rank(s): %s (%d failed checks)\n", mode.c_str(), pg->size(),
-                                   total == 0 ? "passed" : "FAILED", total);
-  return total == 0 ? 0 : 1;
+  return testing::verdict(pg, "test_zero_mpi", mode);
 }

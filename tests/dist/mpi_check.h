@@ -1,0 +1,39 @@
+// mpi_check.h: the checks of the MPI test programs (test_zero_mpi, test_zero3_mpi). doctest cannot
+// run one test body on N ranks, so each program counts failed EXPECTs per rank and ends with
+// `verdict`, which sums them over the ranks: the job passes only when every rank passes.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "vt/dist/process_group.h"
+#include "vt/error.h"
+#include "vt/tensor.h"
+
+namespace vt::testing {
+
+inline int g_failures = 0;  // failed checks on this rank
+inline int g_rank = 0;      // set after init_process_group, for the messages
+
+// Returns the exit status: 0 when no rank failed a check, else 1; rank 0 prints the verdict.
+inline int verdict(const std::shared_ptr<dist::ProcessGroup>& pg, const char* program, const std::string& mode) {
+  Tensor f = from_vector(std::vector<int32_t>{g_failures});
+  if (pg->size() > 1) pg->all_reduce(f);
+  const int total = f.tolist<int32_t>()[0];
+  if (pg->rank() == 0)
+    std::printf("%s %s on %d rank(s): %s (%d failed checks)\n", program, mode.c_str(), pg->size(),
+                total == 0 ? "passed" : "FAILED", total);
+  return total == 0 ? 0 : 1;
+}
+
+}  // namespace vt::testing
+
+#define EXPECT(cond, ...)                                                                              \
+  do {                                                                                                 \
+    if (!(cond)) {                                                                                     \
+      ++::vt::testing::g_failures;                                                                     \
+      std::fprintf(stderr, "rank %d: FAILED %s:%d: %s: %s\n", ::vt::testing::g_rank, __FILE__, __LINE__, \
+                   #cond, ::vt::detail::concat(__VA_ARGS__).c_str());                                  \
+    }                                                                                                  \
+  } while (0)

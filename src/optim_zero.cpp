@@ -1,6 +1,6 @@
 // optim_zero.cpp: ZeRO stages 0-3 over the flat arena; see optim/zero.h. The layout, the gradient
-// reductions, the step and the memory report; stage 3's gathering and the block hooks are in
-// optim_zero_gather.cpp, the sharded checkpoints in optim_zero_checkpoint.cpp.
+// reductions, the step and the memory report; stage 3's partition, gathering and block hooks are
+// in optim_zero_partition.cpp, the sharded checkpoints in optim_zero_checkpoint.cpp.
 #include "vt/optim/zero.h"
 
 #include <algorithm>
@@ -61,19 +61,18 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ParamGroupSpec> specs, std::shared_ptr<
            " blocks in ZeroOptions::blocks) is stage 3's; this optimizer is stage ", opt_.stage);
   NoGradGuard no_grad;
   const int64_t N = pg_->size(), r = pg_->rank();
-  // Which block each trainable parameter belongs to (by tensor identity).
+  // Which block each trainable parameter belongs to (by tensor identity); the partition checks the modules.
   std::map<const TensorImpl*, int> block_of;
   for (size_t b = 0; b < opt_.blocks.size(); ++b) {
-    VT_CHECK(opt_.blocks[b].module != nullptr, "zero: block ", b, " has no module");
-    VT_CHECK(block_index_.emplace(opt_.blocks[b].module, b).second, "zero: block ", b, " repeats block ",
-             block_index_[opt_.blocks[b].module], "'s module");
     for (const Tensor& p : opt_.blocks[b].params) {
       auto [it, fresh] = block_of.emplace(p.impl(), static_cast<int>(b));
       VT_CHECK(fresh || it->second == static_cast<int>(b), "zero: a parameter of ", p.shape().str(),
                " is listed in blocks ", it->second, " and ", b);
     }
   }
-  std::vector<ParamGroupSpec> inner_specs;
+  // The layout of every group: its trainable parameters in order and their units.
+  std::vector<DType> dtypes;
+  std::vector<ZeroPartition::Group> partition_groups;
   int64_t max_unit_shard = 0;
   for (size_t gi = 0; gi < specs.size(); ++gi) {
     const ParamGroupSpec& spec = specs[gi];
@@ -106,10 +105,28 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ParamGroupSpec> specs, std::shared_ptr<
     }
     build_units(g, block_of_param);
     for (const Unit& u : g.units) max_unit_shard = std::max(max_unit_shard, u.shard);
+    partition_groups.push_back({g.params, block_of_param});
+    dtypes.push_back(dtype);
+    groups_.push_back(std::move(g));
+  }
+  // Stage 3: the partition copies this rank's slice of every unit (the same units: cut_units of the
+  // same layout) and points the parameters at no memory; its hooks gather per block.
+  if (opt_.stage == 3) {
+    std::vector<const nn::Module*> modules;
+    for (const ZeroBlock& zb : opt_.blocks) modules.push_back(zb.module);
+    partition_ = std::make_unique<ZeroPartition>(std::move(partition_groups), std::move(modules), pg_, opt_.prefetch);
+    partition_->on_block_backward = [this](size_t b) { reduce_block(b); };
+    reduced_.assign(opt_.blocks.size(), 0);
+    if (!opt_.blocks.empty()) partition_->install_hooks();
+  }
 
-    // Stages 0-2: the arena, every parameter copied in, then pointed into it. Stage 3: this rank's
-    // slice of every unit, copied straight from the parameters (which then point at no memory).
-    Tensor arena, shard;
+  std::vector<ParamGroupSpec> inner_specs;
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    GroupLayout& g = groups_[gi];
+    const DType dtype = dtypes[gi];
+    const Device device = g.params.empty() ? Device::cpu() : g.params[0].device();
+    // Stages 0-2: the arena, every parameter copied in, then pointed into it.
+    Tensor arena;
     if (opt_.stage < 3) {
       arena = zeros({g.padded_numel}, TensorOptions(dtype, device));
       for (size_t i = 0; i < g.params.size(); ++i) {
@@ -117,25 +134,14 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ParamGroupSpec> specs, std::shared_ptr<
         copy_(dst, g.params[i].detach().view({-1}));
       }
       point_params_into(g, arena);
-    } else {
-      shard = zeros({g.shard}, TensorOptions(dtype, device));
-      for (const Unit& u : g.units) {
-        const int64_t mine = u.begin + r * u.shard;  // global flat position of this rank's slice
-        for (size_t i = u.first; i < u.last; ++i) {
-          const int64_t pa = g.offsets[i], pb = pa + g.params[i].numel();
-          const int64_t a = std::max(pa, mine), b = std::min(pb, mine + u.shard);
-          if (a >= b) continue;
-          Tensor dst = shard.narrow(0, u.shard_offset + a - mine, b - a);
-          copy_(dst, g.params[i].detach().view({-1}).narrow(0, a - pa, b - a));
-        }
-      }
     }
+    const Tensor shard = opt_.stage == 3 ? partition_->shard(gi) : Tensor();
 
     // The inner AdamW's parameters: the pieces of the owned ranges, views of the arena (of the
     // shard in stage 3, which outlives the gathered buffers).
     ParamGroupSpec inner;
     inner.name = g.name;
-    inner.options = spec.options;
+    inner.options = specs[gi].options;
     std::vector<Piece> pieces;
     for (const Unit& u : g.units) {
       const int64_t mine = u.begin + r * u.shard;
@@ -160,9 +166,7 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ParamGroupSpec> specs, std::shared_ptr<
     accumulator_.push_back(zeros({g.shard}, TensorOptions(gd, device)));
     full_grad_.push_back(opt_.stage <= 1 ? zeros({g.padded_numel}, TensorOptions(gd, device)) : Tensor());
     arena_.push_back(arena);
-    param_shard_.push_back(shard);
     has_grad_.emplace_back(g.params.size(), 0);
-    groups_.push_back(std::move(g));
   }
   if (opt_.stage >= 2 && !groups_.empty()) {
     const GroupLayout& g0 = groups_.front();
@@ -170,41 +174,17 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ParamGroupSpec> specs, std::shared_ptr<
                     TensorOptions(accumulator_.front().dtype(), g0.params.empty() ? Device::cpu() : g0.params[0].device()));
   }
   inner_ = std::make_unique<AdamW>(std::move(inner_specs), 1);
-  if (opt_.stage == 3) {
-    // Gather sets: one per block, the rest last (gather-all: the rest is everything).
-    const size_t B = opt_.blocks.size();
-    sets_.resize(B + 1);
-    for (size_t gi = 0; gi < groups_.size(); ++gi)
-      for (size_t u = 0; u < groups_[gi].units.size(); ++u) {
-        const int b = groups_[gi].units[u].block;
-        sets_[b < 0 ? B : static_cast<size_t>(b)].units.push_back({gi, u});
-      }
-    release_parameters();  // the parameters still hold the model's memory: drop it
-    if (B > 0) install_hooks();
-  }
 }
 
-// Units: maximal runs of parameters with the same block (-1: the rest), each padded to N on its own.
+ZeroOptimizer::~ZeroOptimizer() = default;  // the partition uninstalls its hooks
+
+// Units (cut_units: maximal runs of one block, each padded to N) and what this rank updates.
 void ZeroOptimizer::build_units(GroupLayout& g, const std::vector<int>& block_of_param) const {
   const int64_t N = pg_->size(), r = pg_->rank();
-  int64_t shard_offset = 0;
-  for (size_t i = 0; i < g.params.size();) {
-    size_t j = i + 1;
-    while (j < g.params.size() && block_of_param[j] == block_of_param[i]) ++j;
-    Unit u;
-    u.block = block_of_param[i];
-    u.first = i, u.last = j;
-    u.begin = g.offsets[i];
-    u.numel = (j < g.params.size() ? g.offsets[j] : g.numel) - u.begin;
-    u.padded = (u.numel + N - 1) / N * N;
-    u.shard = u.padded / N;
-    u.shard_offset = shard_offset;
-    shard_offset += u.shard;
-    g.padded_numel += u.padded;
-    g.units.push_back(u);
-    i = j;
-  }
-  g.shard = shard_offset;
+  g.units = cut_units(g.offsets, g.numel, block_of_param, N);
+  g.padded_numel = 0;
+  for (const Unit& u : g.units) g.padded_numel += u.padded;
+  g.shard = g.padded_numel / N;
   g.owned_begin = opt_.stage == 0 ? 0 : r * g.shard;
   g.owned_end = opt_.stage == 0 ? g.padded_numel : (r + 1) * g.shard;
   for (const Unit& u : g.units) {
@@ -274,7 +254,7 @@ void ZeroOptimizer::reduce_gradients() {
     }
     for (size_t ui = 0; ui < g.units.size(); ++ui) {
       const Unit& u = g.units[ui];
-      if (opt_.stage == 3 && u.block >= 0 && sets_[u.block].reduced) {
+      if (opt_.stage == 3 && u.block >= 0 && reduced_[u.block]) {
         // Reduced in its after_backward: a gradient now would be a use outside the block.
         for (size_t i = u.first; i < u.last; ++i)
           VT_CHECK(!g.params[i].grad().defined(), "zero: parameter '", g.names[i], "' of block ", u.block,
@@ -287,8 +267,8 @@ void ZeroOptimizer::reduce_gradients() {
   }
   if (opt_.stage == 3) {
     for (size_t b = 0; b < B; ++b) {
-      if (!pinned_) release(b);  // blocks kept for a cached backward, prefetches nobody used
-      sets_[b].reduced = false;
+      if (!partition_->pinned()) partition_->release(b);  // blocks kept for a cached backward, prefetches nobody used
+      reduced_[b] = 0;
     }
   }
   ++micro_steps_;
@@ -388,18 +368,44 @@ void ZeroOptimizer::zero_grad() {
   prepared_ = false;
 }
 
+void ZeroOptimizer::point_params_into(GroupLayout& g, const Tensor& arena) {
+  for (size_t i = 0; i < g.params.size(); ++i)
+    repoint_parameter(g.params[i], arena.narrow(0, g.offsets[i], g.params[i].numel()).view(g.params[i].shape()));
+}
+
+// ---- stage 3: gathering (the partition's, optim/zero_partition.h) ------------------------------------
+
+void ZeroOptimizer::reduce_block(size_t b) {
+  VT_CHECK(!reduced_[b], "zero: block ", b, " ran its backward twice in one micro-step (is it used twice per forward?)");
+  for (const auto& [gi, ui] : partition_->set_units(b)) reduce_unit(gi, ui, micro_steps_ > 0);
+  reduced_[b] = 1;
+}
+
+void ZeroOptimizer::prepare_forward() {
+  if (opt_.stage == 3) partition_->finish_gather(partition_->rest());  // gather-all: everything
+}
+
+// gather_parameters pins: the hooks then neither gather nor free (saving a checkpoint, evaluation).
+void ZeroOptimizer::gather_parameters() {
+  if (opt_.stage == 3) partition_->gather_all();
+}
+
+void ZeroOptimizer::release_parameters() {
+  if (opt_.stage == 3) partition_->release_all();
+}
+
 // ---- memory ------------------------------------------------------------------------------------------
 
 ModelStateBytes ZeroOptimizer::model_state_bytes() const {
   ModelStateBytes b;
   auto bytes = [](const Tensor& t) { return t.defined() ? static_cast<int64_t>(t.storage()->nbytes) : int64_t{0}; };
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    b.params += opt_.stage == 3 ? bytes(param_shard_[gi]) : bytes(arena_[gi]);
+    b.params += opt_.stage == 3 ? bytes(partition_->shard(gi)) : bytes(arena_[gi]);
     b.grads += bytes(accumulator_[gi]) + bytes(full_grad_[gi]);
     const ParamGroup& inner = inner_->groups()[gi];
     b.optimizer += bytes(inner.master) + bytes(inner.exp_avg) + bytes(inner.exp_avg_sq);
   }
-  b.params += gathered_bytes_;
+  b.params += gathered_bytes();
   b.bucket = bytes(bucket_);
   b.frozen = frozen_bytes_;
   return b;
@@ -414,6 +420,38 @@ ModelStateBytes ZeroOptimizer::expected_bytes(int stage, int64_t psi, int64_t wo
   b.optimizer = 12 * (stage == 0 ? psi : shard);
   b.bucket = stage >= 2 ? G * world * std::min(bucket_elements, std::max<int64_t>(shard, 1)) : 0;
   b.frozen = frozen_bytes;
+  return b;
+}
+
+// What this rank would hold at `stage`, from this layout: every group's own dtypes, its units (the
+// blocks' units under per-block stage 3, one per group otherwise), the bucket sized by the largest
+// unit, and the optimizer's 12 B for each real (unpadded) element this rank owns.
+ModelStateBytes ZeroOptimizer::layout_bytes(int stage) const {
+  VT_CHECK(stage >= 0 && stage <= 3, "zero: layout_bytes of stage ", stage, " (0, 1, 2 or 3)");
+  const int64_t N = pg_->size(), r = pg_->rank();
+  ModelStateBytes b;
+  int64_t max_unit_shard = 0;
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const GroupLayout& g = groups_[gi];
+    const int64_t P = g.params.empty() ? 0 : static_cast<int64_t>(g.params[0].element_size());
+    const int64_t G = static_cast<int64_t>(accumulator_[gi].element_size());
+    const std::vector<Unit> units = stage == 3 && opt_.stage == 3
+                                        ? g.units
+                                        : cut_units(g.offsets, g.numel, std::vector<int>(g.params.size(), -1), N);
+    int64_t padded = 0, owned = 0;
+    for (const Unit& u : units) {
+      padded += u.padded;
+      owned += stage == 0 ? u.numel : std::clamp<int64_t>(u.numel - r * u.shard, 0, u.shard);
+      max_unit_shard = std::max(max_unit_shard, u.shard);
+    }
+    b.params += P * (stage == 3 ? padded / N : padded);
+    b.grads += G * (padded / N + (stage <= 1 ? padded : 0));  // the accumulator; stages 0-1 the flat gradient too
+    b.optimizer += 12 * owned;
+  }
+  if (stage >= 2 && !groups_.empty())
+    b.bucket = static_cast<int64_t>(accumulator_.front().element_size()) * N *
+               std::min(opt_.bucket_elements, std::max<int64_t>(max_unit_shard, 1));
+  b.frozen = frozen_bytes_;
   return b;
 }
 
@@ -433,31 +471,27 @@ std::string ZeroOptimizer::memory_report() const {
                                    " padded), ", P, " B/param, ", G, " B/grad, K = 12\n");
   const char* formula[] = {"(P+G+K)Ψ", "(P+G)Ψ + KΨ/N", "PΨ + (G+K)Ψ/N", "(P+G+K)Ψ/N"};
   for (int s = 0; s <= 3; ++s) {
-    const ModelStateBytes e = expected_bytes(s, padded, N, P, G, opt_.bucket_elements, 0);
+    const ModelStateBytes e = layout_bytes(s);
     const double paper = s == 0   ? double(P + G + 12) * psi
                          : s == 1 ? double(P + G) * psi + 12.0 * psi / N
                          : s == 2 ? double(P) * psi + double(G + 12) * psi / N
                                   : double(P + G + 12) * psi / N;
     out += detail::concat("  stage ", s, ": ", formula[s], " = ", static_cast<int64_t>(paper), " B; this layout ",
-                          e.total(), " B (+", e.frozen + frozen_bytes_, " frozen; stages 0-1 add the GΨ/N fold accumulator, ",
-                          "2-3 the bucket)", s == opt_.stage ? "  <- this run" : "", "\n");
+                          e.total(), " B (params ", e.params, ", grads ", e.grads, ", optimizer ", e.optimizer,
+                          ", bucket ", e.bucket, ", frozen ", e.frozen, ")", s == opt_.stage ? "  <- this run" : "",
+                          "\n");
   }
   if (opt_.stage == 3 && !opt_.blocks.empty()) {
     // Per block: what is gathered at most (the rest, the running block, the prefetched one).
-    int64_t rest = 0, largest = 0, blocks = 0;
-    for (size_t b = 0; b < sets_.size(); ++b) {
-      int64_t bytes = 0;
-      for (const auto& [gi, ui] : sets_[b].units)
-        bytes += groups_[gi].units[ui].padded * static_cast<int64_t>(param_shard_[gi].element_size());
-      if (b == opt_.blocks.size()) rest = bytes;
-      else if (bytes > 0) largest = std::max(largest, bytes), ++blocks;
-    }
+    int64_t largest = 0, blocks = 0;
+    for (size_t b = 0; b < partition_->num_blocks(); ++b)
+      if (partition_->has_units(b)) largest = std::max(largest, partition_->set_bytes(b)), ++blocks;
+    const int64_t rest = partition_->set_bytes(partition_->rest());
     out += detail::concat("  stage 3 per block: ", blocks, " blocks with trainable parameters, the largest ", largest,
                           " B, the rest ", rest, " B: gathered at most rest + 2 x largest = ", rest + 2 * largest,
                           " B", opt_.prefetch ? "" : " (no prefetch: rest + largest)", "\n");
   }
   return out;
 }
-
 
 }  // namespace vt::optim

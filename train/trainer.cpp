@@ -95,23 +95,22 @@ std::string first_nonfinite(const vargpt::Vargpt& model) {
   return "(none found)";
 }
 
-// ZeRO-3's blocks, in forward order (the prefetch order): the ViT's, the LLM's, Infinity's; each
-// gathered around its nn::run_block. Infinity projects the cross-attention K/V of every block
-// (ca.mat_kv, ca.v_bias) before any block runs, so those two stay with the rest.
-std::vector<optim::ZeroBlock> zero3_blocks(const vargpt::Vargpt& model) {
+}  // namespace
+
+std::vector<optim::ZeroBlock> zero3_blocks(const vargpt::Vargpt& model, bool trainable_only) {
   std::vector<optim::ZeroBlock> blocks;
-  for (size_t i = 0; i < model.visual->blocks->size(); ++i) blocks.push_back(optim::ZeroBlock::of((*model.visual->blocks)[i]));
+  for (size_t i = 0; i < model.visual->blocks->size(); ++i)
+    blocks.push_back(optim::ZeroBlock::of((*model.visual->blocks)[i], trainable_only));
   for (size_t i = 0; i < model.lm->model->layers->size(); ++i)
-    blocks.push_back(optim::ZeroBlock::of((*model.lm->model->layers)[i]));
+    blocks.push_back(optim::ZeroBlock::of((*model.lm->model->layers)[i], trainable_only));
   for (const auto& b : model.vargpt_gen->blocks) {
-    optim::ZeroBlock zb = optim::ZeroBlock::of(*b);
+    optim::ZeroBlock zb = optim::ZeroBlock::of(*b, trainable_only);
     std::erase_if(zb.params, [&](const Tensor& p) { return p.is_same(b->ca->mat_kv->weight) || p.is_same(b->ca->v_bias); });
     blocks.push_back(std::move(zb));
   }
   return blocks;
 }
 
-}  // namespace
 
 TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   VT_CHECK(r.kind == "sft" || r.kind == "dpo" || r.kind == "vae", "training: recipe ", r.name, " is of kind '",
@@ -130,11 +129,16 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
   std::shared_ptr<vargpt::Vargpt> model = vargpt::Vargpt::from_pretrained(o.init_dir, dtype, mo);
   // DPO's reference: a frozen copy in eval mode (vargpt.md §13), given the policy's batch, so its
   // self-correction flips and condition dropout are the policy's (the deterministic reference).
+  // Under ZeRO-3 on N ranks it is sharded too, forward only: each rank holds 1/N of it, and its
+  // forward gathers it block by block (optim/zero_partition.h ShardedInference).
   std::shared_ptr<vargpt::Vargpt> reference;
+  std::unique_ptr<optim::ShardedInference> sharded_reference;
   if (r.kind == "dpo") {
     reference = vargpt::Vargpt::from_pretrained(o.reference_dir, dtype);
     reference->freeze("*");
     reference->eval();
+    if (world > 1 && r.zero_stage == 3)
+      sharded_reference = std::make_unique<optim::ShardedInference>(*reference, zero3_blocks(*reference, false), o.group);
   }
   DpoOptions dpo;
   dpo.beta = r.dpo_beta;
@@ -317,7 +321,19 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
         dpo_sums["psnr"] += out.psnr / accum;
         step_loss = out.loss;
       } else if (reference) {
-        const DpoStepOutput out = dpo_forward(*model, reference.get(), tb, dpo);
+        DpoStepOutput out;
+        if (sharded_reference) {  // the same reference log-probs, from the reference gathered block by block
+          Tensor ref;
+          {
+            optim::ShardedInference::Scope gathered(*sharded_reference);
+            ref = reference_logps(*reference, tb);
+          }
+          DpoOptions given = dpo;
+          given.precomputed_reference = true;
+          out = dpo_forward(*model, nullptr, tb, given, &ref);
+        } else {
+          out = dpo_forward(*model, reference.get(), tb, dpo);
+        }
         for (const auto& [k, v] : dpo_metrics(out)) dpo_sums[k] += v / accum;
         step_loss = out.loss;
         VT_CHECK(std::isfinite(out.loss.item()), "training ", r.name, ": step ", step + 1, " micro-batch ", a,

@@ -26,6 +26,7 @@
 #include "recipe.h"
 #include "vargpt/training.h"
 #include "vt/dist/process_group.h"
+#include "vt/optim/zero_partition.h"
 #include "vt/random.h"
 
 namespace vt::train {
@@ -72,5 +73,11 @@ struct TrainResult {
 // SFT and DPO recipes (kind "sft", "dpo"; DPO adds the frozen reference model). The BSQ tokenizer
 // (kind "vae") has its own loop, train_vae() in vae_stage.h.
 TrainResult train(const Recipe& recipe, BatchSource data, const TrainOptions& opt);
+
+// ZeRO-3's blocks of a VARGPT model, in forward order (the prefetch order): the ViT's, the LLM's,
+// Infinity's; each gathered around its nn::run_block. Infinity projects the cross-attention K/V of
+// every block (ca.mat_kv, ca.v_bias) before any block runs, so those two stay with the rest. The
+// optimizer takes the trainable parameters of each block, the frozen DPO reference all of them.
+std::vector<optim::ZeroBlock> zero3_blocks(const vargpt::Vargpt& model, bool trainable_only = true);
 
 }  // namespace vt::train

@@ -32,7 +32,9 @@
 // is the fold of the reduction, so N ranks x micro-batch b x A accumulation steps give the same bits
 // as one rank with N·A micro-batches of b, whatever N (with the fixed-order MPI backend).
 //
-// Stage 3 has two modes.
+// Stage 3's partition and gathering are optim/zero_partition.h's ZeroPartition (shared with
+// ShardedInference, a frozen model sharded forward-only: DPO's reference); the optimizer adds the
+// reduction of each block's gradients after its backward. Stage 3 has two modes.
 //   gather-all (ZeroOptions::blocks empty): prepare_forward() all-gathers every group before the
 //     forward, step() frees it; the parameters live through forward and backward (traffic per step
 //     Ψ + Ψ·A: 2Ψ at A = 1) and the peak holds the whole model.
@@ -68,6 +70,10 @@
 // on 2 ranks the gathered parameters peak at 944 B = rest 208 + 2 x block 368 of the model's 1680 B
 // (576 B without prefetch) and one step sends 620 elements = ½(3 x 368 + 2 x 52) + 16 scalars,
 // against 432 for gather-all; every result equals ZeRO-0 and one process bit for bit.
+// bench_zero_comm (Ψ = 1,000,003, a rest of Ψ/8 and 8 blocks): per block sends 1.438Ψ on 2 ranks and
+// 2.156Ψ on 4 = (N-1)/N·(3Ψ_b + 2Ψ_r) + the scalars, against 1.0Ψ and 1.5Ψ for gather-all.
+// memory_report() prints layout_bytes(stage) next to the formulas: for the run's stage it is what
+// model_state_bytes() reads off the buffers.
 //
 // Gradients should arrive pre-divided by the number of ranks (the loss scaled by 1/(A·N)) and are
 // summed (ZeroOptions::average = false); that is the single-process accumulation order.
@@ -85,19 +91,10 @@
 #include <vector>
 
 #include "vt/dist/process_group.h"
-#include "vt/nn/block.h"
 #include "vt/optim/adamw.h"
+#include "vt/optim/zero_partition.h"
 
 namespace vt::optim {
-
-// A block for stage 3's per-block mode: the Module a model hands to nn::run_block, and the
-// trainable parameters gathered around its runs (a subset of the groups' parameters; default: all of
-// the module's). Leave out a parameter the model uses outside the block: it joins the rest.
-struct ZeroBlock {
-  const nn::Module* module = nullptr;
-  std::vector<Tensor> params;
-  static ZeroBlock of(const nn::Module& m) { return {&m, m.parameters(/*trainable_only=*/true)}; }
-};
 
 struct ZeroOptions {
   int stage = 0;                        // 0 (DDP), 1, 2, 3
@@ -143,13 +140,7 @@ class ZeroOptimizer {
   int64_t num_steps() const { return num_steps_; }
 
   // A run of a group's parameters gathered together (stage 3 per block; one per group otherwise).
-  struct Unit {
-    int block = -1;            // index in ZeroOptions::blocks; -1: the rest
-    size_t first = 0, last = 0;  // the group's parameters [first, last)
-    int64_t begin = 0, numel = 0;  // the global flat range [begin, begin + numel)
-    int64_t padded = 0, shard = 0;  // numel rounded up to N; shard = padded / N
-    int64_t shard_offset = 0;       // where this unit's shard sits in the group's (S,) shard buffers
-  };
+  using Unit = ZeroUnit;
   // Per group: the trainable parameters, their names and the flat layout.
   struct GroupLayout {
     std::string name;
@@ -171,13 +162,18 @@ class ZeroOptimizer {
   ModelStateBytes model_state_bytes() const;
   // Stage 3: bytes of parameters gathered now (buffers being filled included), and the most since
   // the last reset.
-  int64_t gathered_bytes() const { return gathered_bytes_; }
-  int64_t peak_gathered_bytes() const { return peak_gathered_bytes_; }
-  void reset_peak_gathered_bytes() { peak_gathered_bytes_ = gathered_bytes_; }
+  int64_t gathered_bytes() const { return partition_ ? partition_->gathered_bytes() : 0; }
+  int64_t peak_gathered_bytes() const { return partition_ ? partition_->peak_gathered_bytes() : 0; }
+  void reset_peak_gathered_bytes() {
+    if (partition_) partition_->reset_peak_gathered_bytes();
+  }
   // The formulas of the top note for Ψ = psi (padded), N ranks.
   static ModelStateBytes expected_bytes(int stage, int64_t psi, int64_t world, int64_t param_bytes, int64_t grad_bytes,
                                         int64_t bucket_elements, int64_t frozen_bytes);
-  // One line per stage: this run's bytes next to the formulas (printed by rank 0 at start).
+  // What this rank would hold at `stage` with this layout (its dtypes, units, bucket, the real
+  // elements it owns): layout_bytes(stage()) equals model_state_bytes() while nothing is gathered.
+  ModelStateBytes layout_bytes(int stage) const;
+  // One line per stage: this run's bytes, the paper's formula and layout_bytes (printed by rank 0 at start).
   std::string memory_report() const;
 
   // Shards (see the top note). save_shard is called by every rank; load_shards by every rank.
@@ -188,26 +184,17 @@ class ZeroOptimizer {
   static std::map<std::string, Tensor> consolidate_shards(const std::string& dir);
 
  private:
-  class Hooks;
-  friend class Hooks;
   void prepare_step();  // flags all-reduced, slice grads pointed at the reduced gradient
-  void install_hooks();
   void build_units(GroupLayout& g, const std::vector<int>& block_of_param) const;
   void point_params_into(GroupLayout& g, const Tensor& arena);
   void pack(const GroupLayout& g, int64_t flat_begin, int64_t len, int64_t limit, Tensor dst) const;
   void reduce_unit(size_t gi, size_t u, bool accumulate);  // stages 2-3: bucketed reduce-scatter
-  // Stage 3 gathering, per "gather set": block b in [0, B), the rest at B (optim_zero_gather.cpp).
-  void start_gather(size_t b);
-  void finish_gather(size_t b);
-  void release(size_t b);
-  void reduce_block(size_t b);  // after_backward: its units' gradients into the accumulator
-  int next_block(size_t b, int direction) const;  // the next block with units, or -1
+  void reduce_block(size_t b);  // stage 3, after block b's backward: its units' gradients into the accumulator
 
   std::shared_ptr<dist::ProcessGroup> pg_;
   ZeroOptions opt_;
   std::vector<GroupLayout> groups_;
   std::vector<Tensor> arena_;         // stages 0-2: per group, (padded_numel,) parameter dtype
-  std::vector<Tensor> param_shard_;   // stage 3: (S,) the owned parameters of every unit, unit after unit
   std::vector<Tensor> accumulator_;   // (S,) gradient dtype: the fold of the reductions
   std::vector<Tensor> full_grad_;     // stages 0-1: (padded_numel,) the packed / reduced gradient
   Tensor bucket_;                     // stages 2-3: (N·bucket_elements,)
@@ -225,19 +212,10 @@ class ZeroOptimizer {
   int64_t num_steps_ = 0;
   bool prepared_ = false;
 
-  // Stage 3: gather sets 0..B-1 are the blocks, B the rest (gather-all: B = 0, every unit is rest).
-  struct GatherSet {
-    std::vector<std::pair<size_t, size_t>> units;  // (group, unit)
-    enum class State { Released, InFlight, Ready } state = State::Released;
-    std::vector<Tensor> buffers;                    // per unit, (padded,)
-    std::vector<std::unique_ptr<dist::Work>> works;
-    bool reduced = false;  // its gradients went into the accumulator this micro-step
-  };
-  std::vector<GatherSet> sets_;
-  std::map<const nn::Module*, size_t> block_index_;
-  std::unique_ptr<nn::BlockHooks> hooks_;  // a Hooks, installed while this optimizer lives (per-block mode)
-  bool pinned_ = false;           // gather_parameters(): everything stays until released
-  int64_t gathered_bytes_ = 0, peak_gathered_bytes_ = 0;
+  // Stage 3: the partition holds this rank's (S,) slice of every unit (the inner AdamW's parameters
+  // are views of it) and gathers them: per block through its hooks, the rest in prepare_forward().
+  std::unique_ptr<ZeroPartition> partition_;
+  std::vector<char> reduced_;  // per block: its gradients went into the accumulator this micro-step
 };
 
 }  // namespace vt::optim

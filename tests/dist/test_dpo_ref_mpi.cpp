@@ -26,6 +26,7 @@
 #include "dpo.h"
 #include "infinity/self_correction.h"
 #include "trainer.h"
+#include "mpi_check.h"
 #include "vt/autograd.h"
 #include "vt/dist/process_group.h"
 #include "vt/io/tensor_io.h"
@@ -37,18 +38,6 @@ using namespace vt;
 using vargpt::Vargpt;
 
 namespace {
-
-int g_failures = 0;
-int g_rank = 0;
-
-#define EXPECT(cond, ...)                                                                              \
-  do {                                                                                                 \
-    if (!(cond)) {                                                                                     \
-      ++g_failures;                                                                                    \
-      std::fprintf(stderr, "rank %d: FAILED %s:%d: %s: %s\n", g_rank, __FILE__, __LINE__, #cond,       \
-                   ::vt::detail::concat(__VA_ARGS__).c_str());                                          \
-    }                                                                                                  \
-  } while (0)
 
 const std::string kTiny = std::string(VT_FIXTURES) + "/vargpt_tiny";
 
@@ -179,7 +168,7 @@ void run(const std::shared_ptr<dist::ProcessGroup>& pg) {
     EXPECT(part.peak_gathered_bytes() <= bound && part.peak_gathered_bytes() < model, what, ": peak gathered ",
            part.peak_gathered_bytes(), " B, bound rest ", rest, " + ", prefetch ? 2 : 1, " x ", largest, " = ", bound,
            ", model ", model);
-    if (g_rank == 0)
+    if (testing::g_rank == 0)
       std::printf("%s: reference %lld B, held per rank %lld B (%.3f of it), peak gathered %lld B (rest %lld + %d x "
                   "block %lld = %lld)\n",
                   what.c_str(), (long long)model, (long long)part.shard_bytes(),
@@ -212,16 +201,10 @@ int main() {
     dist::InitOptions io;
     io.timeout_s = -1;
     pg = dist::init_process_group(io);
-    g_rank = pg->rank();
+    testing::g_rank = pg->rank();
     run(pg);
   } catch (const std::exception& e) {
     dist::abort_job(pg.get(), e.what(), 3);
   }
-  Tensor f = from_vector(std::vector<int32_t>{g_failures});
-  if (pg->size() > 1) pg->all_reduce(f);
-  const int total = f.tolist<int32_t>()[0];
-  if (pg->rank() == 0)
-    std::printf("test_dpo_ref_mpi on %d rank(s): %s (%d failed checks)\n", pg->size(), total == 0 ? "passed" : "FAILED",
-                total);
-  return total == 0 ? 0 : 1;
+  return testing::verdict(pg, "test_dpo_ref_mpi", "all");
 }

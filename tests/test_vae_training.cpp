@@ -271,6 +271,36 @@ TEST_CASE("gradient difference loss: the value of a hand computation, its weight
   CHECK(on.loss.item() == doctest::Approx(off.loss.item() + 0.5 * want).epsilon(1e-5));
 }
 
+TEST_CASE("saturation-weighted L1/L2: the weighted means of a hand computation; weight 0 is the plain mean") {
+  manual_seed(22);
+  bsq::BsqVae vae(tiny_vae_config());
+  const Tensor x = four_images();
+  train::VaeLossOptions o;
+  o.scales = kTinyScales;
+  const train::VaeLossOutput plain = train::vae_training_loss(vae, x, o);
+  o.saturation_weight = 3.0;
+  const train::VaeLossOutput sat = train::vae_training_loss(vae, x, o);
+  const std::vector<double> r = plain.reconstruction.to(DType::F64).contiguous().tolist<double>();
+  const std::vector<double> t = x.to(DType::F64).contiguous().tolist<double>();
+  auto at = [](const std::vector<double>& v, int i, int c, int p) { return v[(i * 3 + c) * 256 + p]; };
+  double l1 = 0, l2 = 0, m1 = 0, m2 = 0, wsum = 0;
+  for (int i = 0; i < 4; ++i)
+    for (int p = 0; p < 256; ++p) {
+      double hi = -1e9, lo = 1e9;
+      for (int c = 0; c < 3; ++c) hi = std::max(hi, at(t, i, c, p)), lo = std::min(lo, at(t, i, c, p));
+      const double w = 1 + 3.0 * (hi - lo) / 2;
+      for (int c = 0; c < 3; ++c) {
+        const double d = at(r, i, c, p) - at(t, i, c, p);
+        l1 += w * std::abs(d), l2 += w * d * d, m1 += std::abs(d), m2 += d * d, wsum += w;
+      }
+    }
+  CHECK(plain.l1.item() == doctest::Approx(m1 / (4 * 3 * 256)).epsilon(1e-5));
+  CHECK(plain.l2.item() == doctest::Approx(m2 / (4 * 3 * 256)).epsilon(1e-5));
+  CHECK(sat.l1.item() == doctest::Approx(l1 / wsum).epsilon(1e-5));
+  CHECK(sat.l2.item() == doctest::Approx(l2 / wsum).epsilon(1e-5));
+  CHECK(std::abs(sat.l1.item() - plain.l1.item()) > 1e-3);  // the weights matter on these images
+}
+
 TEST_CASE("PatchGAN discriminator: shapes, hinge loss, and a GAN step") {
   manual_seed(5);
   train::PatchDiscriminator disc({3, 8, 1, 4});  // ndf 8, one stride-2 layer, GroupNorm(4)

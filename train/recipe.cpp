@@ -66,6 +66,7 @@ const std::map<std::string, Field>& fields() {
       {"vae.entropy_weight", field(&Recipe::vae_entropy)},
       {"vae.inv_temperature", field(&Recipe::vae_inv_temperature)},
       {"vae.gradient_weight", field(&Recipe::vae_gradient)},
+      {"vae.saturation_weight", field(&Recipe::vae_saturation)},
       {"init", field(&Recipe::init)},
       {"reference", field(&Recipe::reference)},
       {"save_every", field(&Recipe::save_every)},

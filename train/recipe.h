@@ -58,6 +58,7 @@ struct Recipe {
   // kind vae: the tokenizer loss weights (train/vae_stage.h VaeLossOptions; defaults are upstream's)
   double vae_l1 = 1.0, vae_l2 = 0.0, vae_commit = 0.25, vae_entropy = 1e-3, vae_inv_temperature = 100.0;
   double vae_gradient = 0.0;       // the gradient difference loss (vae_stage.h GD)
+  double vae_saturation = 0.0;     // saturation-weighted L1/L2 (vae_stage.h)
   std::string init;                // checkpoint directory to start from ("@previous": the last output)
   std::string reference;           // dpo: the frozen reference checkpoint ("@previous")
   int64_t save_every = 0;          // steps between checkpoints (0: only the last)

@@ -309,7 +309,7 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
         vo.scales = model->config().schedule_for(r.gen_size, r.gen_size).scales;  // the model's own schedule
         vo.l1_weight = r.vae_l1, vo.l2_weight = r.vae_l2, vo.commit_weight = r.vae_commit;
         vo.entropy_weight = r.vae_entropy, vo.inv_temperature = r.vae_inv_temperature;
-        vo.gradient_weight = r.vae_gradient;
+        vo.gradient_weight = r.vae_gradient, vo.saturation_weight = r.vae_saturation;
         const VaeLossOutput out = vae_training_loss(*model->vae_local, b.gen_images.to(model->device()), vo);
         VT_CHECK(std::isfinite(out.loss.item()), "training ", r.name, ": step ", step + 1,
                  " has a non-finite VAE loss; the last good checkpoint is kept");

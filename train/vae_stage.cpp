@@ -130,8 +130,16 @@ VaeLossOutput vae_training_loss(const bsq::BsqVae& vae, const Tensor& images, co
   const Tensor x = images.to(DType::F32);
   VaeLossOutput out;
   const Tensor diff = fw.reconstruction - x;  // (B, 3, H, W)
-  out.l1 = mean(abs(diff));
-  out.l2 = mean(square(diff));
+  if (options.saturation_weight > 0) {
+    // w (B, 1, H, W) = 1 + s (max_c x - min_c x) / 2, a constant of the target
+    const Tensor w = (amax(x, {1}, true) - amin(x, {1}, true)) * (0.5 * options.saturation_weight) + 1.0;
+    const Tensor norm = sum(w) * static_cast<double>(diff.size(1));  // sum of w over (b, c, y, x)
+    out.l1 = sum(abs(diff) * w) / norm;
+    out.l2 = sum(square(diff) * w) / norm;
+  } else {
+    out.l1 = mean(abs(diff));
+    out.l2 = mean(square(diff));
+  }
   {  // the forward differences of the error are those of x^ minus those of x
     const int64_t H = diff.size(2), W = diff.size(3);
     out.grad = mean(abs(diff.narrow(3, 1, W - 1) - diff.narrow(3, 0, W - 1))) +

@@ -7,6 +7,9 @@
 //
 // The terms (all means are plain means over every listed index; ln is the natural log):
 //   L1 = mean_{b,c,y,x} |x^ - x|              L2 = mean_{b,c,y,x} (x^ - x)^2
+//        with saturation_weight s > 0 both become weighted means, sum w |x^ - x| / sum w with the
+//        per-pixel w = 1 + s (max_c x - min_c x) / 2 (the target's saturation, 0 for greys, up to 1):
+//        vt's addition, which gives small coloured objects on grey ground a say in the loss
 //   C  = 1/K sum_k mean_{b,j,y,x} (u_kj - stopgrad(q_kj))^2
 //        BSQ's commitment term (Zhao et al. 2024, "Image and Video Tokenization with Binary
 //        Spherical Quantization", arXiv 2406.07548, §4) in the form of the Infinity/BitVAE
@@ -56,6 +59,7 @@ struct VaeLossOptions {
   double inv_temperature = 100.0; // tau of the soft assignment
   double gan_weight = 0.0;        // 0: no discriminator needed
   double gradient_weight = 0.0;   // GD, vt's addition (upstream has LPIPS instead, not implemented)
+  double saturation_weight = 0.0; // s of the weighted L1/L2 above (0: plain means, upstream's)
   // Quantiser schedule, ending at the latent grid; empty: Infinity's standard schedule for the
   // image size (patch 16 only, as BsqVae::encode_bits).
   std::vector<infinity::ScaleHW> scales;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -367,6 +368,13 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
       size_t i = 6;
       for (auto& [k, v] : dpo_sums) v = m[i++] / world;
     }
+    // The tokenizer's encoder and decoder apart (before clipping): whether the bottleneck passes
+    // gradient to the encoder at all (not kept under ZeRO, where the gradients are sharded).
+    std::optional<double> encoder_norm, decoder_norm;
+    if (r.kind == "vae" && !zero) {
+      encoder_norm = optim::grad_norm(model->vae_local->encoder->parameters(/*trainable_only=*/true));
+      decoder_norm = optim::grad_norm(model->vae_local->decoder->parameters(/*trainable_only=*/true));
+    }
     const double grad_norm = zero ? zero->clip_grad_norm(r.max_grad_norm) : optim::clip_grad_norm_(params, r.max_grad_norm);
     VT_CHECK(std::isfinite(grad_norm), "training ", r.name, ": step ", step + 1, " has a non-finite gradient norm; ",
              "first parameter holding it: ", zero ? std::string("(sharded across ranks)") : first_nonfinite(*model),
@@ -386,6 +394,7 @@ TrainResult train(const Recipe& r, BatchSource data, const TrainOptions& o) {
                 {"tokens_per_s", tokens / std::max(dt, 1e-9)}, {"step_s", dt},
                 {"peak_rss_mb", peak_rss_mb()}, {"elapsed_s", elapsed}};
     if (gen_micro > 0) log["image_loss"] = image * accum / gen_micro, log["bit_accuracy"] = acc / gen_micro;
+    if (encoder_norm) log["grad_norm/encoder"] = *encoder_norm, log["grad_norm/decoder"] = *decoder_norm;
     if (reference || r.kind == "vae") {
       log.erase("text_loss");
       for (const auto& [k, v] : dpo_sums) log[k] = v;

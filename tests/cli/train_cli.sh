@@ -46,6 +46,13 @@ cat > vae.json <<'JSON'
 JSON
 "$vargpt" train --recipe vae.json --data sw --init out/dpo/checkpoint-1 --out out/vae --quiet > /dev/null
 grep -q '"psnr"' out/vae/log.jsonl || fail "the vae log has no psnr"
+# The encoder's and the decoder's gradient norms, logged apart, make up the whole (the VAE trains
+# nothing else): enc^2 + dec^2 = grad_norm^2.
+field() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" out/vae/log.jsonl | head -1; }
+enc=$(field 'grad_norm\/encoder'); dec=$(field 'grad_norm\/decoder'); all=$(field grad_norm)
+[ -n "$enc" ] && [ -n "$dec" ] && [ -n "$all" ] || fail "the vae log lacks grad_norm/encoder, grad_norm/decoder or grad_norm"
+awk -v e="$enc" -v d="$dec" -v a="$all" 'BEGIN { r = (e*e + d*d) / (a*a); exit !(e > 0 && d > 0 && r > 0.999999 && r < 1.000001) }' ||
+  fail "encoder $enc and decoder $dec gradient norms do not make up grad_norm $all"
 "$vargpt" generate --model out/vae/checkpoint-1 --prompt "a red circle" --reply "Here." --size 256 --out g.png --quiet > /dev/null
 [ -s g.png ] || fail "the trained checkpoint did not generate"
 # Bad input: named errors, exit status 1.

@@ -53,8 +53,9 @@
 //   K_peak     GiB, vt::cuda::memory_stats().peak_allocated from just before the warm-up to the end:
 //              weights, gradients, the AdamW state and the activations
 // Notes ("# ..."): shapes, parameter count, FLOPs per step, the loss at the first step and after the
-// timed ones (the batch is fixed, so it must fall), the gradient norm, and one more step timed phase
-// by phase (forward, backward, clip, AdamW) with a device synchronisation after each.
+// timed ones (the batch is fixed, so it must fall: otherwise the row is reported FAILED and the exit
+// status is 1), the gradient norm, and one more step timed phase by phase (forward, backward, clip,
+// AdamW) with a device synchronisation after each.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -226,8 +227,10 @@ void report_rows(const std::string& key, const StepTimes& t, double tokens, doub
   note(key + ": loss " + fmt(t.first_loss, 4) + " at the first step, " + fmt(t.last_loss, 4) +
        " after the timed steps; gradient norm " + fmt(t.grad_norm, 4) + " (before clipping, the last step)");
   note(key + ": one more step, phase by phase (ms): " + t.phases);
-  if (!std::isfinite(t.last_loss)) note("WARNING: " + key + " has a non-finite loss");
-  else if (!(t.last_loss < t.first_loss)) note("WARNING: " + key + "'s loss did not fall on its fixed batch");
+  // The batch is fixed, so a working step lowers the loss: a broken one fails the row (after its numbers).
+  VT_CHECK(std::isfinite(t.last_loss), key, ": the loss is not finite after the timed steps");
+  VT_CHECK(t.last_loss < t.first_loss, key, ": the loss did not fall on its fixed batch (", t.first_loss, " -> ",
+           t.last_loss, ")");
 }
 
 // ---- qwen2_sft ---------------------------------------------------------------------------------------------

@@ -133,10 +133,11 @@ def report_rows(out, key, t, tokens, flops, peak):
     print(f"# {key}: loss {t['first']:.4f} at the first step, {t['last']:.4f} after the timed steps; gradient norm "
           f"{t['norm']:.4f} (before clipping, the last step)", flush=True)
     print(f"# {key}: one more step, phase by phase (ms): {t['phases']}", flush=True)
+    # The batch is fixed, so a working step lowers the loss: a broken one fails the section (run_section).
     if not math.isfinite(t["last"]):
-        print(f"# WARNING: {key} has a non-finite loss", flush=True)
-    elif not t["last"] < t["first"]:
-        print(f"# WARNING: {key}'s loss did not fall on its fixed batch", flush=True)
+        raise RuntimeError(f"{key}: the loss is not finite after the timed steps")
+    if not t["last"] < t["first"]:
+        raise RuntimeError(f"{key}: the loss did not fall on its fixed batch ({t['first']} -> {t['last']})")
 
 
 # ---- qwen2_sft --------------------------------------------------------------------------------------------

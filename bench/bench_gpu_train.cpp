@@ -183,28 +183,26 @@ struct StepTimes {
   std::string phases;
 };
 
-// loss_fn() runs the forward and returns the 0-d loss. Steps: --warmup untimed (the first gives
-// first_loss), --steps timed, then one more with a synchronisation after each phase.
+// loss_fn() runs the forward and returns the 0-d loss. Steps: --warmup untimed, --steps timed (the
+// very first step gives first_loss), then one more with a synchronisation after each phase.
 StepTimes time_steps(Device dev, const Options& o, const std::function<Tensor()>& loss_fn,
                      const std::vector<Tensor>& params, optim::AdamW& opt) {
   StepTimes r;
   Tensor loss;
+  bool first = true;
   auto step = [&] {
     loss = loss_fn();
+    if (first) r.first_loss = loss.item(), first = false;
     loss.backward();
     r.grad_norm = optim::clip_grad_norm_(params, 1.0);
     opt.step();
     opt.zero_grad();
   };
   reset_peak(dev);
-  for (int i = 0; i < o.warmup; ++i) {
-    step();
-    if (i == 0) r.first_loss = loss.item();
-  }
+  for (int i = 0; i < o.warmup; ++i) step();
   std::vector<double> ms;
   for (int i = 0; i < o.steps; ++i) ms.push_back(wall_ms(dev, step));
   r.last_loss = loss.item();  // of the last timed step
-  if (o.warmup == 0) r.first_loss = r.last_loss;
   r.peak = peak_gib(dev);
   std::sort(ms.begin(), ms.end());
   r.ms = ms[ms.size() / 2];
@@ -277,6 +275,9 @@ void run_qwen2(const Options& o, Device dev, double peak) {
     return nn::cross_entropy(logits, targets);             // mean over B (T - 1) positions, f32 inside
   };
   const StepTimes t = time_steps(dev, o, loss_fn, params, opt);
+  // Part of every forward above: vt computes the (B, T, D) cos/sin tables on the host and copies them.
+  const double rope_ms = wall_ms(dev, [&] { (void)model->rope(positions); });
+  note("qwen2_sft: the RoPE tables of one forward (host, then copied to the device): " + fmt(rope_ms, 2) + " ms");
   report_rows("qwen2_sft", t, double(B * T), flops, peak);
 }
 
@@ -355,7 +356,7 @@ void gemm_ceiling(Device dev) {
 
 int main(int argc, char** argv) {
   Options o;
-  int64_t batch = -1, seq = -1, gen_batch = -1, text_len = -1;
+  int64_t batch = 0, seq = 0, gen_batch = 0, text_len = 0;  // 0: not given (the shape's default)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -365,13 +366,21 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
+    auto positive = [&]() -> int64_t {
+      const int64_t v = std::atoll(value().c_str());
+      if (v < 1) {
+        std::fprintf(stderr, "bench_gpu_train: %s must be a positive integer, got %s\n", a.c_str(), argv[i]);
+        std::exit(2);
+      }
+      return v;
+    };
     if (a == "--only") o.only = value();
     else if (a == "--steps") o.steps = std::atoi(value().c_str());
     else if (a == "--warmup") o.warmup = std::atoi(value().c_str());
-    else if (a == "--batch") batch = std::atoll(value().c_str());
-    else if (a == "--seq") seq = std::atoll(value().c_str());
-    else if (a == "--gen-batch") gen_batch = std::atoll(value().c_str());
-    else if (a == "--text-len") text_len = std::atoll(value().c_str());
+    else if (a == "--batch") batch = positive();
+    else if (a == "--seq") seq = positive();
+    else if (a == "--gen-batch") gen_batch = positive();
+    else if (a == "--text-len") text_len = positive();
     else if (a == "--layers") o.layers = std::atoll(value().c_str());
     else if (a == "--depth") o.depth = std::atoll(value().c_str());
     else if (a == "--seed") o.seed = std::strtoull(value().c_str(), nullptr, 10);
@@ -391,10 +400,10 @@ int main(int argc, char** argv) {
   o.seq = seq > 0 ? seq : o.tiny ? 64 : 1024;
   o.gen_batch = gen_batch > 0 ? gen_batch : o.tiny ? 2 : 8;
   o.text_len = text_len > 0 ? text_len : o.tiny ? 8 : 64;
-  if (o.steps < 1 || o.warmup < 0 || o.seq < 2 || batch == 0 || gen_batch == 0 || text_len == 0 ||
+  if (o.steps < 1 || o.warmup < 0 || o.warmup + o.steps < 2 || o.seq < 2 ||
       (!o.only.empty() && o.only != "qwen2_sft" && o.only != "infinity_gen")) {
-    std::fprintf(stderr, "bench_gpu_train: --steps >= 1, --warmup >= 0, --seq >= 2, positive batches and text "
-                         "length, --only qwen2_sft or infinity_gen\n");
+    std::fprintf(stderr, "bench_gpu_train: --steps >= 1, --warmup >= 0, 2 steps at least, --seq >= 2, --only "
+                         "qwen2_sft or infinity_gen\n");
     return 2;
   }
   if (o.device != "cpu" && !cuda_available()) {

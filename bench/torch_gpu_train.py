@@ -85,12 +85,14 @@ class MasterAdamW:
 
 
 def time_steps(dev, args, loss_fn, params, opt):
-    """--warmup untimed steps (the first gives the first loss), --steps timed, then one more phase by
-    phase; as bench_gpu_train.cpp's time_steps."""
+    """--warmup untimed steps, --steps timed (the very first step gives the first loss), then one more
+    phase by phase; as bench_gpu_train.cpp's time_steps."""
     r = {}
 
     def step():
         loss = loss_fn()
+        if "first" not in r:
+            r["first"] = loss.item()
         loss.backward()
         r["norm"] = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -101,13 +103,10 @@ def time_steps(dev, args, loss_fn, params, opt):
         torch.cuda.synchronize(dev)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
-    for i in range(args.warmup):
+    for _ in range(args.warmup):
         step()
-        if i == 0:
-            r["first"] = r["loss"].item()
     ms = sorted(wall_ms(step, dev) for _ in range(args.steps))
     r["last"] = r["loss"].item()
-    r.setdefault("first", r["last"])
     r["peak"] = torch.cuda.max_memory_allocated(dev) / GIB if dev.type == "cuda" else -1
     r["ms"] = ms[len(ms) // 2]
     st = {}
@@ -280,6 +279,13 @@ def gemm_ceiling(dev):
           "this card through torch", flush=True)
 
 
+def positive(text):
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vt", help="bench_gpu_train output to join")
@@ -288,22 +294,22 @@ def main():
     ap.add_argument("--only", choices=["qwen2_sft", "infinity_gen"])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=-1)
-    ap.add_argument("--seq", type=int, default=-1)
-    ap.add_argument("--gen-batch", type=int, default=-1)
-    ap.add_argument("--text-len", type=int, default=-1)
+    ap.add_argument("--batch", type=positive, default=None)
+    ap.add_argument("--seq", type=positive, default=None)
+    ap.add_argument("--gen-batch", type=positive, default=None)
+    ap.add_argument("--text-len", type=positive, default=None)
     ap.add_argument("--layers", type=int, default=-1)
     ap.add_argument("--depth", type=int, default=-1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--peak-tflops", type=float, default=0)
     args = ap.parse_args()
     # --tiny: small shapes and batches (flags given still win), as bench_gpu_train
-    args.batch = args.batch if args.batch > 0 else 2 if args.tiny else 4
-    args.seq = args.seq if args.seq > 0 else 64 if args.tiny else 1024
-    args.gen_batch = args.gen_batch if args.gen_batch > 0 else 2 if args.tiny else 8
-    args.text_len = args.text_len if args.text_len > 0 else 8 if args.tiny else 64
-    if args.steps < 1 or args.warmup < 0 or args.seq < 2:
-        ap.error("--steps >= 1, --warmup >= 0, --seq >= 2")
+    args.batch = args.batch or (2 if args.tiny else 4)
+    args.seq = args.seq or (64 if args.tiny else 1024)
+    args.gen_batch = args.gen_batch or (2 if args.tiny else 8)
+    args.text_len = args.text_len or (8 if args.tiny else 64)
+    if args.steps < 1 or args.warmup < 0 or args.warmup + args.steps < 2 or args.seq < 2:
+        ap.error("--steps >= 1, --warmup >= 0, 2 steps at least, --seq >= 2")
     dev = pick_device(args.device, "torch GPU training baseline")
     if dev is None:
         return 0

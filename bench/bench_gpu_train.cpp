@@ -5,7 +5,7 @@
 //
 //   ./bench_gpu_train [--only qwen2_sft|infinity_gen] [--steps 10] [--warmup 2] [--batch 4] [--seq 1024]
 //                     [--gen-batch 8] [--text-len 64] [--layers N] [--depth N] [--seed 0]
-//                     [--peak-tflops X] [--device cuda|cpu] [--tiny]
+//                     [--lr X] [--peak-tflops X] [--device cuda|cpu] [--tiny]
 //   python3 bench/torch_gpu_train.py --vt vt.txt       (the joined vt / torch table)
 //   ./bench_gpu_train --device cpu --tiny              a CPU smoke test of the same code at small shapes
 //
@@ -23,10 +23,13 @@
 //   condition dropout) is frozen on both sides.
 // Both: weights drawn on the device by vargpt_bench.h's rule (std 1/sqrt(fan_in), norms 1 + N(0, 0.1),
 //   1-D N(0, 0.1), scale_mul ln 4); bf16 parameters, activations and gradients; the loss in f32; the
-//   optimizer is optim::AdamW (lr 3e-4, betas 0.9 / 0.95, eps 1e-8, weight decay 0.1) with fp32 master
-//   weights and moments, each bf16 parameter rewritten from its master after the step (train/
-//   trainer.cpp's setup). One step = forward, loss, backward, clip_grad_norm_ 1.0, AdamW step,
-//   zero_grad: exactly the trainer's order, without data loading.
+//   optimizer is optim::AdamW (constant lr 1e-5, betas 0.9 / 0.95, eps 1e-8, weight decay 0.1) with
+//   fp32 master weights and moments, each bf16 parameter rewritten from its master after the step
+//   (train/trainer.cpp's setup). One step = forward, loss, backward, clip_grad_norm_ 1.0, AdamW step,
+//   zero_grad: exactly the trainer's order, without data loading. The lr: at full width Adam's first
+//   steps at 3e-4 raised Infinity's loss (seen on the CPU at depth 1: 0.94 -> 3.98 after two steps;
+//   1e-4 and 3e-5 at depth 2 also rose, 1e-5 fell); --tiny uses 3e-4, since its 64-wide bf16 weights
+//   do not move at 1e-5 within a few steps; --lr sets it.
 //
 // Model FLOPs per step (what MFU counts; recomputation and padding would not count):
 //   qwen2_sft     6 N B T + 6 n_layers T (n_heads D) B T         (llm.c's gpt2_estimate_mfu and PaLM's
@@ -158,6 +161,7 @@ struct Options {
   int steps = 10, warmup = 2;
   int64_t batch = 4, seq = 1024, gen_batch = 8, text_len = 64, layers = -1, depth = -1;
   double peak_tflops = 0;  // 0: from the device name
+  double lr = 0;           // 0: the row's default
   uint64_t seed = 0;
   bool tiny = false;
 };
@@ -175,7 +179,7 @@ double peak_tflops(const std::string& name, const Options& o) {
 }
 
 // The fixed optimizer of both rows (see the header).
-optim::AdamWOptions adamw_options() { return {3e-4, 0.9, 0.95, 1e-8, 0.1}; }
+optim::AdamWOptions adamw_options(double lr) { return {lr, 0.9, 0.95, 1e-8, 0.1}; }
 
 // ---- one training step, timed --------------------------------------------------------------------------
 struct StepTimes {
@@ -255,7 +259,7 @@ void run_qwen2(const Options& o, Device dev, double peak) {
   bench::randomize_weights(*model, o.seed + 100);
   model->train();
   const std::vector<Tensor> params = model->parameters(/*trainable_only=*/true);
-  optim::AdamW opt(params, adamw_options());
+  optim::AdamW opt(params, adamw_options(o.lr));
   const double N = double(model->num_parameters(true));  // the tied embedding once
   const double flops = 6.0 * N * double(B * T) + 6.0 * double(L * T * c.q_size()) * double(B * T);
   note("qwen2_sft: hidden " + std::to_string(c.hidden_size) + ", " + std::to_string(L) + " layers, " +
@@ -304,7 +308,7 @@ void run_infinity(const Options& o, Device dev, double peak) {
   model->freeze("cfg_uncond");  // no condition dropout in this step: it would get no gradient
   model->train();
   const std::vector<Tensor> params = model->parameters(/*trainable_only=*/true);
-  optim::AdamW opt(params, adamw_options());
+  optim::AdamW opt(params, adamw_options(o.lr));
 
   // Model FLOPs (the header's formula): P block-causal (query, key) pairs of one sample.
   double P = 0, seen = 0;
@@ -385,17 +389,19 @@ int main(int argc, char** argv) {
     else if (a == "--depth") o.depth = std::atoll(value().c_str());
     else if (a == "--seed") o.seed = std::strtoull(value().c_str(), nullptr, 10);
     else if (a == "--peak-tflops") o.peak_tflops = std::atof(value().c_str());
+    else if (a == "--lr") o.lr = std::atof(value().c_str());
     else if (a == "--device") o.device = value();
     else if (a == "--tiny") o.tiny = true;
     else {
       std::fprintf(stderr,
                    "usage: bench_gpu_train [--only qwen2_sft|infinity_gen] [--steps N] [--warmup N] [--batch N] "
-                   "[--seq N] [--gen-batch N] [--text-len N] [--layers N] [--depth N] [--seed N] [--peak-tflops X] "
+                   "[--seq N] [--gen-batch N] [--text-len N] [--layers N] [--depth N] [--seed N] [--lr X] [--peak-tflops X] "
                    "[--device cuda|cpu] [--tiny]\n");
       return 2;
     }
   }
-  // --tiny: small shapes and batches (flags given still win).
+  // --tiny: small shapes and batches, and a larger lr (flags given still win).
+  if (o.lr <= 0) o.lr = o.tiny ? 3e-4 : 1e-5;
   o.batch = batch > 0 ? batch : o.tiny ? 2 : 4;
   o.seq = seq > 0 ? seq : o.tiny ? 64 : 1024;
   o.gen_batch = gen_batch > 0 ? gen_batch : o.tiny ? 2 : 8;
@@ -417,7 +423,7 @@ int main(int argc, char** argv) {
     const double peak = peak_tflops(name, o);
     note("device: " + name + "; dense bf16 peak " + (peak > 0 ? fmt(peak, 0) + " TFLOP/s" : "unknown (no MFU rows)") +
          "; " + (o.tiny ? "tiny shapes" : "full shapes") + ", " + std::to_string(o.warmup) + " warm-up + " +
-         std::to_string(o.steps) + " timed steps");
+         std::to_string(o.steps) + " timed steps, lr " + sci(o.lr));
     if (dev.is_cuda()) gemm_ceiling(dev);
     const std::vector<std::pair<std::string, std::function<void()>>> rows = {
         {"qwen2_sft", [&] { run_qwen2(o, dev, peak); }}, {"infinity_gen", [&] { run_infinity(o, dev, peak); }}};

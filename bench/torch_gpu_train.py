@@ -8,13 +8,13 @@ training step of a Qwen2-0.5B-shaped causal LM (qwen2_sft) and of Infinity-2B at
   python3 bench/torch_gpu_train.py --device cpu --tiny # smoke test of the logic at bench_gpu_train's
                                                        # --tiny shapes (not a comparison)
   options as bench_gpu_train: --only qwen2_sft|infinity_gen, --steps N (10), --warmup N (2), --batch N (4),
-  --seq N (1024), --gen-batch N (8), --text-len N (64), --layers N, --depth N, --seed N, --peak-tflops X
+  --seq N (1024), --gen-batch N (8), --text-len N (64), --layers N, --depth N, --seed N, --lr X, --peak-tflops X
 
 Precision setup, chosen to equal vt's (train/trainer.cpp): bf16 parameters, activations and gradients
 (the model is built in bf16; no torch.autocast, which would keep fp32 parameters and cast each matmul),
 the loss in f32, and an fp32 master copy: after backward and clip_grad_norm_(1.0) on the bf16
-gradients, the gradients are copied into fp32 buffers, torch.optim.AdamW (fused=True on CUDA; lr 3e-4,
-betas 0.9 / 0.95, eps 1e-8, weight decay 0.1) updates the fp32 masters, and the bf16 parameters are
+gradients, the gradients are copied into fp32 buffers, torch.optim.AdamW (fused=True on CUDA; constant lr 1e-5, 3e-4
+with --tiny, as bench_gpu_train; betas 0.9 / 0.95, eps 1e-8, weight decay 0.1) updates the fp32 masters, and the bf16 parameters are
 rewritten from them (torch._foreach_copy_, round to nearest even), as vt's AdamW does in one kernel.
 
   qwen2_sft     transformers' Qwen2ForCausalLM from a Qwen2Config (hidden 896, 24 layers, 14 / 2 heads,
@@ -65,12 +65,12 @@ def peak_tflops(name, override):
 class MasterAdamW:
     """bf16 parameters with an fp32 master copy (see the module docstring)."""
 
-    def __init__(self, params, dev):
+    def __init__(self, params, dev, lr):
         self.params = params
         self.master = [p.detach().float().clone() for p in params]
         for m in self.master:
             m.grad = torch.zeros_like(m)
-        self.opt = torch.optim.AdamW(self.master, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1,
+        self.opt = torch.optim.AdamW(self.master, lr=lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1,
                                      fused=dev.type == "cuda")
 
     def step(self):
@@ -162,7 +162,7 @@ def qwen2_sft(args, dev, peak, out):
     redraw_module(model, dev, g)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]  # the tied embedding once
-    opt = MasterAdamW(params, dev)
+    opt = MasterAdamW(params, dev, args.lr)
     B, T, L = args.batch, args.seq, config.num_hidden_layers
     N = sum(p.numel() for p in params)
     D = config.hidden_size // config.num_attention_heads
@@ -227,7 +227,7 @@ def infinity_gen(args, dev, peak, out):
     params = [t for n, t in w.items() if "zero_k_bias" not in n and n != "cfg_uncond"]
     for t in params:
         t.requires_grad_(True)
-    opt = MasterAdamW(params, dev)
+    opt = MasterAdamW(params, dev, args.lr)
     P, seen = 0, 0
     for n in tokens:
         seen += n
@@ -302,8 +302,10 @@ def main():
     ap.add_argument("--depth", type=int, default=-1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--peak-tflops", type=float, default=0)
+    ap.add_argument("--lr", type=float, default=0)
     args = ap.parse_args()
-    # --tiny: small shapes and batches (flags given still win), as bench_gpu_train
+    # --tiny: small shapes and batches, and a larger lr (flags given still win), as bench_gpu_train
+    args.lr = args.lr if args.lr > 0 else 3e-4 if args.tiny else 1e-5
     args.batch = args.batch or (2 if args.tiny else 4)
     args.seq = args.seq or (64 if args.tiny else 1024)
     args.gen_batch = args.gen_batch or (2 if args.tiny else 8)
@@ -316,7 +318,8 @@ def main():
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev)
     peak = peak_tflops(name, args.peak_tflops)
     print(f"# device: {name}; dense bf16 peak {f'{peak:.0f} TFLOP/s' if peak else 'unknown (no MFU rows)'}; "
-          f"{'tiny' if args.tiny else 'full'} shapes, {args.warmup} warm-up + {args.steps} timed steps", flush=True)
+          f"{'tiny' if args.tiny else 'full'} shapes, {args.warmup} warm-up + {args.steps} timed steps, lr {args.lr:.4g}",
+          flush=True)
     if dev.type == "cuda":
         run_section("gemm_ceiling", gemm_ceiling, dev)
     out = {}

@@ -18,7 +18,8 @@ def run_section(name, fn, *args):
 
 
 # For these units a larger number is better; for the rest (ms, GB, x_weights) a smaller one.
-HIGHER_IS_BETTER = {"tok/s"}
+# "%" is bench_gpu_train's model FLOPs utilisation.
+HIGHER_IS_BETTER = {"tok/s", "TFLOP/s", "GB/s", "%"}
 
 
 def time_ms(fn, iters=20):

@@ -37,16 +37,41 @@ namespace {
 
 constexpr int kMaxNr = 64;  // widest micro-tile of any kernel set (edge tiles, plane slack)
 
-// The planes of a batch, and each tap's offset into an image's planes.
+// The planes of a batch of src (N, C, H, W), read by a (kh, kw) conv with strides (sh, sw) whose
+// padded origin is at (-top, -left) and whose output is (Ho, Wo); a negative top or left crops.
+// make_planes sizes them and the taps; fill(q) writes plane q = ((n*C + c)*sh + a)*sw + b, so a
+// caller fills them inside the parallel region that uses them.
 struct Planes {
   int64_t Hq = 0, Wq = 0, per_image = 0;  // per_image = C * sh * sw * Hq * Wq
   std::vector<int64_t> tap;                // (C*kh*kw): run start of tap k for output (0, 0)
-  std::unique_ptr<float[]> data;           // (N, C, sh, sw, Hq, Wq)
+  std::unique_ptr<float[]> data;           // (N, C, sh, sw, Hq, Wq), then kMaxNr floats of zero slack
+  const float* src = nullptr;
+  int64_t C = 0, H = 0, W = 0, sh = 1, sw = 1, top = 0, left = 0;
+
   const float* image(int64_t n) const { return data.get() + n * per_image; }
+  int64_t per_image_planes() const { return C * sh * sw; }
+  void fill(int64_t q) const {
+    auto ceil_div = [](int64_t a, int64_t b) { return a <= 0 ? -((-a) / b) : (a + b - 1) / b; };
+    const int64_t b = q % sw, a = (q / sw) % sh, nc = q / (sh * sw);
+    // columns s with 0 <= s*sw + b - left < W: [lo, hi)
+    const int64_t lo = std::clamp<int64_t>(ceil_div(left - b, sw), 0, Wq);
+    const int64_t hi = std::clamp<int64_t>(ceil_div(W + left - b, sw), lo, Wq);
+    float* d = data.get() + q * Hq * Wq;
+    for (int64_t r = 0; r < Hq; ++r, d += Wq) {
+      const int64_t y = r * sh + a - top;
+      if (y < 0 || y >= H) {
+        std::fill(d, d + Wq, 0.f);
+        continue;
+      }
+      const float* xs = src + (nc * H + y) * W + b - left;  // xs[s*sw] = x[n, c, y, s*sw + b - left]
+      std::fill(d, d + lo, 0.f);
+      if (sw == 1) std::copy(xs + lo, xs + hi, d + lo);
+      else for (int64_t s = lo; s < hi; ++s) d[s] = xs[s * sw];
+      std::fill(d + hi, d + Wq, 0.f);
+    }
+  }
 };
 
-// src (N, C, H, W) read by a (kh, kw) conv with strides (sh, sw) whose padded origin is at
-// (-top, -left) and whose output is (Ho, Wo). A negative top or left crops instead of padding.
 Planes make_planes(const float* src, int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw,
                    int64_t sh, int64_t sw, int64_t top, int64_t left, int64_t Ho, int64_t Wo) {
   Planes pl;
@@ -59,30 +84,10 @@ Planes make_planes(const float* src, int64_t N, int64_t C, int64_t H, int64_t W,
     for (int64_t i = 0; i < kh; ++i)
       for (int64_t j = 0; j < kw; ++j)
         pl.tap[size_t((c * kh + i) * kw + j)] = ((c * sh + i % sh) * sw + j % sw) * plane + (i / sh) * pl.Wq + j / sw;
-  // kMaxNr floats of zero slack: an edge tile's loads may run past the last plane
   pl.data.reset(new float[size_t(planes * plane + kMaxNr)]);
   std::fill(pl.data.get() + planes * plane, pl.data.get() + planes * plane + kMaxNr, 0.f);
-  auto ceil_div = [](int64_t a, int64_t b) { return a <= 0 ? -((-a) / b) : (a + b - 1) / b; };
-#pragma omp parallel for schedule(static) if (planes * plane > (1 << 15) && !omp_in_parallel())
-  for (int64_t q = 0; q < planes; ++q) {  // q = ((n*C + c)*sh + a)*sw + b
-    const int64_t b = q % sw, a = (q / sw) % sh, nc = q / (sh * sw);
-    // columns s with 0 <= s*sw + b - left < W: [lo, hi)
-    const int64_t lo = std::clamp<int64_t>(ceil_div(left - b, sw), 0, pl.Wq);
-    const int64_t hi = std::clamp<int64_t>(ceil_div(W + left - b, sw), lo, pl.Wq);
-    float* d = pl.data.get() + q * plane;
-    for (int64_t r = 0; r < pl.Hq; ++r, d += pl.Wq) {
-      const int64_t y = r * sh + a - top;
-      if (y < 0 || y >= H) {
-        std::fill(d, d + pl.Wq, 0.f);
-        continue;
-      }
-      const float* xs = src + (nc * H + y) * W + b - left;  // xs[s*sw] = x[n, c, y, s*sw + b - left]
-      std::fill(d, d + lo, 0.f);
-      if (sw == 1) std::copy(xs + lo, xs + hi, d + lo);
-      else for (int64_t s = lo; s < hi; ++s) d[s] = xs[s * sw];
-      std::fill(d + hi, d + pl.Wq, 0.f);
-    }
-  }
+  pl.src = src;
+  pl.C = C, pl.H = H, pl.W = W, pl.sh = sh, pl.sw = sw, pl.top = top, pl.left = left;
   return pl;
 }
 
@@ -199,11 +204,16 @@ void gemm_images(const float* a, int64_t M, int64_t N, const Planes& pl, int64_t
         }
     }
   };
-  if (images_in_parallel) {
+  const int64_t q_img = pl.per_image_planes();
+  if (images_in_parallel) {  // one region: each thread fills its images' planes, then runs them
 #pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n)
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t q = n * q_img; q < (n + 1) * q_img; ++q) pl.fill(q);
       for (int64_t blk = 0; blk < blocks; ++blk) block(n, blk);
+    }
   } else {
+#pragma omp parallel for schedule(static) if (threads > 1 && N * pl.per_image > (1 << 15))
+    for (int64_t q = 0; q < N * q_img; ++q) pl.fill(q);
     for (int64_t n = 0; n < N; ++n) {
 #pragma omp parallel for schedule(static) if (threads > 1 && blocks > 1 && M * P * K > (1 << 20))
       for (int64_t blk = 0; blk < blocks; ++blk) block(n, blk);
@@ -225,13 +235,23 @@ void conv2d_planes_grad_weight(const float* x, const float* gout, const ConvGeom
                                 g.Ho, g.Wo);
   const int64_t K = g.K(), P = g.P();
   if (g.N == 0) std::fill(dw, dw + g.O * K, 0.f);
-  for (int64_t n = 0; n < g.N; ++n) {  // dw (O, K) (+)= gout[n] (O, P) @ col^T (P, K), threads split (O, K)
-    const float* img = pl.image(n);
-    cpu::gemm_f32_pack_b(g.O, K, P, 1.f, gout + n * g.O * P, P, 1,
-                         [&](int64_t p0, int64_t kc, int64_t t0, int64_t nc, int nr, float* dst) {
-                           pack_col_t(img, pl, g.Wo, p0, kc, t0, nc, nr, dst);
-                         },
-                         n == 0 ? 0.f : 1.f, dw, K);
+  // One region: the threads fill the planes, then each takes a slice of dw's columns (taps, in
+  // units of 16) for every image in turn: dw[:, k0:k1] (+)= gout[n] (O, P) @ col^T (P, k0:k1).
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+#pragma omp parallel num_threads(threads) if (threads > 1 && g.N * g.O * K * P > (1 << 21))
+  {
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < g.N * pl.per_image_planes(); ++q) pl.fill(q);
+    const int64_t units = (K + 15) / 16, parts = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t k0 = std::min(K, (units * t / parts) * 16), k1 = std::min(K, (units * (t + 1) / parts) * 16);
+    for (int64_t n = 0; n < g.N && k1 > k0; ++n) {
+      const float* img = pl.image(n);
+      cpu::gemm_f32_pack_b(g.O, k1 - k0, P, 1.f, gout + n * g.O * P, P, 1,
+                           [&](int64_t p0, int64_t kc, int64_t t0, int64_t nc, int nr, float* dst) {
+                             pack_col_t(img, pl, g.Wo, p0, kc, k0 + t0, nc, nr, dst);
+                           },
+                           n == 0 ? 0.f : 1.f, dw + k0, K);
+    }
   }
 }
 

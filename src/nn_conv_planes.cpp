@@ -110,7 +110,10 @@ __attribute__((target("avx2"))) void transpose8(const float* const* s, int64_t e
     _mm256_storeu_ps(d + (q + 4) * ld, _mm256_permute2f128_ps(r[q], r[4 + q], 0x31));
   }
 }
-const bool kHasAvx2 = __builtin_cpu_supports("avx2");
+bool has_avx2() {  // asked at first use, not in a static initialiser (cpu features may not be read yet)
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
 
 // B = col^T (P, K) of one image, for grad-weight: the (kc, nc) block at (p0, t0) as panels (kc, nr),
 // nr taps wide. Rows of a panel go by runs of positions inside one output row; each tap's run is
@@ -125,7 +128,7 @@ void pack_col_t(const float* img, const Planes& pl, int64_t Wo, int64_t p0, int6
       const float* src = img + p / Wo * pl.Wq + ow;
       float* d = dst + u * nr;
       int c = 0;
-      if (kHasAvx2)
+      if (has_avx2())
         for (; c + 8 <= n; c += 8) {
           const float* s[8];
           for (int q = 0; q < 8; ++q) s[q] = src + tap[c + q];

@@ -197,4 +197,21 @@ KernelSet<double>& active_kernel_f64() {
   return set;
 }
 
+const OffsetKernelsF32& offset_kernels_f32() {
+  static const OffsetKernelsF32 avx2_set{{nullptr, avx2::micro_kernel_offsets<avx2::F32, 1, 2>,
+                                          avx2::micro_kernel_offsets<avx2::F32, 2, 2>,
+                                          avx2::micro_kernel_offsets<avx2::F32, 3, 2>,
+                                          avx2::micro_kernel_offsets<avx2::F32, 4, 2>,
+                                          avx2::micro_kernel_offsets<avx2::F32, 5, 2>,
+                                          avx2::micro_kernel_offsets<avx2::F32, 6, 2>},
+                                         6, 16, "avx2 f32 6x16, B in place"};
+  using S = portable::Scalar1<float>;
+  static const OffsetKernelsF32 portable_set{{nullptr, portable::micro_kernel_offsets<S, 1, 8>,
+                                              portable::micro_kernel_offsets<S, 2, 8>,
+                                              portable::micro_kernel_offsets<S, 3, 8>,
+                                              portable::micro_kernel_offsets<S, 4, 8>},
+                                             4, 8, "portable f32 4x8, B in place"};
+  return has_avx2() ? avx2_set : portable_set;
+}
+
 }  // namespace vt::cpu::detail

@@ -45,6 +45,20 @@ KernelSet<double> avx2_kernel_f64();
 KernelSet<float> portable_kernel_f32();
 KernelSet<double> portable_kernel_f64();
 
+// Micro-kernels with B read in place (micro_kernel_offsets in gemm_microkernel.inc): c (rows, nr)
+// (+)= a (kc, rows) k-major . B, where row k of B is the nr floats at b + b_off[k]. by_rows[m] takes
+// m = 1..mr rows, so a matrix whose row count is not a multiple of mr is not padded with zero rows.
+// conv2d's implicit GEMM over phase planes uses them (nn_conv_planes.cpp).
+using MicroKernelOffsets = void (*)(int64_t kc, const float* a, const float* b, const int64_t* b_off, float* c,
+                                    int64_t ldc, bool accumulate);
+struct OffsetKernelsF32 {
+  MicroKernelOffsets by_rows[8];  // [1..mr]
+  int mr, nr;
+  const char* name;
+};
+// AVX2 (6 x 16) where the CPU has it, else plain C++ (4 x 8).
+const OffsetKernelsF32& offset_kernels_f32();
+
 // The set gemm uses, picked once by CPU features. Tests and benchmarks may override it (the
 // override is process-wide and not thread-safe; set it before calling gemm).
 KernelSet<float>& active_kernel_f32();

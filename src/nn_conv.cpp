@@ -1,7 +1,10 @@
-// nn_conv.cpp: conv2d forward and backward on the CPU through im2col + the strided GEMM, and the
-// Conv3d patch embedding as a matmul.
+// nn_conv.cpp: conv2d's op (forward and backward recorded beside it), its CPU kernels' dispatch and
+// their im2col path, and the Conv3d patch embedding as a matmul.
 //
-// Per image n (K = C*kh*kw, P = Ho*Wo):
+// f32 runs on the phase-plane path of nn_conv_planes.cpp (grad-input of a strided conv excepted).
+// The im2col path below computes f64, strided f32 grad-input, and every f32 pass when
+// VT_CONV_IM2COL=1 (read at each call, as on CUDA, so a test can compare the two). Per image n
+// (K = C*kh*kw, P = Ho*Wo):
 //   forward   col (K, P) = im2col(x[n]);   out[n] (O, P) = w (O, K) @ col + bias
 //   backward  dw (O, K) += g[n] (O, P) @ col^T        (col recomputed: storing it costs K*P per image)
 //             dcol (K, P) = w^T (K, O) @ g[n];  dx[n] = col2im(dcol)
@@ -22,10 +25,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <type_traits>
 
+#include "nn_conv_cpu.h"
 #include "vt/backend.h"
 #include "vt/cpu/gemm.h"
 #include "vt/ops.h"
@@ -38,11 +43,14 @@ constexpr int64_t kGrain = 1 << 15;
 // Forward im2col works on blocks of output rows of about this many col elements (2 MB of f32).
 constexpr int64_t kColChunk = 1 << 19;
 
-struct ConvGeom {
-  int64_t N, C, H, W, O, kh, kw, Ho, Wo;
-  int64_t K() const { return C * kh * kw; }
-  int64_t P() const { return Ho * Wo; }
-};
+using detail::by_image;
+using detail::ConvGeom;
+
+// VT_CONV_IM2COL=1 (anything but "" or "0") sends f32 through the im2col path; read at each call.
+bool im2col_forced() {
+  const char* e = std::getenv("VT_CONV_IM2COL");
+  return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
+}
 
 ConvGeom geometry(const Tensor& x, const Tensor& w, const Conv2dOptions& o) {
   ConvGeom g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), 0, 0};
@@ -104,45 +112,6 @@ void im2col(const T* x, const ConvGeom& g, const Conv2dOptions& o, T* col, int64
   }
 }
 
-// The GEMM's B panels straight from the image: the (kc, nc) block of col at (k0, n0), as
-// ceil(nc / nr) panels of (kc, nr) k-major, columns past nc zero (cpu::gemm_f32_pack_b). A panel
-// within one output row at stride 1 is a run of the input row with zeros where it leaves [0, W).
-void pack_im2col(const float* x, const ConvGeom& g, const Conv2dOptions& o, int64_t k0, int64_t kc, int64_t n0,
-                 int64_t nc, int nr, float* dst) {
-  for (int64_t j = 0; j < nc; j += nr, dst += nr * kc) {
-    const int n = int(std::min<int64_t>(nr, nc - j));
-    const int64_t p0 = n0 + j, oh0 = p0 / g.Wo, ow0 = p0 % g.Wo;
-    const bool one_row = o.stride_w == 1 && ow0 + n <= g.Wo;
-    for (int64_t k = 0; k < kc; ++k) {
-      const int64_t kk = k0 + k, c = kk / (g.kh * g.kw), i = (kk / g.kw) % g.kh, jj = kk % g.kw;
-      const float* xc = x + c * g.H * g.W;
-      float* d = dst + k * nr;
-      if (one_row) {
-        const int64_t ih = oh0 * o.stride_h - o.pad.top + i, iw0 = ow0 - o.pad.left + jj;
-        int lo = 0, hi = 0;  // d[q] for q in [lo, hi) reads the image, the rest is padding
-        if (ih >= 0 && ih < g.H) {
-          lo = int(std::clamp<int64_t>(-iw0, 0, n));
-          hi = int(std::clamp<int64_t>(g.W - iw0, lo, n));
-        }
-        const float* xr = xc + ih * g.W + iw0;
-        for (int q = 0; q < lo; ++q) d[q] = 0.f;
-        for (int q = lo; q < hi; ++q) d[q] = xr[q];
-        for (int q = hi; q < nr; ++q) d[q] = 0.f;
-        continue;
-      }
-      for (int q = 0; q < nr; ++q) {
-        float v = 0.f;
-        if (q < n) {
-          const int64_t p = p0 + q, oh = p / g.Wo, ow = p % g.Wo;
-          const int64_t ih = oh * o.stride_h - o.pad.top + i, iw = ow * o.stride_w - o.pad.left + jj;
-          if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) v = xc[ih * g.W + iw];
-        }
-        d[q] = v;
-      }
-    }
-  }
-}
-
 // The transpose of im2col: dx (C, H, W) = sum of dcol's taps. One thread per channel plane, taps in
 // a fixed order, so the sum does not depend on the thread count.
 template <class T>
@@ -172,17 +141,10 @@ void col2im(const T* dcol, const ConvGeom& g, const Conv2dOptions& o, T* dx) {
 template <class T>
 using Buffer = std::unique_ptr<T[]>;  // uninitialised scratch (a std::vector would zero 19 MB)
 
-// Images in parallel (one thread per image, single-threaded GEMMs: one OpenMP region per call)
-// when there are at least as many images as threads; otherwise images in turn with threaded GEMMs.
-bool by_image(int64_t N) { return !omp_in_parallel() && N >= omp_get_max_threads() && N > 1; }
-
+// out (N, O, P) = conv(x, w) through im2col, without bias.
 template <class T>
-void forward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& b_, const Conv2dOptions& o, const Tensor& out_) {
-  const ConvGeom g = geometry(x_, w_, o);
+void im2col_forward(const T* x, const T* w, const ConvGeom& g, const Conv2dOptions& o, T* out) {
   const int64_t K = g.K(), P = g.P();
-  const T* x = x_.data<T>();  // x: (N, C, H, W)
-  const T* w = w_.data<T>();  // w: (O, K)
-  T* out = out_.data<T>();    // out: (N, O, P)
   const bool pointwise = is_pointwise(g, o);
   // The columns of a block of output rows at a time, so that col (K, rows * Wo) stays about
   // kColChunk elements (cache-sized and reused) instead of one (K, P) buffer per call: at 256x256
@@ -192,19 +154,13 @@ void forward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& b_, const Con
     const T* xn = x + n * g.C * g.H * g.W;
     T* outn = out + n * g.O * P;  // (O, P)
     if (pointwise) return gemm(g.O, P, K, w, K, 1, xn, P, 1, T(0), outn, P);
-    if constexpr (std::is_same_v<T, float>) {  // f32: the GEMM packs im2col columns from the image
-      cpu::gemm_f32_pack_b(g.O, P, K, 1.f, w, K, 1, [&](int64_t k0, int64_t kc, int64_t n0, int64_t nc, int nr,
-                                                       float* dst) { pack_im2col(xn, g, o, k0, kc, n0, nc, nr, dst); },
-                           0.f, outn, P);
-      return;
-    }
     for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows_per) {
       const int64_t oh1 = std::min(g.Ho, oh0 + rows_per), Pc = (oh1 - oh0) * g.Wo;
       im2col(xn, g, o, col, oh0, oh1);
       gemm(g.O, Pc, K, w, K, 1, col, Pc, 1, T(0), outn + oh0 * g.Wo, P);  // columns [oh0 Wo, oh1 Wo) of out
     }
   };
-  const size_t col_size = pointwise || std::is_same_v<T, float> ? 0 : size_t(K * rows_per * g.Wo);
+  const size_t col_size = pointwise ? 0 : size_t(K * rows_per * g.Wo);
   if (by_image(g.N)) {
 #pragma omp parallel
     {
@@ -216,26 +172,15 @@ void forward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& b_, const Con
     Buffer<T> col(col_size ? new T[col_size] : nullptr);
     for (int64_t n = 0; n < g.N; ++n) image(n, col.get());
   }
-  if (b_.defined()) {
-    const T* b = b_.data<T>();
-#pragma omp parallel for schedule(static) if (g.N * g.O * P > kGrain)
-    for (int64_t row = 0; row < g.N * g.O; ++row)
-      for (int64_t p = 0; p < P; ++p) out[row * P + p] += b[row % g.O];
-  }
 }
 
+// dx (N, C, H, W) and dw (O, K) through im2col and col2im; a null pointer is not computed.
 // dw is summed over images as ((dw_0 + dw_1) + dw_2) + ... on both paths, each dw_n one GEMM, so
 // the result does not depend on the path, hence not on the thread count.
 template <class T>
-void backward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& g_, const Conv2dOptions& o, const Tensor& dx_,
-                  const Tensor& dw_, const Tensor& db_) {
-  const ConvGeom g = geometry(x_, w_, o);
+void im2col_backward(const T* x, const T* w, const T* gout, const ConvGeom& g, const Conv2dOptions& o, T* dx, T* dw) {
   const int64_t K = g.K(), P = g.P(), OK = g.O * K;
-  const T* x = x_.data<T>();     // x: (N, C, H, W), saved input
-  const T* w = w_.data<T>();     // w: (O, K), saved weight
-  const T* gout = g_.data<T>();  // grad_out: (N, O, P)
-  const bool pointwise = is_pointwise(g, o), want_dx = dx_.defined(), want_dw = dw_.defined();
-  T* dw = want_dw ? dw_.data<T>() : nullptr;
+  const bool pointwise = is_pointwise(g, o), want_dx = dx != nullptr, want_dw = dw != nullptr;
   // col, dcol: (K, P) scratch; dwn: (O, K) this image's weight gradient
   auto image = [&](int64_t n, T* col, T* dcol, T* dwn) {
     const T* xn = x + n * g.C * g.H * g.W;
@@ -245,7 +190,7 @@ void backward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& g_, const Co
       gemm(g.O, K, P, gn, P, 1, pointwise ? xn : col, 1, P, T(0), dwn, K);
     }
     if (want_dx) {  // dcol (K, P) = w^T (K, O) @ g[n] (O, P); w^T read in place
-      T* dxn = dx_.data<T>() + n * g.C * g.H * g.W;
+      T* dxn = dx + n * g.C * g.H * g.W;
       gemm(K, P, g.O, w, 1, K, gn, P, 1, T(0), pointwise ? dxn : dcol, P);
       if (!pointwise) col2im(dcol, g, o, dxn);
     }
@@ -278,14 +223,66 @@ void backward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& g_, const Co
     }
     if (g.N == 0 && want_dw) std::fill(dw, dw + OK, T(0));
   }
-  if (db_.defined()) {  // db (O): per channel, images then positions in order, in double
-    T* db = db_.data<T>();
+}
+
+// The f32 phase-plane path (nn_conv_planes.cpp) takes every conv but the 1x1 ones im2col skips.
+bool use_planes(DType t, const ConvGeom& g, const Conv2dOptions& o) {
+  return t == DType::F32 && !is_pointwise(g, o) && !im2col_forced();
+}
+
+template <class T>
+void forward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& b_, const Conv2dOptions& o, const Tensor& out_) {
+  const ConvGeom g = geometry(x_, w_, o);
+  const int64_t P = g.P();
+  const T* x = x_.data<T>();  // x: (N, C, H, W)
+  const T* w = w_.data<T>();  // w: (O, K)
+  T* out = out_.data<T>();    // out: (N, O, P)
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_planes(x_.dtype(), g, o)) detail::conv2d_planes_forward(x, w, g, o, out);
+    else im2col_forward(x, w, g, o, out);
+  } else {
+    im2col_forward(x, w, g, o, out);
+  }
+  if (b_.defined()) {
+    const T* b = b_.data<T>();
+#pragma omp parallel for schedule(static) if (g.N * g.O * P > kGrain)
+    for (int64_t row = 0; row < g.N * g.O; ++row)
+      for (int64_t p = 0; p < P; ++p) out[row * P + p] += b[row % g.O];
+  }
+}
+
+template <class T>
+void backward_cpu(const Tensor& x_, const Tensor& w_, const Tensor& g_, const Conv2dOptions& o, const Tensor& dx_,
+                  const Tensor& dw_, const Tensor& db_) {
+  const ConvGeom g = geometry(x_, w_, o);
+  const int64_t P = g.P();
+  const T* x = x_.data<T>();     // x: (N, C, H, W), saved input
+  const T* w = w_.data<T>();     // w: (O, K), saved weight
+  const T* gout = g_.data<T>();  // grad_out: (N, O, P)
+  T* dx = dx_.defined() ? dx_.data<T>() : nullptr;
+  T* dw = dw_.defined() ? dw_.data<T>() : nullptr;
+  bool dx_done = false, dw_done = false;
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_planes(x_.dtype(), g, o)) {
+      if (dw) detail::conv2d_planes_grad_weight(x, gout, g, o, dw), dw_done = true;
+      if (dx && o.stride_h == 1 && o.stride_w == 1) detail::conv2d_planes_grad_input(w, gout, g, o, dx), dx_done = true;
+    }
+  }
+  if ((dx && !dx_done) || (dw && !dw_done))
+    im2col_backward(x, w, gout, g, o, dx_done ? nullptr : dx, dw_done ? nullptr : dw);
+  if (db_.defined()) {  // db (O): per channel in double, 8 partial sums over positions (one chain
+    T* db = db_.data<T>();  // of dependent adds was 5% of grad-weight at 32 channels), images in order
 #pragma omp parallel for schedule(static) if (g.N * g.O * P > kGrain)
     for (int64_t oc = 0; oc < g.O; ++oc) {
-      double s = 0;
-      for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t p = 0; p < P; ++p) s += double(gout[(n * g.O + oc) * P + p]);
-      db[oc] = T(s);
+      double part[8] = {};
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* gp = gout + (n * g.O + oc) * P;
+        int64_t p = 0;
+        for (; p + 8 <= P; p += 8)
+          for (int l = 0; l < 8; ++l) part[l] += double(gp[p + l]);
+        for (int l = 0; p < P; ++p, ++l) part[l] += double(gp[p]);
+      }
+      db[oc] = T(((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])));
     }
   }
 }

@@ -1,7 +1,9 @@
 // conv2d, Conv3d patch embedding, interpolate and rotary embeddings: PyTorch fixtures (forward and
 // backward), float64 gradchecks, the trilinear-depth-1 == bilinear identity, Infinity's position
-// table, thread-count determinism and bad-input errors.
+// table, thread-count determinism, the f32 phase-plane path against im2col (VT_CONV_IM2COL=1) and
+// float64, and bad-input errors.
 #include <omp.h>
+#include <stdlib.h>
 
 #include "op_table_nn_conv.h"
 #include "vt/gradcheck.h"
@@ -140,6 +142,76 @@ TEST_CASE("conv2d is bitwise identical with 1, 2 and 4 threads (image-parallel a
     return std::vector<Tensor>{y.detach(), xl.grad(), wl.grad()};
   };
   auto one = run(1), two = run(2), four = run(4);  // 2 images: 4 threads take the GEMM-parallel path
+  omp_set_num_threads(2);
+  for (size_t i = 0; i < one.size(); ++i) {
+    CHECK(test::compare(one[i], two[i], 0, 0) == "");
+    CHECK(test::compare(one[i], four[i], 0, 0) == "");
+  }
+}
+
+// f32 conv2d on both CPU paths: the default phase planes, and im2col when VT_CONV_IM2COL=1 (read at
+// each call). Each must match the float64 computation of the same inputs (the f64 kernels are
+// im2col's), forward, dx, dw and db.
+TEST_CASE("conv2d f32 phase-plane path matches im2col (VT_CONV_IM2COL=1) and float64") {
+  struct Case {
+    const char* what;
+    int64_t n, c, h, w, o, kh, kw;
+    nn::Conv2dOptions opt;
+  };
+  const Case cases[] = {
+      {"3x3 pad 1, rows of 11 (panels wrap rows)", 2, 5, 9, 11, 7, 3, 3, {1, 1, nn::Padding2d::same(1)}},
+      {"3x3 pad 1, 37 wide, 3 images", 3, 16, 20, 37, 13, 3, 3, {1, 1, nn::Padding2d::same(1)}},
+      {"3x3 pad 1, K and P over one cache block", 2, 40, 24, 24, 20, 3, 3, {1, 1, nn::Padding2d::same(1)}},
+      {"5x5 pad 2, rows of 32 (whole panels)", 2, 3, 12, 32, 6, 5, 5, {1, 1, nn::Padding2d::same(2)}},
+      {"3x3 pad 3 (wider than the kernel)", 1, 4, 7, 8, 5, 3, 3, {1, 1, nn::Padding2d::same(3)}},
+      {"3x2 kernel, stride (1, 2), pad (2, 0, 1, 1)", 2, 3, 6, 9, 4, 3, 2, {1, 2, {2, 0, 1, 1}}},
+      {"Down: stride 2, pad (0, 1, 0, 1)", 2, 6, 17, 18, 8, 3, 3, {2, 2, {0, 1, 0, 1}}},
+      {"1x1 stride 2", 2, 5, 9, 10, 3, 1, 1, {2, 2, {}}},
+      {"3x3 stride 3, pad (1, 2, 0, 2)", 1, 4, 13, 14, 5, 3, 3, {3, 3, {1, 2, 0, 2}}},
+  };
+  int seed = 100;
+  for (const Case& k : cases) {
+    const std::string what = k.what;
+    CAPTURE(what);
+    Tensor x = rnd({k.n, k.c, k.h, k.w}, seed++), w = rnd({k.o, k.c, k.kh, k.kw}, seed++), b = rnd({k.o}, seed++);
+    Tensor gout;
+    // -> {y, dx, dw, db} of sum(y * gout), inputs cast to `t`
+    auto run = [&](DType t) {
+      Tensor xl = x.to(t).detach().requires_grad_(), wl = w.to(t).detach().requires_grad_();
+      Tensor bl = b.to(t).detach().requires_grad_();
+      Tensor y = nn::conv2d(xl, wl, bl, k.opt);
+      if (!gout.defined()) gout = rnd(y.shape(), seed++);
+      sum(mul(y, gout.to(t))).backward();
+      return std::vector<Tensor>{y.detach().to(DType::F64), xl.grad().to(DType::F64), wl.grad().to(DType::F64),
+                                 bl.grad().to(DType::F64)};
+    };
+    const auto want = run(DType::F64), planes = run(DType::F32);
+    setenv("VT_CONV_IM2COL", "1", 1);
+    const auto im2col = run(DType::F32);
+    unsetenv("VT_CONV_IM2COL");
+    // The switch took the other path: with several images dw is summed in another order there
+    // (per-image GEMMs then a sum, against one accumulating GEMM), so its bits differ somewhere.
+    if (k.n > 1) CHECK(test::compare(planes[2], im2col[2], 0, 0) != "");
+    const std::string names[] = {"y", "dx", "dw", "db"};
+    for (size_t i = 0; i < want.size(); ++i) {
+      CAPTURE(names[i]);
+      CHECK(test::compare(planes[i], want[i], 1e-4, 1e-3) == "");
+      CHECK(test::compare(im2col[i], want[i], 1e-4, 1e-3) == "");
+    }
+  }
+}
+
+TEST_CASE("conv2d f32, stride 1: bitwise identical with 1, 2 and 4 threads (phase planes)") {
+  Generator g(4);
+  Tensor x = randn({3, 16, 24, 40}, DType::F32, &g), w = randn({24, 16, 3, 3}, DType::F32, &g);
+  auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    Tensor xl = x.clone().requires_grad_(), wl = w.clone().requires_grad_();
+    Tensor y = nn::conv2d(xl, wl, Tensor(), 1, 1);
+    sum(mul(y, y)).backward();
+    return std::vector<Tensor>{y.detach(), xl.grad(), wl.grad()};
+  };
+  auto one = run(1), two = run(2), four = run(4);  // 3 images: 2 threads by image, 4 in the GEMMs
   omp_set_num_threads(2);
   for (size_t i = 0; i < one.size(); ++i) {
     CHECK(test::compare(one[i], two[i], 0, 0) == "");

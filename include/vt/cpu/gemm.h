@@ -32,7 +32,7 @@ void gemm_f64(int64_t M, int64_t N, int64_t K, double alpha, const double* A, in
 // (kc, nc) block of B at row k0, column n0 as ceil(nc / nr) panels of (kc, nr) floats, k-major
 // (dst[panel * kc * nr + k * nr + q] = B(k0 + k, n0 + panel * nr + q)), columns past nc zero. It
 // is called from the GEMM's threads, with blocks that fit the cache, so B never exists in memory
-// as a matrix: conv2d packs its im2col columns straight from the image this way. C is row-major.
+// as a matrix: conv2d's grad-weight packs its im2col columns from the input this way. C is row-major.
 using PackBFn = std::function<void(int64_t k0, int64_t kc, int64_t n0, int64_t nc, int nr, float* dst)>;
 void gemm_f32_pack_b(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t rsA, int64_t csA,
                      const PackBFn& pack_b, float beta, float* C, int64_t rsC);

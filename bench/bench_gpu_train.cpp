@@ -72,6 +72,7 @@
 
 #include "infinity/infinity.h"
 #include "qwen2/qwen2.h"
+#include "device_flow.h"
 #include "vargpt_bench.h"  // randomize_weights
 #include "vt/nn/loss.h"
 #include "vt/optim/adamw.h"
@@ -83,39 +84,9 @@
 #endif
 
 using namespace vt;
+using namespace vt::bench;
 
 namespace {
-
-// ---- the device, with the CUDA calls only in a CUDA build (the flow also runs on the CPU) ------------
-bool cuda_available() {
-#ifdef VT_WITH_CUDA
-  return vt::cuda::is_available();
-#else
-  return false;
-#endif
-}
-
-void sync(Device d) {
-#ifdef VT_WITH_CUDA
-  if (d.is_cuda()) vt::cuda::synchronize();
-#endif
-  (void)d;
-}
-
-void reset_peak(Device d) {
-#ifdef VT_WITH_CUDA
-  if (d.is_cuda()) vt::cuda::synchronize(), vt::cuda::empty_cache(), vt::cuda::reset_peak_stats();
-#endif
-  (void)d;
-}
-
-double peak_gib(Device d) {  // -1 on the CPU
-#ifdef VT_WITH_CUDA
-  if (d.is_cuda()) return double(vt::cuda::memory_stats().peak_allocated) / double(1 << 30);
-#endif
-  (void)d;
-  return -1;
-}
 
 std::string device_name(Device d) {
 #ifdef VT_WITH_CUDA

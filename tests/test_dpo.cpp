@@ -6,9 +6,11 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "dpo.h"
 #include "infinity/self_correction.h"
+#include "random_image_bits.h"
 #include "vargpt/training.h"
 #include "vt/autograd.h"
 #include "vt/gradcheck.h"
@@ -43,18 +45,7 @@ vargpt::TrainingBatch toy_pair(const Vargpt& m, uint64_t seed) {
   rows.insert(rows.end(), ids.begin(), ids.end());
   b.input_ids = from_vector(rows, {2, T});
   Generator gen(seed);
-  std::vector<Tensor> inputs, labels;
-  for (int image = 0; image < 2; ++image) {  // chosen, rejected
-    std::vector<Tensor> bits, flat;
-    for (const infinity::ScaleHW& s : b.schedule.scales) {
-      bits.push_back(lt(rand({1, s.h, s.w, d}, {}, &gen), 0.5));  // (1, h, w, d) Bool
-      flat.push_back(bits.back().reshape({1, s.h * s.w, d}));
-    }
-    inputs.push_back(infinity::teacher_inputs_from_bits(bits, b.schedule));  // (1, L - 1, d)
-    labels.push_back(cat(flat, 1));                                          // (1, L, d)
-  }
-  b.gen_inputs = cat(inputs, 0);
-  b.gen_labels = cat(labels, 0);
+  std::tie(b.gen_inputs, b.gen_labels) = testing::random_image_bits(b.schedule, d, 2, gen);
   return b;
 }
 

@@ -22,9 +22,11 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "dpo.h"
 #include "infinity/self_correction.h"
+#include "../random_image_bits.h"
 #include "trainer.h"
 #include "mpi_check.h"
 #include "vt/autograd.h"
@@ -62,18 +64,7 @@ vargpt::TrainingBatch pairs(const Vargpt& m) {
   for (int64_t i = 0; i < rows; ++i) all.insert(all.end(), ids.begin(), ids.end());
   b.input_ids = from_vector(all, {rows, T});
   Generator gen(11);
-  std::vector<Tensor> inputs, labels;
-  for (int64_t image = 0; image < rows; ++image) {  // chosen 0, 1; rejected 0, 1
-    std::vector<Tensor> bits, flat;
-    for (const infinity::ScaleHW& s : b.schedule.scales) {
-      bits.push_back(lt(rand({1, s.h, s.w, d}, {}, &gen), 0.5));  // (1, h, w, d) Bool
-      flat.push_back(bits.back().reshape({1, s.h * s.w, d}));
-    }
-    inputs.push_back(infinity::teacher_inputs_from_bits(bits, b.schedule));  // (1, L - 1, d)
-    labels.push_back(cat(flat, 1));                                          // (1, L, d)
-  }
-  b.gen_inputs = cat(inputs, 0);
-  b.gen_labels = cat(labels, 0);
+  std::tie(b.gen_inputs, b.gen_labels) = testing::random_image_bits(b.schedule, d, rows, gen);
   return b;
 }
 

@@ -96,31 +96,6 @@ std::string device_name(Device d) {
   return d.str();
 }
 
-template <class F>
-double wall_ms(Device d, F&& f) {
-  sync(d);
-  const auto t0 = std::chrono::steady_clock::now();
-  f();
-  sync(d);
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-void report(const std::string& key, double value, const char* unit, double ms) {
-  std::printf("vt %-22s %12.2f %-9s %10.3f ms\n", key.c_str(), value, unit, ms);
-  std::fflush(stdout);
-}
-
-void note(const std::string& s) {
-  std::printf("# %s\n", s.c_str());
-  std::fflush(stdout);
-}
-
-std::string fmt(double v, int digits = 1) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", digits, v);
-  return b;
-}
-
 std::string sci(double v) {  // 4 significant digits: 1.273e+13
   char b[64];
   std::snprintf(b, sizeof b, "%.4g", v);

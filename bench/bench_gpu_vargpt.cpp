@@ -65,36 +65,11 @@ double free_gib(Device d) {  // -1 when unknown
 }
 
 template <class F>
-double wall_ms(Device d, F&& f) {
-  sync(d);
-  const auto t0 = std::chrono::steady_clock::now();
-  f();
-  sync(d);
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-template <class F>
 double median_ms(Device d, int runs, F&& f) {
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) ms.push_back(wall_ms(d, f));
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
-}
-
-void report(const char* key, double value, const char* unit, double ms) {
-  std::printf("vt %-22s %12.2f %-9s %10.3f ms\n", key, value, unit, ms);
-  std::fflush(stdout);
-}
-
-void note(const std::string& s) {
-  std::printf("# %s\n", s.c_str());
-  std::fflush(stdout);
-}
-
-std::string fmt(double v, int digits = 1) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", digits, v);
-  return b;
 }
 
 struct Options {

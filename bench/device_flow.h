@@ -1,7 +1,13 @@
-// device_flow.h: the device calls of the benchmarks whose flow runs on a GPU and, at small shapes,
-// on the CPU too (bench_gpu_vargpt, bench_gpu_train): each call is a no-op or a sentinel on the CPU
-// and in a build without CUDA, so one program serves both.
+// device_flow.h: what the model-shaped benchmarks share, whether their flow runs on a GPU or, at
+// small shapes, on the CPU (bench_gpu_vargpt, bench_gpu_train; gpu_bench.h adds the CUDA-only
+// timers): the device calls, each a no-op or a sentinel on the CPU and in a build without CUDA,
+// timing between two device synchronisations, and the "vt <key> <value> <unit> <ms> ms" and
+// "# note" lines that the PyTorch baseline scripts join (bench/gpu_bench.py).
 #pragma once
+#include <chrono>
+#include <cstdio>
+#include <string>
+
 #include "vt/shape.h"  // Device
 #ifdef VT_WITH_CUDA
 #include "vt/cuda.h"
@@ -37,6 +43,32 @@ inline double peak_gib(Device d) {  // -1 on the CPU
 #endif
   (void)d;
   return -1;
+}
+
+// Milliseconds of f() between two synchronisations of d.
+template <class F>
+double wall_ms(Device d, F&& f) {
+  sync(d);
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  sync(d);
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+inline void report(const std::string& key, double value, const char* unit, double ms) {
+  std::printf("vt %-22s %12.2f %-9s %10.3f ms\n", key.c_str(), value, unit, ms);
+  std::fflush(stdout);
+}
+
+inline void note(const std::string& s) {
+  std::printf("# %s\n", s.c_str());
+  std::fflush(stdout);
+}
+
+inline std::string fmt(double v, int digits = 1) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
 }
 
 }  // namespace vt::bench

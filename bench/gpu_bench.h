@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "device_flow.h"  // report, note: the line protocol
 #include "vt/cuda.h"
 
 #define CHECK_CUDA(x)                                                                              \
@@ -67,16 +68,6 @@ double median_ms(F&& f, int warm, int iters) {
   for (int i = 0; i < iters; ++i) ms.push_back(wall_ms(f));
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
-}
-
-inline void report(const char* key, double value, const char* unit, double ms) {
-  std::printf("vt %-22s %12.2f %-9s %10.3f ms\n", key, value, unit, ms);
-  std::fflush(stdout);
-}
-
-inline void note(const std::string& s) {
-  std::printf("# %s\n", s.c_str());
-  std::fflush(stdout);
 }
 
 // The value of command-line option argv[i] (which it steps over), or exit 2 naming the program and

@@ -1,6 +1,7 @@
-// mpi_check.h: the checks of the MPI test programs (test_zero_mpi, test_zero3_mpi). doctest cannot
-// run one test body on N ranks, so each program counts failed EXPECTs per rank and ends with
-// `verdict`, which sums them over the ranks: the job passes only when every rank passes.
+// mpi_check.h: the checks of the MPI test programs (test_zero_mpi, test_zero3_mpi,
+// test_dpo_ref_mpi). doctest cannot run one test body on N ranks, so each program counts failed
+// EXPECTs per rank and ends with `verdict`, which sums them over the ranks: the job passes only when
+// every rank passes. check_layout_bytes is the ZeRO memory check both ZeRO programs make.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -9,6 +10,7 @@
 
 #include "vt/dist/process_group.h"
 #include "vt/error.h"
+#include "vt/optim/zero.h"
 #include "vt/tensor.h"
 
 namespace vt::testing {
@@ -37,3 +39,23 @@ inline int verdict(const std::shared_ptr<dist::ProcessGroup>& pg, const char* pr
                    #cond, ::vt::detail::concat(__VA_ARGS__).c_str());                                  \
     }                                                                                                  \
   } while (0)
+
+namespace vt::testing {
+
+// The bytes memory_report calls "this layout" for the run's stage equal the bytes the optimizer holds
+// (nothing gathered), field by field, and the report prints that total on the run's line.
+inline void check_layout_bytes(const optim::ZeroOptimizer& zero, const std::string& what) {
+  const optim::ModelStateBytes got = zero.model_state_bytes(), want = zero.layout_bytes(zero.stage());
+  EXPECT(got.params == want.params && got.grads == want.grads && got.optimizer == want.optimizer &&
+             got.bucket == want.bucket && got.frozen == want.frozen,
+         what, ": held params ", got.params, " grads ", got.grads, " optimizer ", got.optimizer, " bucket ", got.bucket,
+         " frozen ", got.frozen, "; layout_bytes ", want.params, ", ", want.grads, ", ", want.optimizer, ", ",
+         want.bucket, ", ", want.frozen);
+  const std::string report = zero.memory_report();
+  const std::string run_line = report.substr(0, report.find("  <- this run"));
+  EXPECT(run_line.size() < report.size() &&
+             run_line.find(detail::concat("this layout ", got.total(), " B"), run_line.rfind('\n') + 1) != std::string::npos,
+         what, ": the report's line for this run does not say 'this layout ", got.total(), " B':\n", report);
+}
+
+}  // namespace vt::testing

@@ -251,22 +251,6 @@ void equivalence(const std::shared_ptr<dist::ProcessGroup>& pg) {
   }
 }
 
-// The bytes memory_report calls "this layout" for the run's stage equal the bytes the optimizer holds
-// (nothing gathered), field by field, and the report prints that total on the run's line.
-void check_layout_bytes(const optim::ZeroOptimizer& zero, const std::string& what) {
-  const optim::ModelStateBytes got = zero.model_state_bytes(), want = zero.layout_bytes(zero.stage());
-  EXPECT(got.params == want.params && got.grads == want.grads && got.optimizer == want.optimizer &&
-             got.bucket == want.bucket && got.frozen == want.frozen,
-         what, ": held params ", got.params, " grads ", got.grads, " optimizer ", got.optimizer, " bucket ", got.bucket,
-         " frozen ", got.frozen, "; layout_bytes ", want.params, ", ", want.grads, ", ", want.optimizer, ", ",
-         want.bucket, ", ", want.frozen);
-  const std::string report = zero.memory_report();
-  const std::string run_line = report.substr(0, report.find("  <- this run"));
-  EXPECT(run_line.size() < report.size() &&
-             run_line.find(detail::concat("this layout ", got.total(), " B"), run_line.rfind('\n') + 1) != std::string::npos,
-         what, ": the report's line for this run does not say 'this layout ", got.total(), " B':\n", report);
-}
-
 void peak(const std::shared_ptr<dist::ProcessGroup>& pg) {
   for (bool prefetch : {true, false}) {
     Model m;
@@ -284,7 +268,7 @@ void peak(const std::shared_ptr<dist::ProcessGroup>& pg) {
       }
     for (int64_t b : per_block) block = std::max(block, b);
     EXPECT(zero.gathered_bytes() == 0, "gathered between steps: ", zero.gathered_bytes());
-    check_layout_bytes(zero, detail::concat("per block, prefetch ", prefetch));
+    testing::check_layout_bytes(zero, detail::concat("per block, prefetch ", prefetch));
     zero.reset_peak_gathered_bytes();
     run_zero(zero, m, 0, 2, 2);
     const int64_t bound = rest + (prefetch ? 2 : 1) * block;

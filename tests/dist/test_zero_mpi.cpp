@@ -87,22 +87,6 @@ std::pair<Tensor, Tensor> batch(int64_t step, int64_t k, int64_t samples = kMicr
 }
 
 
-// The bytes memory_report calls "this layout" for the run's stage equal the bytes the optimizer holds
-// (nothing gathered), field by field, and the report prints that total on the run's line.
-void check_layout_bytes(const optim::ZeroOptimizer& zero, const std::string& what) {
-  const optim::ModelStateBytes got = zero.model_state_bytes(), want = zero.layout_bytes(zero.stage());
-  EXPECT(got.params == want.params && got.grads == want.grads && got.optimizer == want.optimizer &&
-             got.bucket == want.bucket && got.frozen == want.frozen,
-         what, ": held params ", got.params, " grads ", got.grads, " optimizer ", got.optimizer, " bucket ", got.bucket,
-         " frozen ", got.frozen, "; layout_bytes ", want.params, ", ", want.grads, ", ", want.optimizer, ", ",
-         want.bucket, ", ", want.frozen);
-  const std::string report = zero.memory_report();
-  const std::string run_line = report.substr(0, report.find("  <- this run"));
-  EXPECT(run_line.size() < report.size() &&
-             run_line.find(detail::concat("this layout ", got.total(), " B"), run_line.rfind('\n') + 1) != std::string::npos,
-         what, ": the report's line for this run does not say 'this layout ", got.total(), " B':\n", report);
-}
-
 bool same_bits(const Tensor& a, const Tensor& b) {
   if (a.numel() != b.numel() || a.dtype() != b.dtype()) return false;
   const Tensor x = a.contiguous(), y = b.contiguous();
@@ -247,7 +231,7 @@ void equivalence(const std::shared_ptr<dist::ProcessGroup>& pg) {
         owned_real += std::max<int64_t>(0, std::min(L.owned_end, L.numel) - std::min(L.owned_begin, L.numel));
       EXPECT(got.optimizer == 12 * owned_real && want.optimizer - got.optimizer <= 12 * (psi - psi_real), what,
              ": optimizer bytes ", got.optimizer, " vs formula ", want.optimizer);
-      check_layout_bytes(zero, what);
+      testing::check_layout_bytes(zero, what);
       if (A == 1 && r == 0) std::printf("%s", zero.memory_report().c_str());
 
       // Native MPI reduction order: within 2e-6 (fp32 sums in MPI's order).

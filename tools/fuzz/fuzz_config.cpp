@@ -4,7 +4,6 @@
 // whole VARGPT-v1.1 config (whose Infinity part is read off the checkpoint's tensor shapes, as is
 // the BSQ-VAE's: those two kinds have no config.json of their own). Each either loads or throws
 // vt::Error; what loads must pass its own validate().
-#include <filesystem>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -19,20 +18,11 @@
 #endif
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  namespace fs = std::filesystem;
-  static const std::string dir = [] {
-    const std::string d = vt::fuzz::scratch_dir() + "/model";
-    fs::create_directories(d);
-    for (const char* f : {"model.safetensors.index.json", "model-00001-of-00002.safetensors",
-                          "model-00002-of-00002.safetensors"})
-      fs::create_symlink(std::string(VT_FUZZ_FIXTURES) + "/vargpt_tiny/" + f, d + "/" + f);
-    return d;
-  }();
+  static const std::string dir = vt::fuzz::fixture_dir(
+      "model", "vargpt_tiny",
+      {"model.safetensors.index.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"});
   const std::string text(reinterpret_cast<const char*>(data), size);
-  {
-    std::ofstream out(dir + "/config.json", std::ios::binary | std::ios::trunc);
-    out << text;
-  }
+  vt::fuzz::write_input("model/config.json", data, size);
   vt::fuzz::expect_vt_errors_only([&] {
     vt::qwen2::Qwen2Config c = vt::qwen2::Qwen2Config::from_json_text(text, "fuzz config.json");
     c.validate();

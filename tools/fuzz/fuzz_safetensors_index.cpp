@@ -2,7 +2,6 @@
 // that holds two real shards (links to tests/fixtures/vargpt_tiny). CheckpointReader either opens
 // it or throws vt::Error; what opens must give, for every name it lists, an entry whose bytes can
 // all be read (ASan checks they lie inside the shard).
-#include <filesystem>
 #include <string>
 
 #include "fuzz_util.h"
@@ -13,14 +12,9 @@
 #endif
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  namespace fs = std::filesystem;
-  static const std::string dir = [] {
-    const std::string d = vt::fuzz::scratch_dir() + "/index";
-    fs::create_directories(d);
-    for (const char* f : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"})
-      fs::create_symlink(std::string(VT_FUZZ_FIXTURES) + "/vargpt_tiny/" + f, d + "/" + f);
-    return d;
-  }();
+  static const std::string dir = vt::fuzz::fixture_dir(
+      "index", "vargpt_tiny", {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"});
+  (void)dir;  // made once: the shards the index names
   const std::string path = vt::fuzz::write_input("index/model.safetensors.index.json", data, size);
   vt::fuzz::expect_vt_errors_only([&] {
     vt::io::CheckpointReader reader(path);

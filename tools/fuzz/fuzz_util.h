@@ -11,6 +11,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <string>
 #include <typeinfo>
 
@@ -37,6 +38,19 @@ inline std::string write_input(const std::string& name, const uint8_t* data, siz
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data), std::streamsize(size));
   return path;
 }
+
+#ifdef VT_FUZZ_FIXTURES
+// scratch_dir()/sub holding symlinks to the named files of tests/fixtures/<fixture>, made once: a
+// checkpoint directory whose other files the target writes from each input.
+inline std::string fixture_dir(const std::string& sub, const std::string& fixture,
+                               std::initializer_list<const char*> files) {
+  const std::string d = scratch_dir() + "/" + sub;
+  std::filesystem::create_directories(d);
+  for (const char* f : files)
+    std::filesystem::create_symlink(std::string(VT_FUZZ_FIXTURES) + "/" + fixture + "/" + f, d + "/" + f);
+  return d;
+}
+#endif
 
 // Runs body(); vt::Error is the expected failure, anything else aborts (a finding).
 template <class F>

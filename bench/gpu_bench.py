@@ -108,3 +108,11 @@ def print_table(vt, out, footnote):
         ts = f"{t[0]:12.2f}" if t else f"{'-':>12}"
         print(f"benchmark {k:<22} {vs} {ts} {unit:<9} {ratio:>8} {speed:>8}")
     print(footnote)
+
+
+def join_vt(path, out, footnote):
+    """vt's notes, skips and failures (echoed with a "vt" prefix), then the joined table."""
+    for line in open(path):
+        if line.startswith("#") or "skipped" in line or "FAILED" in line:
+            print(f"vt {line.rstrip()}")
+    print_table(read_vt(path), out, footnote)

@@ -48,7 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import infinity_reference as R  # noqa: E402
-from gpu_bench import emit, median_ms, pick_device, print_table, read_vt, run_section, sync, wall_ms  # noqa: E402
+from gpu_bench import emit, join_vt, median_ms, pick_device, run_section, sync, wall_ms  # noqa: E402
 import torch_bsq_vae as vae_ref  # noqa: E402  (the reference BSQ-VAE decoder; no side effects on import)
 
 # The 1:1 template of Infinity (infinity_bsq.md §5): 0.25M takes the first 10 grids; the RoPE grid is
@@ -257,10 +257,7 @@ def bench(args, dev, out):
 
 
 def join(path, out):
-    for line in open(path):
-        if line.startswith("#") or "skipped" in line or "FAILED" in line:
-            print(f"vt {line.rstrip()}")
-    print_table(read_vt(path), out, "(vt speed: > 1 means vt is faster; both sides: Infinity-2B, random bf16 weights, 512x512, "
+    join_vt(path, out, "(vt speed: > 1 means vt is faster; both sides: Infinity-2B, random bf16 weights, 512x512, "
           "10 scales, CFG batch 2, KV-cached)")
 
 

@@ -45,7 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import infinity_reference as R  # noqa: E402
-from gpu_bench import emit, pick_device, print_table, read_vt, run_section, sync, wall_ms  # noqa: E402
+from gpu_bench import emit, join_vt, pick_device, run_section, sync, wall_ms  # noqa: E402
 from torch_gpu_vargpt import draw, redraw_module  # noqa: E402  (vt's random-weight rule)
 
 GIB = float(1 << 30)
@@ -331,10 +331,7 @@ def main():
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     if args.vt:
-        for line in open(args.vt):
-            if line.startswith("#") or "skipped" in line or "FAILED" in line:
-                print(f"vt {line.rstrip()}")
-        print_table(read_vt(args.vt), out, "(vt speed: > 1 means vt is faster; both sides: one training step, random "
+        join_vt(args.vt, out, "(vt speed: > 1 means vt is faster; both sides: one training step, random "
                     "bf16 weights, bf16 gradients, fp32 AdamW master weights, clip 1.0; MFU goal >= 50%)")
     return 0 if ok else 1
 

@@ -53,7 +53,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import infinity_reference as R  # noqa: E402
 import torch_bsq_vae as vae_ref  # noqa: E402
 import torch_gpu_infinity as TI  # noqa: E402  (cached_block, sample_bits)
-from gpu_bench import emit, median_ms, pick_device, print_table, read_vt, run_section, sync, wall_ms  # noqa: E402
+from gpu_bench import emit, join_vt, median_ms, pick_device, run_section, sync, wall_ms  # noqa: E402
 
 SIDES = {256: [1, 2, 4, 6, 8, 12, 16], 512: [1, 2, 4, 6, 8, 12, 16, 20, 24, 32]}
 GRID = (64, 64)  # the RoPE grid: the last scale of the 1M 1:1 template
@@ -320,10 +320,7 @@ def main():
     out = {}
     ok = run_section("vargpt", bench, args, dev, out)
     if args.vt:
-        for line in open(args.vt):
-            if line.startswith("#") or "skipped" in line or "FAILED" in line:
-                print(f"vt {line.rstrip()}")
-        print_table(read_vt(args.vt), out, "(vt speed: > 1 means vt is faster; both sides: VARGPT-v1.1 full shape, random "
+        join_vt(args.vt, out, "(vt speed: > 1 means vt is faster; both sides: VARGPT-v1.1 full shape, random "
                     "bf16 weights, VAE f32, one image with CFG; goals: vt vargpt_512 <= 500 ms, vargpt_512_peak <= 22 GiB)")
     return 0 if ok else 1
 

@@ -62,14 +62,17 @@ std::vector<int64_t> stop_tokens(const tok::Tokenizer& tokenizer) {
   return out;
 }
 
-// A row of a batch: the record's index in its list, its id, and its rendered prompt.
+// A row of a batch: the record's index in its list, its id, and what `prepare` made of it (a
+// rendered prompt, or for recon the target image).
+template <class T>
 struct Row {
   size_t index;
   std::string id;
-  vargpt::Prompt prompt;
+  T item;
 };
+using PromptRow = Row<vargpt::Prompt>;
 
-// Walks `records` in batches of up to `batch` rows whose prompts could be prepared; a record that
+// Walks `records` in batches of up to `batch` rows whose items could be prepared; a record that
 // cannot be prepared goes to `errors` and is skipped. `run(rows)` gets each batch.
 template <class Prepare, class Run>
 void for_each_batch(const std::vector<json>& records, int64_t batch, const char* task, bool quiet,
@@ -77,7 +80,7 @@ void for_each_batch(const std::vector<json>& records, int64_t batch, const char*
   const auto start = Clock::now();
   size_t next = 0;
   while (next < records.size()) {
-    std::vector<Row> rows;
+    std::vector<Row<decltype(prepare(records[0]))>> rows;
     for (; next < records.size() && int64_t(rows.size()) < batch; ++next) {
       const std::string id = record_id(records[next], next);
       try {
@@ -93,7 +96,8 @@ void for_each_batch(const std::vector<json>& records, int64_t batch, const char*
 }
 
 // out_dir/<row id>.png from pixels (B, H, W, 3) uint8 RGB, row b of the batch for rows[b].
-void write_row_pngs(const Tensor& pixels_bhwc, const std::vector<Row>& rows, const std::string& out_dir) {
+template <class T>
+void write_row_pngs(const Tensor& pixels_bhwc, const std::vector<Row<T>>& rows, const std::string& out_dir) {
   const Tensor pixels = pixels_bhwc.contiguous();
   const int64_t H = pixels.size(1), W = pixels.size(2);
   for (size_t b = 0; b < rows.size(); ++b) {
@@ -256,10 +260,10 @@ std::vector<std::string> generate_record_images(const vargpt::Vargpt& model, con
     const qwen2_vl::ProcessedImages px = vit_image(cfg.data_dir + "/" + record_image(rec), vit);
     return render_turn(model, tokenizer, human, &px, vit);
   };
-  auto run = [&](const std::vector<Row>& rows) {
+  auto run = [&](const std::vector<PromptRow>& rows) {
     std::vector<vargpt::Prompt> prompts;
     std::vector<uint64_t> seeds;
-    for (const Row& r : rows) prompts.push_back(r.prompt), seeds.push_back(cfg.seed + uint64_t(r.index));
+    for (const PromptRow& r : rows) prompts.push_back(r.item), seeds.push_back(cfg.seed + uint64_t(r.index));
     const GeneratedImages out = generate_images(model, tokenizer, prompts, seeds, cfg);
     if (!cfg.quiet)
       for (const std::string& w : out.warnings) std::fprintf(stderr, "warning: %s: %s\n", rows[0].id.c_str(), w.c_str());
@@ -290,13 +294,11 @@ std::vector<std::string> reconstruct_record_images(const vargpt::Vargpt& model, 
   auto prepare = [&](const json& rec) {
     const qwen2_vl::RgbImage im =
         regularize_min_side(cap_pixels_nearest(qwen2_vl::load_image(cfg.data_dir + "/" + record_image(rec)), 512 * 512));
-    vargpt::Prompt p;  // the batch walker carries a Prompt per row; the image rides in pixel_values
-    p.pixel_values = gen_target_transform(im, crop, /*seed=*/0);
-    return p;
+    return gen_target_transform(im, crop, /*seed=*/0);
   };
-  auto run = [&](const std::vector<Row>& rows) {
+  auto run = [&](const std::vector<Row<Tensor>>& rows) {
     std::vector<Tensor> images;
-    for (const Row& r : rows) images.push_back(r.prompt.pixel_values);
+    for (const Row<Tensor>& r : rows) images.push_back(r.item);
     const Tensor x = stack(images, 0).to(device);                                   // (B, 3, H, W)
     const Tensor y = vae.decode_bits(vae.encode_bits(x, schedule.scales));          // (B, 3, H, W)
     write_row_pngs(vargpt::to_pixels(y, cfg.image.round_pixels), rows, out_dir);
@@ -318,9 +320,9 @@ std::map<std::string, std::string> answer_questions(const vargpt::Vargpt& model,
     const qwen2_vl::ProcessedImages px = vit_image(cfg.data_dir + "/" + record_image(rec), vit);
     return render_turn(model, tokenizer, human_text(rec), &px, vit);
   };
-  auto run = [&](const std::vector<Row>& rows) {
+  auto run = [&](const std::vector<PromptRow>& rows) {
     std::vector<vargpt::Prompt> prompts;
-    for (const Row& r : rows) prompts.push_back(r.prompt);
+    for (const PromptRow& r : rows) prompts.push_back(r.item);
     const vargpt::TextResult reply = vargpt::decode_text(model, prompts, text);
     for (size_t b = 0; b < rows.size(); ++b)
       answers[rows[b].id] = vargpt::decode_reply(tokenizer, reply.tokens[b], model.tokens().start);

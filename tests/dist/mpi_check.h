@@ -5,7 +5,9 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "vt/dist/process_group.h"
@@ -27,6 +29,23 @@ inline int verdict(const std::shared_ptr<dist::ProcessGroup>& pg, const char* pr
     std::printf("%s %s on %d rank(s): %s (%d failed checks)\n", program, mode.c_str(), pg->size(),
                 total == 0 ? "passed" : "FAILED", total);
   return total == 0 ? 0 : 1;
+}
+
+// The main of every MPI test program: joins the job (timeout VT_DIST_TIMEOUT_S or 600), runs `body`
+// on this rank, aborts the whole job when it throws, and returns the verdict over all ranks.
+inline int run_on_ranks(const char* program, const std::string& mode,
+                        const std::function<void(const std::shared_ptr<dist::ProcessGroup>&)>& body) {
+  std::shared_ptr<dist::ProcessGroup> pg;
+  try {
+    dist::InitOptions io;
+    io.timeout_s = -1;
+    pg = dist::init_process_group(io);
+    g_rank = pg->rank();
+    body(pg);
+  } catch (const std::exception& e) {
+    dist::abort_job(pg.get(), e.what(), 3);
+  }
+  return verdict(pg, program, mode);
 }
 
 }  // namespace vt::testing

@@ -186,16 +186,4 @@ void run(const std::shared_ptr<dist::ProcessGroup>& pg) {
 
 }  // namespace
 
-int main() {
-  std::shared_ptr<dist::ProcessGroup> pg;
-  try {
-    dist::InitOptions io;
-    io.timeout_s = -1;
-    pg = dist::init_process_group(io);
-    testing::g_rank = pg->rank();
-    run(pg);
-  } catch (const std::exception& e) {
-    dist::abort_job(pg.get(), e.what(), 3);
-  }
-  return testing::verdict(pg, "test_dpo_ref_mpi", "all");
-}
+int main() { return testing::run_on_ranks("test_dpo_ref_mpi", "all", run); }

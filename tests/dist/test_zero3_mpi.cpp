@@ -318,17 +318,9 @@ void traffic(const std::shared_ptr<dist::ProcessGroup>& pg) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "all";
-  std::shared_ptr<dist::ProcessGroup> pg;
-  try {
-    dist::InitOptions io;
-    io.timeout_s = -1;
-    pg = dist::init_process_group(io);
-    testing::g_rank = pg->rank();
+  return testing::run_on_ranks("test_zero3_mpi", mode, [&](const std::shared_ptr<dist::ProcessGroup>& pg) {
     if (mode == "all" || mode == "equivalence") equivalence(pg);
     if (mode == "all" || mode == "peak") peak(pg);
     if (mode == "all" || mode == "traffic") traffic(pg);
-  } catch (const std::exception& e) {
-    dist::abort_job(pg.get(), e.what(), 3);
-  }
-  return testing::verdict(pg, "test_zero3_mpi", mode);
+  });
 }

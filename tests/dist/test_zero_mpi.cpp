@@ -20,6 +20,7 @@
 //   exit          rank N-1 _Exits during step 2 without a word
 //   stuck         rank 1 sleeps 60 s during step 2; the others' collectives time out (VT_DIST_TIMEOUT_S)
 //   devices       check_unique_devices with ranks 0 and 1 on one device; detect_launch disagreements
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -357,25 +358,19 @@ void devices(const std::shared_ptr<dist::ProcessGroup>& pg) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "equivalence";
-  std::shared_ptr<dist::ProcessGroup> pg;
-  try {
-    dist::InitOptions io;
-    io.timeout_s = -1;  // VT_DIST_TIMEOUT_S or 600
-    pg = dist::init_process_group(io);
-    testing::g_rank = pg->rank();
+  const std::string modes[] = {"equivalence", "save", "resume", "fail", "exit", "stuck", "devices"};
+  if (std::find(std::begin(modes), std::end(modes), mode) == std::end(modes)) {
+    std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+    return 2;
+  }
+  return testing::run_on_ranks("test_zero_mpi", mode, [&](const std::shared_ptr<dist::ProcessGroup>& pg) {
     if (mode == "equivalence") equivalence(pg);
     else if (mode == "save") save(pg, argv[2]);
     else if (mode == "resume") resume(pg, argv[2]);
-    else if (mode == "fail" || mode == "exit" || mode == "stuck") {
+    else if (mode == "devices") devices(pg);
+    else {
       setenv("VT_TEST_FAIL", mode.c_str(), 1);
       failure(pg);
-    } else if (mode == "devices") devices(pg);
-    else {
-      std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
-      return 2;
     }
-  } catch (const std::exception& e) {
-    dist::abort_job(pg.get(), e.what(), 3);
-  }
-  return testing::verdict(pg, "test_zero_mpi", mode);
+  });
 }

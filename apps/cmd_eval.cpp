@@ -30,16 +30,17 @@ const char* const kUsage =
     "Evaluates a VARGPT-v1.1 checkpoint on a ShapeWorld split (`vargpt shapes make`) with the judge of\n"
     "`vargpt shapes eval`: gen (text to image, GenEval-style), understand (questions, POPE), edit, and\n"
     "recon: the generation records' own images through the tokenizer (vae_local encode + decode), judged\n"
-    "as gen is: the ceiling of any generator on this tokenizer.\n"
+    "as gen is: the ceiling of any generator on this tokenizer; and loss: the held-out teacher-forced bit\n"
+    "cross-entropy of the generation records' images and text cross-entropy of the answers (no sampling).\n"
     "options:\n"
     "  --split NAME          default test\n"
-    "  --tasks LIST          comma-separated subset of gen,understand,edit,recon (default gen,understand,edit)\n"
+    "  --tasks LIST          subset of gen,understand,edit,recon,loss (default gen,understand,edit)\n"
     "  --limit N             the first N records of each task (default 0: all)\n"
     "  --batch B             rows per model call (default 8)\n"
     "  --seed S              record i of gen and edit draws its image with seed S + i (default 0)\n"
     "  --out DIR             OUT/gen/<id>.png, OUT/edit/<id>.png, OUT/recon/<id>.png, OUT/understand/answers.jsonl and the\n"
     "                        decoded replies (default vargpt_eval)\n"
-    "  --json FILE           the summary {\"gen\", \"understand\", \"edit\", \"recon\", \"seconds\"} as JSON\n"
+    "  --json FILE           the summary {\"gen\", \"understand\", \"edit\", \"recon\", \"loss\", \"seconds\"}\n"
     "  --size SIZE           generated image size: 256, 512 or WxH (default: the model's)\n"
     "  --cfg C (3)  --tau T (0.5)  --top-p P (0.97)  --top-k K (900): the bitwise sampler\n"
     "  --gen-tokens N        the longest reply before the forced image (default 24)\n"
@@ -64,7 +65,8 @@ train::EvalConfig parse_config(const ::vargpt::Options& o) {
     else if (t == "understand") c.understand = true;
     else if (t == "edit") c.edit = true;
     else if (t == "recon") c.recon = true;
-    else VT_FAIL("--tasks: unknown task '", t, "' in '", tasks, "' (expected gen, understand, edit, recon)");
+    else if (t == "loss") c.loss = true;
+    else VT_FAIL("--tasks: unknown task '", t, "' in '", tasks, "' (expected gen, understand, edit, recon, loss)");
   }
   c.limit = o.integer("limit", 0);
   c.batch = o.integer("batch", 8);
@@ -94,7 +96,7 @@ int cmd_eval(int argc, char** argv) {
   // Bad input fails before the weights are read.
   VT_CHECK(fs::is_directory(dir), "--model ", dir, ": no such directory");
   train::check_eval_inputs(cfg);
-  if (cfg.gen || cfg.edit || cfg.recon) {
+  if (cfg.gen || cfg.edit || cfg.recon || cfg.loss) {
     VT_CHECK(vg::VargptConfig::has_generation(dir), dir,
              ": this checkpoint has no generation tensors; run --tasks understand, or `vargpt chat`");
     try {  // the size against the model's schedules, from config.json and the tensor shapes

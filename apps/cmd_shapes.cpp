@@ -27,6 +27,7 @@ using vargpt::Options;
 const char* const kUsage =
     "usage:\n"
     "  vargpt shapes make --out DIR [--size 128] [--train 1000] [--test 200] [--seed 0] [--noise 0] [--plain]\n"
+    "                     [--object-scale 1]\n"
     "  vargpt shapes eval gen        --data DIR [--split test] [--images DIR] [--json FILE]\n"
     "  vargpt shapes eval understand --data DIR --answers FILE [--split test] [--json FILE]\n"
     "  vargpt shapes eval edit       --data DIR [--split test] [--images DIR] [--json FILE]\n"
@@ -35,7 +36,8 @@ const char* const kUsage =
     "       LLaVA-format questions, editing triples and preference triples for a train and a test\n"
     "       split; the same seed writes the same bytes. --noise adds per-pixel background noise\n"
     "       (grey levels; makes PNGs ~30x larger). --plain draws uniform backgrounds (one tinted grey\n"
-    "       per scene) instead of textured gradients.\n"
+    "       per scene) instead of textured gradients. --object-scale (0.5 to 2) multiplies the object\n"
+    "       sizes (half extents 0.08 and 0.13 of the side); the manifest records it for the judge.\n"
     "eval   gen: GenEval-style scores of images named <record id>.png in --images (default: the\n"
     "       dataset's own renders, which score 1.0); understand: answers as JSON lines\n"
     "       {\"id\": ..., \"answer\": ...}; edit: edited images named <record id>.png.\n"
@@ -62,7 +64,7 @@ std::function<void(const char*, size_t, size_t)> progress_printer(bool quiet) {
 }
 
 int run_make(int argc, char** argv) {
-  auto o = vargpt::parse_options(argc, argv, 2, {"out", "size", "train", "test", "seed", "noise", "threads"}, {"quiet", "plain"}, kUsage);
+  auto o = vargpt::parse_options(argc, argv, 2, {"out", "size", "train", "test", "seed", "noise", "object-scale", "threads"}, {"quiet", "plain"}, kUsage);
   vargpt::set_threads(o);
   MakeOptions m;
   m.out_dir = o.required("out");
@@ -74,6 +76,7 @@ int run_make(int argc, char** argv) {
   m.seed = uint64_t(o.integer("seed", 0));
   m.noise_sigma = float(std::atof(o.value_or("noise", "0").c_str()));
   m.plain = o.has("plain");
+  m.object_scale = float(o.real("object-scale", 1.0));
   m.progress = progress_printer(o.has("quiet"));
   auto start = std::chrono::steady_clock::now();
   nlohmann::json manifest = make_dataset(m);

@@ -100,7 +100,7 @@ TEST_CASE("eval: the judges score the dataset's own renders and reference answer
     fs::copy_file(dataset() / r["images"][0].get<std::string>(), gen_dir / (r["id"].get<std::string>() + ".png"));
   for (const json& r : edits)  // images = [source, target]
     fs::copy_file(dataset() / r["images"][1].get<std::string>(), edit_dir / (r["id"].get<std::string>() + ".png"));
-  const shapes::GenReport g = train::judge_generation(gen, gen_dir.string(), "test");
+  const shapes::GenReport g = train::judge_generation(gen, gen_dir.string(), cfg.data_dir, "test");
   CHECK(g.all.total == kTestScenes);
   CHECK(g.errors.empty());
   CHECK(g.overall() == doctest::Approx(1.0));
@@ -122,7 +122,7 @@ TEST_CASE("eval: the judges score the dataset's own renders and reference answer
                   fs::copy_options::overwrite_existing);
   CHECK(train::judge_edits(edits, edit_dir.string(), cfg.data_dir).all.correct == 0);
   const fs::path empty = scratch("empty");
-  const shapes::GenReport none = train::judge_generation(gen, empty.string(), "test");
+  const shapes::GenReport none = train::judge_generation(gen, empty.string(), cfg.data_dir, "test");
   CHECK(none.overall() == 0.0);
   CHECK(none.errors.size() == gen.size());
   fs::remove_all(cfg.out_dir);
@@ -229,9 +229,54 @@ TEST_CASE("eval: recon writes each generation record's own image through vae_loc
     CHECK(std::equal(got.rgb.begin(), got.rgb.end(), want.data<uint8_t>()));
   }
   // The scores are the generation judge's on that directory.
-  const shapes::GenReport again = train::judge_generation(records, (out / "recon").string(), "test");
+  const shapes::GenReport again = train::judge_generation(records, (out / "recon").string(), dataset().string(), "test");
   CHECK(again.to_json()["overall"] == j["recon"]["overall"]);
   CHECK(again.to_json()["images"] == j["recon"]["images"]);
+  fs::remove_all(out);
+}
+
+TEST_CASE("eval: the held-out loss is a per-record mean: batching and padding do not change it") {
+  const Tiny& t = tiny();
+  const fs::path out = scratch("loss");
+  train::EvalConfig cfg = base_config(out.string());
+  cfg.gen = cfg.understand = cfg.edit = false;
+  cfg.loss = true;
+  cfg.image.height = cfg.image.width = 256;
+  cfg.limit = 3;
+  cfg.batch = 3;
+  const train::HeldOutLoss all = train::held_out_loss(*t.model, t.tokenizer, t.vit, cfg);
+  CHECK(all.gen_records == 3);
+  CHECK(all.text_records == 3);
+  CHECK(all.skipped == 0);
+  CHECK(all.text_tokens > 3);
+  CHECK(all.image_loss > 0.3);  // a random model: near ln 2 per bit
+  CHECK(all.image_loss < 1.5);
+  CHECK(all.bit_accuracy > 0.2);
+  CHECK(all.bit_accuracy < 0.8);
+  // One record per batch (no padding), then 2 + 1: the same means. The records are the first three
+  // in file order: two then one more gives record 3's own loss by difference.
+  cfg.batch = 1;
+  const train::HeldOutLoss one = train::held_out_loss(*t.model, t.tokenizer, t.vit, cfg);
+  cfg.batch = 2;
+  const train::HeldOutLoss two = train::held_out_loss(*t.model, t.tokenizer, t.vit, cfg);
+  for (const train::HeldOutLoss* r : {&one, &two}) {
+    CHECK(r->image_loss == doctest::Approx(all.image_loss).epsilon(1e-5));
+    CHECK(r->bit_accuracy == doctest::Approx(all.bit_accuracy).epsilon(1e-5));
+    CHECK(r->text_loss == doctest::Approx(all.text_loss).epsilon(1e-5));
+    CHECK(r->text_tokens == all.text_tokens);
+  }
+  cfg.limit = 2;
+  const train::HeldOutLoss first2 = train::held_out_loss(*t.model, t.tokenizer, t.vit, cfg);
+  cfg.limit = 3;
+  const double third = 3 * all.image_loss - 2 * first2.image_loss;  // record 3's own bit loss
+  CHECK(third > 0.3);
+  CHECK(third < 1.5);
+  CHECK(first2.image_loss != doctest::Approx(all.image_loss).epsilon(1e-7));  // a different set of records
+  // In the report: to_json and the table carry it.
+  const json j = train::evaluate_model(*t.model, t.tokenizer, t.vit, cfg);
+  CHECK(j["loss"]["image_loss"].get<double>() == doctest::Approx(all.image_loss).epsilon(1e-5));
+  CHECK(j["loss"]["gen_records"] == 3);
+  CHECK(!j.contains("gen"));
   fs::remove_all(out);
 }
 

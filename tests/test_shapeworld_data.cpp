@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -105,6 +106,76 @@ TEST_CASE("shapeworld data: --plain keeps every record and object, and makes eac
   const GenReport rep = evaluate_generation(opt);
   CHECK(rep.all.correct == rep.all.total);
   CHECK(rep.all.total == 36);
+}
+
+TEST_CASE("shapeworld data: --object-scale draws larger objects, the manifest records it and the judge reads it") {
+  TempDir a("scale1"), b("scale175");
+  MakeOptions base = small_dataset(a.str(), 5), big = small_dataset(b.str(), 5);
+  big.object_scale = 1.75f;
+  make_dataset(base);
+  const json manifest = make_dataset(big);
+  CHECK(manifest["object_scale"].get<double>() == doctest::Approx(1.75));
+  CHECK(manifest["sizes"]["small"].get<double>() == doctest::Approx(0.08 * 1.75 * 64));
+  CHECK(manifest["sizes"]["large"].get<double>() == doctest::Approx(0.13 * 1.75 * 64));
+  // Every object's half extent is its size class's at the scale.
+  const json gen = json::parse(read_text(b.str() + "/test/generation.json"));
+  int objects = 0;
+  for (const json& r : gen)
+    for (const json& o : r["objects"]) {
+      const double want = (o["size"] == "small" ? 0.08 : 0.13) * 1.75 * 64;
+      CHECK(o["r"].get<double>() == doctest::Approx(want).epsilon(1e-3));
+      ++objects;
+    }
+  CHECK(objects > 36);
+  // The ground truth scores 1.0 in generation and edits.
+  EvalOptions opt;
+  opt.data_dir = b.str();
+  const GenReport g = evaluate_generation(opt);
+  CHECK(g.all.total == 36);
+  CHECK(g.all.correct == 36);
+  const EditReport e = evaluate_edits(opt);
+  CHECK(e.all.total > 0);
+  CHECK(e.all.correct == e.all.total);
+  // The detector's size classes follow the scale: at the dataset's scale they are the records'; at
+  // scale 1 every object of this dataset reads as large.
+  DetectOptions scaled;
+  scaled.object_scale = read_dataset_info(b.str()).object_scale;
+  CHECK(scaled.object_scale == 1.75f);
+  int matched = 0, agree = 0, large_at_1 = 0;
+  for (const json& r : gen) {
+    const Image im = read_image(b.str() + "/" + r["images"][0].get<std::string>());
+    const std::vector<Detection> at_scale = detect_objects(im, scaled), at_1 = detect_objects(im, {});
+    REQUIRE(at_scale.size() == r["objects"].size());
+    REQUIRE(at_1.size() == at_scale.size());
+    for (size_t k = 0; k < at_scale.size(); ++k) {
+      const Detection& d = at_scale[k];
+      for (const json& o : r["objects"])  // the record object at this detection's centre
+        if (std::abs(o["x"].get<double>() - d.cx) < 2 && std::abs(o["y"].get<double>() - d.cy) < 2) {
+          ++matched;
+          agree += std::string(size_name(d.size)) == o["size"].get<std::string>();
+        }
+      large_at_1 += at_1[k].size == SizeClass::large;
+    }
+  }
+  CHECK(matched == objects);
+  CHECK(agree == objects);
+  CHECK(large_at_1 == objects);
+  // Out of range or mistyped scales are refused, naming the thing.
+  for (float bad : {0.3f, 2.5f, std::nanf("")}) {
+    MakeOptions m = small_dataset(a.str(), 5);
+    m.object_scale = bad;
+    std::string msg;
+    try { make_dataset(m); } catch (const vt::Error& ex) { msg = ex.what(); }
+    CHECK_MESSAGE(msg.find("object scale") != std::string::npos, msg);
+  }
+  json m = json::parse(read_text(b.str() + "/manifest.json"));
+  m["object_scale"] = "big";
+  write_text_atomic(b.str() + "/manifest.json", m.dump());
+  std::string msg;
+  try { read_dataset_info(b.str()); } catch (const vt::Error& ex) { msg = ex.what(); }
+  CHECK_MESSAGE(msg.find("manifest.json: object_scale must be a number") != std::string::npos, msg);
+  CHECK(read_dataset_info(a.str()).object_scale == 1.0f);
+  CHECK(read_dataset_info(a.str()).size == 64);
 }
 
 TEST_CASE("shapeworld data: every record parses, has the training format and points to an existing image") {

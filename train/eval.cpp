@@ -115,14 +115,6 @@ void write_json_lines(const std::string& path, const std::map<std::string, std::
   shapes::write_text_atomic(path, text);
 }
 
-// The dataset's image size from manifest.json; 0 when there is no readable manifest.
-int dataset_size(const std::string& data_dir) {
-  std::error_code ec;
-  if (!fs::exists(data_dir + "/manifest.json", ec)) return 0;
-  const json m = json::parse(shapes::read_text(data_dir + "/manifest.json"), nullptr, false);
-  return m.is_object() && m.contains("size") && m["size"].is_number_integer() ? m["size"].get<int>() : 0;
-}
-
 // The image size against the model's schedules and level embeddings, before any model work.
 void check_image_size(const vargpt::Vargpt& model, const vargpt::ImageOptions& image) {
   infinity::ScaleSchedule schedule;
@@ -150,14 +142,16 @@ std::string task_records_path(const EvalConfig& cfg, const std::string& file) {
 }
 
 void check_eval_inputs(const EvalConfig& cfg) {
-  VT_CHECK(cfg.gen || cfg.understand || cfg.edit || cfg.recon, "eval: no task to run (gen, understand, edit, recon)");
+  VT_CHECK(cfg.gen || cfg.understand || cfg.edit || cfg.recon || cfg.loss,
+           "eval: no task to run (gen, understand, edit, recon, loss)");
   VT_CHECK(cfg.limit >= 0 && cfg.batch >= 1 && cfg.gen_text_tokens >= 1 && cfg.answer_tokens >= 1,
            "eval: need limit >= 0, batch >= 1 and token budgets >= 1");
   VT_CHECK(!cfg.data_dir.empty(), "eval: no data directory given");
   VT_CHECK(fs::is_directory(cfg.data_dir), "data directory ", cfg.data_dir, ": no such directory");
   VT_CHECK(!cfg.out_dir.empty(), "eval: no output directory given");
   const std::pair<bool, const char*> tasks[] = {
-      {cfg.gen || cfg.recon, "generation"}, {cfg.understand, "understanding"}, {cfg.edit, "editing"}};
+      {cfg.gen || cfg.recon || cfg.loss, "generation"}, {cfg.understand || cfg.loss, "understanding"},
+      {cfg.edit, "editing"}};
   for (const auto& [wanted, file] : tasks) {
     if (!wanted) continue;
     const std::string path = task_records_path(cfg, file);
@@ -334,9 +328,10 @@ std::map<std::string, std::string> answer_questions(const vargpt::Vargpt& model,
 // ---- judge steps ------------------------------------------------------------------------------------
 
 shapes::GenReport judge_generation(const std::vector<json>& records, const std::string& images_dir,
-                                   const std::string& split) {
+                                   const std::string& data_dir, const std::string& split) {
   shapes::EvalOptions opt;
   opt.split = split;
+  opt.detect.object_scale = shapes::read_dataset_info(data_dir).object_scale;
   opt.images_dir = images_dir;
   return shapes::evaluate_generation_records(
       records, [&](const json&, const std::string& id) { return shapes::read_image(images_dir + "/" + id + ".png"); },
@@ -347,7 +342,10 @@ shapes::GenReport judge_generation(const std::vector<json>& records, const std::
 // first N): the same judge_edit per record and the same totals.
 shapes::EditReport judge_edits(const std::vector<json>& records, const std::string& images_dir,
                                const std::string& data_dir) {
-  const int ds = dataset_size(data_dir);
+  const shapes::DatasetInfo info = shapes::read_dataset_info(data_dir);
+  const int ds = info.size;
+  shapes::DetectOptions detect;
+  detect.object_scale = info.object_scale;
   struct Result {
     int op = -1;
     shapes::EditVerdict v;
@@ -364,7 +362,7 @@ shapes::EditReport judge_edits(const std::vector<json>& records, const std::stri
           rec["edit"]["op"].is_string())
         r.op = int(shapes::parse_edit_op(rec["edit"]["op"].get<std::string>(), id));
       const shapes::Image img = shapes::read_image(images_dir + "/" + id + ".png");
-      r.v = shapes::judge_edit(rec, shapes::detect_objects(img, {}), img.width, ds > 0 ? ds : img.width);
+      r.v = shapes::judge_edit(rec, shapes::detect_objects(img, detect), img.width, ds > 0 ? ds : img.width);
     } catch (const std::exception& e) {
       r.v = shapes::EditVerdict{};
       const std::string msg = e.what();
@@ -388,7 +386,7 @@ shapes::EditReport judge_edits(const std::vector<json>& records, const std::stri
 EvalResult run_evaluation(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer,
                           const qwen2_vl::ImageProcessorConfig& vit, const EvalConfig& cfg) {
   check_eval_inputs(cfg);
-  if (cfg.gen || cfg.edit || cfg.recon) check_image_size(model, cfg.image);
+  if (cfg.gen || cfg.edit || cfg.recon || cfg.loss) check_image_size(model, cfg.image);
   // Every records file parses before the first batch runs.
   std::vector<json> gen_records, questions, edit_records;
   if (cfg.gen) gen_records = load_task_records(cfg, "generation");
@@ -417,7 +415,7 @@ EvalResult run_evaluation(const vargpt::Vargpt& model, const tok::Tokenizer& tok
     out.seconds[task] = task_seconds(model_s, seconds_since(t), records.size());
   };
   if (cfg.gen)
-    image_task("gen", gen_records, false, [&](const std::string& d) { return judge_generation(gen_records, d, cfg.split); },
+    image_task("gen", gen_records, false, [&](const std::string& d) { return judge_generation(gen_records, d, cfg.data_dir, cfg.split); },
                out.gen);
   if (cfg.understand) {
     const std::string dir = cfg.out_dir + "/understand";
@@ -441,9 +439,14 @@ EvalResult run_evaluation(const vargpt::Vargpt& model, const tok::Tokenizer& tok
     const auto errors = reconstruct_record_images(model, recon_records, dir, cfg);
     const double model_s = seconds_since(t);
     t = Clock::now();
-    out.recon = judge_generation(recon_records, dir, cfg.split);
+    out.recon = judge_generation(recon_records, dir, cfg.data_dir, cfg.split);
     prepend(out.recon->errors, errors);
     out.seconds["recon"] = task_seconds(model_s, seconds_since(t), recon_records.size());
+  }
+  if (cfg.loss) {
+    const auto t = Clock::now();
+    out.loss = held_out_loss(model, tokenizer, vit, cfg);
+    out.seconds["loss"] = task_seconds(seconds_since(t), 0.0, size_t(out.loss->gen_records + out.loss->text_records));
   }
   out.seconds["total"] = seconds_since(start);
   return out;
@@ -460,9 +463,17 @@ std::string EvalResult::table() const {
   if (understand) os << understand->table() << "\n";
   if (edit) os << edit->table() << "\n";
   if (recon) os << "Tokenizer round trip (vae_local encode + decode of the records' own images):\n" << recon->table() << "\n";
-  char buf[128];
+  char buf[256];
+  if (loss) {
+    std::snprintf(buf, sizeof buf,
+                  "Held-out teacher-forced loss: image bits %.4f nats (bit accuracy %.4f, %lld records); "
+                  "answers %.4f nats per token (%lld tokens, %lld records); %lld skipped\n\n",
+                  loss->image_loss, loss->bit_accuracy, (long long)loss->gen_records, loss->text_loss,
+                  (long long)loss->text_tokens, (long long)loss->text_records, (long long)loss->skipped);
+    os << buf;
+  }
   os << "seconds:";
-  for (const char* task : {"gen", "understand", "edit", "recon"}) {
+  for (const char* task : {"gen", "understand", "edit", "recon", "loss"}) {
     if (!seconds.contains(task)) continue;
     const json& s = seconds[task];
     std::snprintf(buf, sizeof buf, " %s %.1f (%.2f per record)", task,
@@ -480,6 +491,7 @@ json EvalResult::to_json() const {
   if (understand) j["understand"] = understand->to_json();
   if (edit) j["edit"] = edit->to_json();
   if (recon) j["recon"] = recon->to_json();
+  if (loss) j["loss"] = loss->to_json();
   j["seconds"] = seconds;
   return j;
 }

@@ -14,6 +14,10 @@
 //               --judge_generation--> GenEval table: the ceiling of any generator on this tokenizer
 //               (exact bits at every scale), so a low generation score can be told apart from a
 //               tokenizer that cannot draw the objects at all
+//   loss:       generation.json and understanding.json records through the training sequence builder
+//               --training_forward, teacher-forced, no grad, no training noise--> the held-out mean bit
+//               cross-entropy and bit accuracy of the images given their prompts, and the mean text
+//               cross-entropy of the answers (eval_loss.cpp); nothing is sampled
 //
 // Records i = 0..limit-1 of each file run in batches of `batch` rows; a row's image depends on its
 // record and seed, not on its batch (decode_text left-pads, generate_image seeds each row). The model
@@ -46,6 +50,7 @@ struct EvalConfig {
   std::string split = "test";
   bool gen = true, understand = true, edit = true;  // the tasks to run
   bool recon = false;                               // the tokenizer round trip (no LLM, no sampling)
+  bool loss = false;                                // teacher-forced held-out losses (no sampling)
   int64_t limit = 0;                // the first `limit` records of each task; 0: all
   int64_t batch = 8;                // rows per decode_text / generate_image call
   uint64_t seed = 0;                // record i of gen and edit draws its bits with seed S + i
@@ -111,13 +116,30 @@ std::map<std::string, std::string> answer_questions(const vargpt::Vargpt& model,
                                                     std::vector<std::string>& errors);
 
 // ---- judge steps (no model) --------------------------------------------------------------------------
-// GenEval-style scores of images_dir/<record id>.png for generation.json records.
+// GenEval-style scores of images_dir/<record id>.png for generation.json records; the detector takes
+// the dataset's object scale from data_dir/manifest.json.
 shapes::GenReport judge_generation(const std::vector<nlohmann::json>& records, const std::string& images_dir,
-                                   const std::string& split);
+                                   const std::string& data_dir, const std::string& split);
 // Edit scores of images_dir/<record id>.png for editing.json records; coordinates scale from the
 // dataset's size (data_dir/manifest.json) to each image's.
 shapes::EditReport judge_edits(const std::vector<nlohmann::json>& records, const std::string& images_dir,
                                const std::string& data_dir);
+
+// ---- teacher-forced held-out losses (eval_loss.cpp) ----------------------------------------------------
+struct HeldOutLoss {
+  double image_loss = 0;     // mean bit cross-entropy (nats) over the generation records' bits
+  double bit_accuracy = 0;   // argmax bit equals the target's
+  int64_t gen_records = 0;
+  double text_loss = 0;      // mean cross-entropy (nats) per answer token of the understanding records
+  int64_t text_tokens = 0, text_records = 0;
+  int64_t skipped = 0;       // records the sequence builder could not use (counted, not scored)
+  nlohmann::json to_json() const;
+};
+// The first `limit` records of each file, in file order, in batches of cfg.batch, at cfg.image's
+// generation size (the model's default when 0): no bitwise self-correction, no condition dropout,
+// CenterCrop targets; text loss on the dataset labels (the answers) only.
+HeldOutLoss held_out_loss(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer,
+                          const qwen2_vl::ImageProcessorConfig& vit, const EvalConfig& cfg);
 
 // ---- the whole evaluation ------------------------------------------------------------------------------
 struct EvalResult {
@@ -125,10 +147,11 @@ struct EvalResult {
   std::optional<shapes::UnderstandingReport> understand;
   std::optional<shapes::EditReport> edit;
   std::optional<shapes::GenReport> recon;  // GenEval of the tokenizer round trip
+  std::optional<HeldOutLoss> loss;
   nlohmann::json seconds = nlohmann::json::object();  // per task: model, judge, records, per_record; total
   std::string split;
   std::string table() const;  // the judges' tables and a timing line
-  // {"split", "gen", "understand", "edit", "recon": reports, "seconds"}; tasks not run are absent.
+  // {"split", "gen", "understand", "edit", "recon", "loss": reports, "seconds"}; tasks not run are absent.
   nlohmann::json to_json() const;
 };
 

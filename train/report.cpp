@@ -184,6 +184,16 @@ std::vector<Column> headline_columns(const std::vector<std::optional<json>>& eva
                     if (m.value && o && o->is_number()) m.value = o->get<double>();
                     return m;
                   }});
+  // Teacher-forced held-out losses (vargpt eval --tasks loss), in nats: lower is better.
+  for (auto [title, key] : {std::pair{"held-out bit loss", "image_loss"}, {"held-out answer loss", "text_loss"}}) {
+    auto get = [key = std::string(key)](const json& e) {
+      const json* o = at(e, {"loss", key.c_str()});
+      const json* n = at(e, {"loss", key == "image_loss" ? "gen_records" : "text_tokens"});
+      return o && o->is_number() && n && n->is_number() && n->get<double>() > 0 ? Metric{o->get<double>()} : Metric{};
+    };
+    if (std::any_of(evals.begin(), evals.end(), [&](const auto& e) { return e && get(*e).value; }))
+      cols.push_back({title, get});
+  }
   return cols;
 }
 

@@ -138,6 +138,8 @@ nlohmann::json make_dataset(const MakeOptions& opt) {
   VT_CHECK(!opt.out_dir.empty(), "shapes make: no output directory given");
   VT_CHECK(opt.noise_sigma >= 0 && opt.noise_sigma <= 32, "shapes make: noise sigma ", opt.noise_sigma,
            " outside [0, 32]");
+  VT_CHECK(opt.object_scale >= kMinObjectScale && opt.object_scale <= kMaxObjectScale,
+           "shapes make: object scale ", opt.object_scale, " outside [", kMinObjectScale, ", ", kMaxObjectScale, "]");
   const std::string root = opt.out_dir;
   for (const char* split : {"train", "test"}) {
     std::error_code ec;
@@ -157,6 +159,7 @@ nlohmann::json make_dataset(const MakeOptions& opt) {
     ctx[sp].heldout = heldout;
     ctx[sp].noise_sigma = opt.noise_sigma;
     ctx[sp].plain = opt.plain;
+    ctx[sp].object_scale = opt.object_scale;
     gens[sp].resize(size_t(counts[sp]));
     std::string error;
 #pragma omp parallel for schedule(dynamic, 64)
@@ -245,10 +248,11 @@ nlohmann::json make_dataset(const MakeOptions& opt) {
                    {"size", opt.size},
                    {"noise_sigma", opt.noise_sigma},
                    {"plain_background", opt.plain},
+                   {"object_scale", opt.object_scale},
                    {"palette", pal},
                    {"shapes", shapes},
-                   {"sizes", {{"small", half_extent(SizeClass::small, opt.size)},
-                              {"large", half_extent(SizeClass::large, opt.size)}}},
+                   {"sizes", {{"small", half_extent(SizeClass::small, opt.size, opt.object_scale)},
+                              {"large", half_extent(SizeClass::large, opt.size, opt.object_scale)}}},
                    {"heldout", held},
                    {"splits", manifest_splits}};
   write_text_atomic(root + "/manifest.json", manifest.dump(2) + "\n");

@@ -28,6 +28,7 @@ struct MakeOptions {
   uint64_t seed = 0;
   float noise_sigma = 0; // optional per-pixel background noise (grey levels); PNGs grow ~30x with it
   bool plain = false;    // uniform backgrounds: one tinted grey per scene, no gradient or texture
+  float object_scale = 1;  // object sizes x this, in [kMinObjectScale, kMaxObjectScale] (scene.h)
   // Called now and then from the writing threads (serialised): stage name, scenes done, total.
   std::function<void(const char* stage, size_t done, size_t total)> progress;
 };

@@ -198,8 +198,8 @@ std::vector<Detection> detect_objects(const Image& image, const DetectOptions& o
   };
   std::vector<Kept> kept;
   const int min_area = std::max(opt.min_area_px, int(opt.min_area_frac * float(W) * float(H)));
-  const float size_threshold = 0.5f * (half_extent(SizeClass::small, std::min(W, H)) +
-                                       half_extent(SizeClass::large, std::min(W, H)));
+  const float size_threshold = 0.5f * (half_extent(SizeClass::small, std::min(W, H), opt.object_scale) +
+                                       half_extent(SizeClass::large, std::min(W, H), opt.object_scale));
   std::vector<int> comp(size_t(W) * H, -1);  // comp: (H, W) component id, -1 = none yet
   std::vector<int> stack, members;
   std::vector<float> member_proj;

@@ -34,6 +34,9 @@ struct DetectOptions {
   // the background). Measured: true objects >= 0.7 even under the documented degradations; blobs
   // in backgrounds with 3x that noise <= 0.48.
   float min_shape_iou = 0.6f;
+  // The dataset's object scale (manifest.json "object_scale"): the small/large boundary is the mean
+  // of the two half extents at this scale.
+  float object_scale = 1.0f;
 };
 
 struct Detection {

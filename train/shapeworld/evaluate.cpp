@@ -74,12 +74,21 @@ static std::string record_id(const json& r, size_t index) {
   return "record #" + std::to_string(index);
 }
 
-// The dataset's image size from manifest.json; 0 when there is no readable manifest.
-static int dataset_size(const std::string& data_dir) {
+DatasetInfo read_dataset_info(const std::string& data_dir) {
+  DatasetInfo info;
+  const std::string path = data_dir + "/manifest.json";
   std::error_code ec;
-  if (!std::filesystem::exists(data_dir + "/manifest.json", ec)) return 0;
-  json m = json::parse(read_text(data_dir + "/manifest.json"), nullptr, false);
-  return m.is_object() && m.contains("size") && m["size"].is_number_integer() ? m["size"].get<int>() : 0;
+  if (!std::filesystem::exists(path, ec)) return info;
+  const json m = json::parse(read_text(path), nullptr, false);
+  if (!m.is_object()) return info;
+  if (m.contains("size") && m["size"].is_number_integer()) info.size = m["size"].get<int>();
+  if (m.contains("object_scale")) {
+    const json& s = m["object_scale"];
+    VT_CHECK(s.is_number() && s.get<double>() >= kMinObjectScale && s.get<double>() <= kMaxObjectScale, path,
+             ": object_scale must be a number in [", kMinObjectScale, ", ", kMaxObjectScale, "], got ", s.dump());
+    info.object_scale = s.get<float>();
+  }
+  return info;
 }
 
 // Loads a record's image: <images_dir>/<id>.png, or the dataset image at images[slot].
@@ -154,8 +163,10 @@ GenReport evaluate_generation_records(const std::vector<json>& records,
 GenReport evaluate_generation(const EvalOptions& opt) {
   check_images_dir(opt);
   std::vector<json> records = load_eval_records(opt.data_dir + "/" + opt.split + "/generation.json");
+  EvalOptions o = opt;
+  o.detect.object_scale = read_dataset_info(opt.data_dir).object_scale;
   return evaluate_generation_records(
-      records, [&](const json& rec, const std::string& id) { return load_record_image(opt, rec, id, 0); }, opt);
+      records, [&](const json& rec, const std::string& id) { return load_record_image(opt, rec, id, 0); }, o);
 }
 
 double GenReport::overall() const {
@@ -308,7 +319,10 @@ EditVerdict judge_edit(const json& rec, const std::vector<Detection>& dets, int 
 EditReport evaluate_edits(const EvalOptions& opt) {
   check_images_dir(opt);
   std::vector<json> records = load_eval_records(opt.data_dir + "/" + opt.split + "/editing.json");
-  const int ds = dataset_size(opt.data_dir);
+  const DatasetInfo info = read_dataset_info(opt.data_dir);
+  const int ds = info.size;
+  DetectOptions detect = opt.detect;
+  detect.object_scale = info.object_scale;
   struct Result {
     int op = -1;
     EditVerdict v;
@@ -323,7 +337,7 @@ EditReport evaluate_edits(const EvalOptions& opt) {
           rec["edit"]["op"].is_string())
         res[i].op = int(parse_edit_op(rec["edit"]["op"].get<std::string>(), id));
       Image img = load_record_image(opt, rec, id, 1);
-      res[i].v = judge_edit(rec, detect_objects(img, opt.detect), img.width, ds > 0 ? ds : img.width);
+      res[i].v = judge_edit(rec, detect_objects(img, detect), img.width, ds > 0 ? ds : img.width);
     } catch (const std::exception& e) {
       res[i].v = EditVerdict{};
       res[i].error = with_id(id, e.what());

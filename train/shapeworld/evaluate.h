@@ -34,6 +34,15 @@ struct EvalOptions {
   std::function<void(const char* stage, size_t done, size_t total)> progress;
 };
 
+// What the judge takes from a dataset's manifest.json: the image size (0 when there is no readable
+// manifest) and the object scale (1 when the manifest has none). A present but mistyped or
+// out-of-range object_scale is an error naming the manifest.
+struct DatasetInfo {
+  int size = 0;
+  float object_scale = 1.0f;
+};
+DatasetInfo read_dataset_info(const std::string& data_dir);
+
 // Reads a JSON array file (or JSON lines); throws vt::Error naming the file and the line (and, in
 // an array, the column) of a syntax error. An empty file gives no records; the evaluations below
 // refuse that, and an images_dir that is not a folder, instead of scoring 0.

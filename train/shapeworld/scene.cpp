@@ -62,8 +62,8 @@ Relation opposite(Relation r) {
   }
 }
 
-float half_extent(SizeClass s, int image_size) {
-  return (s == SizeClass::small ? 0.08f : 0.13f) * float(image_size);
+float half_extent(SizeClass s, int image_size, float object_scale) {
+  return (s == SizeClass::small ? 0.08f : 0.13f) * object_scale * float(image_size);
 }
 float object_gap(int image_size) { return std::max(3.0f, 0.04f * float(image_size)); }
 
@@ -97,12 +97,12 @@ Background sample_background(Rng& rng, float noise_sigma, bool plain) {
   return b;
 }
 
-Object make_object(Shape shape, int color, SizeClass size, int image_size, Rng& rng) {
+Object make_object(Shape shape, int color, SizeClass size, int image_size, Rng& rng, float object_scale) {
   Object o;
   o.shape = shape;
   o.color = color;
   o.size = size;
-  o.r = half_extent(size, image_size);
+  o.r = half_extent(size, image_size, object_scale);
   o.shade = rng.uniform(0.9f, 1.08f);
   o.cx = o.cy = 0.5f * float(image_size);
   return o;

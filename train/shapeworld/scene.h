@@ -42,8 +42,12 @@ Shape parse_shape(std::string_view name, std::string_view what);
 int parse_color(std::string_view name, std::string_view what);
 SizeClass parse_size(std::string_view name, std::string_view what);
 
-// Half extent of an object of a size class in an image of `image_size` pixels.
-float half_extent(SizeClass s, int image_size);
+// Half extent of an object of a size class in an image of `image_size` pixels: 0.08 (small) and 0.13
+// (large) of the side, times `object_scale` (shapes make --object-scale; the miniature draws larger
+// objects so that its 16x16 latent resolves their outlines).
+float half_extent(SizeClass s, int image_size, float object_scale = 1.0f);
+// The object scales a dataset may use: larger ones leave no room for four objects and their gaps.
+inline constexpr float kMinObjectScale = 0.5f, kMaxObjectScale = 2.0f;
 // Objects keep this many pixels between their boxes and this far from the border.
 float object_gap(int image_size);
 
@@ -74,7 +78,7 @@ struct Scene {
 // A random background: grey levels 95..175, tint chroma below ~12, texture amplitude 3..8.
 // plain: one uniform tinted grey (no gradient, no texture); the draws are the same either way.
 Background sample_background(Rng& rng, float noise_sigma, bool plain = false);
-Object make_object(Shape shape, int color, SizeClass size, int image_size, Rng& rng);
+Object make_object(Shape shape, int color, SizeClass size, int image_size, Rng& rng, float object_scale = 1.0f);
 // Whether `o` lies inside the image margin and clear of every object except index `skip`.
 bool fits(const Scene& scene, const Object& o, int skip = -1);
 // Draws positions for `o` until it fits (at most `tries`); appends it and returns true on success.

@@ -45,7 +45,7 @@ static GenSample try_sample(Tag tag, const SplitContext& ctx, Rng& rng, int atte
   ok = true;
   // After many failed placements, shrink everything: small objects always fit.
   auto size = [&]() { return attempt > 20 ? SizeClass::small : random_size(rng); };
-  auto add = [&](Shape s, int c) { ok = ok && place_object(g.scene, make_object(s, c, size(), ctx.size, rng), rng); };
+  auto add = [&](Shape s, int c) { ok = ok && place_object(g.scene, make_object(s, c, size(), ctx.size, rng, ctx.object_scale), rng); };
   switch (tag) {
     case Tag::single_object: {
       Shape s = random_shape(rng);
@@ -88,7 +88,7 @@ static GenSample try_sample(Tag tag, const SplitContext& ctx, Rng& rng, int atte
       g.meta.include = {{ref, 1, -1, {}}, {sub, 1, -1, std::make_pair(rel, 0)}};
       add(ref, random_color(ref, ctx, rng));
       if (!ok) break;
-      Object o = make_object(sub, random_color(sub, ctx, rng), size(), ctx.size, rng);
+      Object o = make_object(sub, random_color(sub, ctx, rng), size(), ctx.size, rng, ctx.object_scale);
       float gap = object_gap(ctx.size), lo = o.r + gap, hi = float(ctx.size) - o.r - gap;
       ok = false;
       for (int t = 0; t < 400 && !ok; ++t) {
@@ -178,7 +178,7 @@ std::optional<Scene> violate(const GenSample& g, Violation v, const SplitContext
     case Violation::wrong_count: {
       int n = inc[0].count;
       if (rng.chance(0.5f)) {
-        Object extra = make_object(inc[0].shape, random_color(inc[0].shape, ctx, rng), SizeClass::small, ctx.size, rng);
+        Object extra = make_object(inc[0].shape, random_color(inc[0].shape, ctx, rng), SizeClass::small, ctx.size, rng, ctx.object_scale);
         if (place_object(s, extra, rng)) return s;
       }
       if (n < 2) return std::nullopt;
@@ -261,7 +261,7 @@ std::optional<EditSpec> sample_edit(const Scene& source, const SplitContext& ctx
       case EditOp::add: {
         Shape s = random_shape(rng);
         SizeClass sz = random_size(rng);
-        if (!place_object(e.target, make_object(s, random_color(s, ctx, rng), sz, ctx.size, rng), rng)) continue;
+        if (!place_object(e.target, make_object(s, random_color(s, ctx, rng), sz, ctx.size, rng, ctx.object_scale), rng)) continue;
         e.added = e.target.objects.back();
         e.instruction = "Add " + noun_phrase(s, e.added.color, 1, &sz) + ".";
         return e;

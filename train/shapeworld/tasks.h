@@ -20,6 +20,7 @@ struct SplitContext {
   HeldOut heldout;
   float noise_sigma = 0;
   bool plain = false;  // uniform backgrounds (sample_background)
+  float object_scale = 1;  // half_extent's multiplier
   // (colour, shape) pairs by decreasing frequency in the train split: POPE's "popular" negatives.
   std::vector<std::pair<int, int>> popular;
 

@@ -35,7 +35,7 @@ t_start=$(date +%s)
 if [ "$quick" = 1 ]; then
   scenes="--train 48 --test 12"; eval_limit=24; steps_scale=0   # steps: --set steps=<small>
 else
-  scenes="--train 600 --test 120"; eval_limit=120; steps_scale=1
+  scenes="--train 3000 --test 120"; eval_limit=120; steps_scale=1
 fi
 elapsed() { echo $(( $(date +%s) - $1 )); }
 note() { echo "== $*" >&2; }

@@ -362,7 +362,7 @@ shapes::EditReport judge_edits(const std::vector<json>& records, const std::stri
           rec["edit"]["op"].is_string())
         r.op = int(shapes::parse_edit_op(rec["edit"]["op"].get<std::string>(), id));
       const shapes::Image img = shapes::read_image(images_dir + "/" + id + ".png");
-      r.v = shapes::judge_edit(rec, shapes::detect_objects(img, detect), img.width, ds > 0 ? ds : img.width);
+      r.v = shapes::judge_edit_image(rec, img, ds > 0 ? ds : img.width, detect);
     } catch (const std::exception& e) {
       r.v = shapes::EditVerdict{};
       const std::string msg = e.what();

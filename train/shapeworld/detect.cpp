@@ -250,6 +250,47 @@ std::vector<Detection> detect_objects(const Image& image, const DetectOptions& o
   return out;
 }
 
+float stray_color_fraction(const Image& image, const std::vector<Detection>& dets, const DetectOptions& opt) {
+  const int W = image.width, H = image.height;
+  if (W <= 0 || H <= 0) return 0;
+  std::array<float, kNumColors> ua{}, ub{};
+  palette_units(ua, ub);
+  const std::vector<uint8_t> labels = label_pixels(image, opt, ua, ub);
+  const int grow = std::max(2, int(0.03f * float(std::min(W, H)) + 0.5f));
+  std::vector<uint8_t> covered(size_t(W) * H, 0);  // (H, W): inside some grown box
+  for (const Detection& d : dets)
+    for (int y = std::max(0, d.y0 - grow); y < std::min(H, d.y1 + grow); ++y)
+      for (int x = std::max(0, d.x0 - grow); x < std::min(W, d.x1 + grow); ++x) covered[size_t(y) * W + x] = 1;
+  // Uncovered labelled pixels in 4-connected runs of one colour of at least 1/1024 of the image (and
+  // 4 pixels): per-pixel noise over a tinted background labels isolated pixels, speckle labels blobs.
+  const size_t kMinBlob = std::max<size_t>(4, size_t(W) * size_t(H) / 1024);  // 4 px at 64², 64 at 256²
+  std::vector<uint8_t> seen(labels.size(), 0);
+  std::vector<int> stack;
+  size_t stray = 0;
+  for (int start = 0; start < W * H; ++start) {
+    if (labels[start] == 0 || covered[start] || seen[start]) continue;
+    const uint8_t lab = labels[start];
+    size_t n = 0;
+    stack.assign(1, start);
+    seen[start] = 1;
+    while (!stack.empty()) {
+      const int i = stack.back();
+      stack.pop_back();
+      ++n;
+      const int x = i % W, y = i / W;
+      auto visit = [&](int j) {
+        if (labels[j] == lab && !covered[j] && !seen[j]) seen[j] = 1, stack.push_back(j);
+      };
+      if (x > 0) visit(i - 1);
+      if (x + 1 < W) visit(i + 1);
+      if (y > 0) visit(i - W);
+      if (y + 1 < H) visit(i + W);
+    }
+    if (n >= kMinBlob) stray += n;
+  }
+  return float(stray) / float(labels.size());
+}
+
 unsigned relations(const Detection& a, const Detection& b) {
   return relations(a.cx, a.cy, 2 * a.r, 2 * a.r, b.cx, b.cy, 2 * b.r, 2 * b.r);
 }

@@ -56,6 +56,14 @@ float palette_hue_deg(int color);
 // Objects in the image, ordered by decreasing area.
 std::vector<Detection> detect_objects(const Image& image, const DetectOptions& options = {});
 
+// Stray colour: the fraction of the image's pixels that carry a palette colour (step 1), lie outside
+// every detection's box grown by max(2, 0.03 x size) pixels, and belong to a 4-connected run of one
+// colour of at least max(4, W x H / 1024) such pixels (per-pixel noise labels isolated pixels). A render, even noisy,
+// blurred or saved as a rough JPEG, has almost none; an image of coloured speckle, whose blobs the
+// templates may fit by chance, has a lot (the judges fail it as clutter, kMaxStrayColor).
+float stray_color_fraction(const Image& image, const std::vector<Detection>& detections,
+                           const DetectOptions& options = {});
+
 // GenEval's position rule (scene.h) on detections' boxes.
 unsigned relations(const Detection& a, const Detection& b);
 

@@ -140,7 +140,7 @@ GenReport evaluate_generation_records(const std::vector<json>& records,
       if (g.is_object() && g.contains("tag") && g["tag"].is_string()) r.tag = int(parse_tag(g["tag"].get<std::string>(), r.id));
       GenEvalMeta meta = geneval_from_json(g, r.id);
       r.heldout = rec.value("heldout", false);
-      Verdict v = judge_geneval(meta, detect_objects(load(rec, r.id), opt.detect));
+      Verdict v = judge_geneval_image(meta, load(rec, r.id), opt.detect);
       r.correct = v.correct;
       r.failure = failure_name(v.failure);
       r.detail = v.detail;
@@ -316,6 +316,19 @@ EditVerdict judge_edit(const json& rec, const std::vector<Detection>& dets, int 
   return v;
 }
 
+EditVerdict judge_edit_image(const json& rec, const Image& image, int dataset_size, const DetectOptions& options) {
+  const std::vector<Detection> dets = detect_objects(image, options);
+  const float stray = stray_color_fraction(image, dets, options);
+  if (stray > kMaxStrayColor) {
+    EditVerdict v;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "clutter: %.1f%% of the pixels are colour outside any object", 100.0 * stray);
+    v.detail = buf;
+    return v;
+  }
+  return judge_edit(rec, dets, image.width, dataset_size);
+}
+
 EditReport evaluate_edits(const EvalOptions& opt) {
   check_images_dir(opt);
   std::vector<json> records = load_eval_records(opt.data_dir + "/" + opt.split + "/editing.json");
@@ -337,7 +350,7 @@ EditReport evaluate_edits(const EvalOptions& opt) {
           rec["edit"]["op"].is_string())
         res[i].op = int(parse_edit_op(rec["edit"]["op"].get<std::string>(), id));
       Image img = load_record_image(opt, rec, id, 1);
-      res[i].v = judge_edit(rec, detect_objects(img, detect), img.width, ds > 0 ? ds : img.width);
+      res[i].v = judge_edit_image(rec, img, ds > 0 ? ds : img.width, detect);
     } catch (const std::exception& e) {
       res[i].v = EditVerdict{};
       res[i].error = with_id(id, e.what());

@@ -125,6 +125,10 @@ struct EditVerdict {
 // record's coordinates when the image is not the dataset's size.
 EditVerdict judge_edit(const nlohmann::json& record, const std::vector<Detection>& detections, int image_size,
                        int dataset_size);
+// The whole judgement of one edited image: detection, then a failure ("clutter") when the stray
+// colour exceeds kMaxStrayColor (geneval.h), else judge_edit.
+EditVerdict judge_edit_image(const nlohmann::json& record, const Image& image, int dataset_size,
+                             const DetectOptions& options = {});
 
 struct EditReport {
   std::array<Score, 4> by_op{};  // recolor, remove, add, move

@@ -1,6 +1,8 @@
 // geneval.cpp: GenEval metadata (de)serialisation and the per-image judge (see geneval.h).
 #include "shapeworld/geneval.h"
 
+#include <cstdio>
+
 #include "vt/error.h"
 
 namespace vt::shapes {
@@ -19,7 +21,7 @@ Tag parse_tag(std::string_view name, std::string_view what) {
 }
 
 const char* failure_name(Failure f) {
-  static const char* const names[] = {"", "missing", "count", "color", "position"};
+  static const char* const names[] = {"", "missing", "count", "color", "position", "clutter"};
   return names[int(f)];
 }
 
@@ -131,6 +133,21 @@ Verdict judge_geneval(const GenEvalMeta& meta, const std::vector<Detection>& det
   }
   v.correct = true;
   return v;
+}
+
+Verdict judge_geneval_image(const GenEvalMeta& meta, const Image& image, const DetectOptions& options) {
+  const std::vector<Detection> dets = detect_objects(image, options);
+  const float stray = stray_color_fraction(image, dets, options);
+  if (stray > kMaxStrayColor) {
+    Verdict v;
+    v.failure = Failure::clutter;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%.1f%% of the pixels are colour outside any object (at most %.1f%%)", 100.0 * stray,
+                  100.0 * kMaxStrayColor);
+    v.detail = buf;
+    return v;
+  }
+  return judge_geneval(meta, dets);
 }
 
 }  // namespace vt::shapes

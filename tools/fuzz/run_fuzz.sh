@@ -22,6 +22,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 mkdir -p "$build"
+build=$(cd "$build" && pwd)  # the targets run from their findings folder
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER="${CXX_FUZZ:-clang++}" -DCMAKE_C_COMPILER="${CC_FUZZ:-clang}" \
   -DVT_FUZZ=ON -DVT_CUDA=OFF -DVT_BENCH=OFF -DVT_MPI=OFF -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CXX_FLAGS_RELEASE="-O1 -gline-tables-only" -DCMAKE_C_FLAGS_RELEASE="-O1 -gline-tables-only" > "$build/fuzz_build.log" 2>&1 ||

@@ -115,6 +115,7 @@ int cmd_eval(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto model = vg::Vargpt::from_pretrained(dir, dtype);
   model->to(device);
+  model->eval();  // no drop path in the held-out loss (generation never applies it)
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(dir + "/tokenizer.json");
   vg::check_tokenizer(tokenizer, model->tokens(), dir + "/tokenizer.json");
   qwen2_vl::ImageProcessorConfig vit;

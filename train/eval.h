@@ -137,7 +137,8 @@ struct HeldOutLoss {
 };
 // The first `limit` records of each file, in file order, in batches of cfg.batch, at cfg.image's
 // generation size (the model's default when 0): no bitwise self-correction, no condition dropout,
-// CenterCrop targets; text loss on the dataset labels (the answers) only.
+// CenterCrop targets; text loss on the dataset labels (the answers) only. The model runs in its
+// current mode: `vargpt eval` puts it in eval mode (no drop path).
 HeldOutLoss held_out_loss(const vargpt::Vargpt& model, const tok::Tokenizer& tokenizer,
                           const qwen2_vl::ImageProcessorConfig& vit, const EvalConfig& cfg);
 

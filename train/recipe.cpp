@@ -119,6 +119,10 @@ std::vector<RecipeData> read_data(const json& v, const std::string& source) {
              ": each \"data\" entry needs \"file\" and \"kind\", got ", e.dump());
     RecipeData d;
     for (const auto& [k, x] : e.items()) {
+      const bool text = k == "file" || k == "kind" || k == "root";
+      VT_CHECK(!text || x.is_string(), source, ": \"data\" entry key '", k, "' must be a string, got ", x.dump());
+      VT_CHECK(k != "fraction" || x.is_number(), source, ": \"data\" entry key 'fraction' must be a number, got ",
+               x.dump());
       if (k == "file") d.file = x.get<std::string>();
       else if (k == "kind") d.kind = x.get<std::string>();
       else if (k == "fraction") d.fraction = x.get<double>();

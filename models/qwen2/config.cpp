@@ -121,8 +121,9 @@ Qwen2Config Qwen2Config::from_json_text(const std::string& text, const std::stri
     }
     if (rope->contains("mrope_section")) {
       const json& s = (*rope)["mrope_section"];
-      VT_CHECK(s.is_array() && s.size() == 3, source, ": ", key, ".mrope_section must list 3 integers, got ",
-               s.dump());
+      VT_CHECK(s.is_array() && s.size() == 3 && s[0].is_number_integer() && s[1].is_number_integer() &&
+                   s[2].is_number_integer(),
+               source, ": ", key, ".mrope_section must list 3 integers, got ", s.dump());
       c.mrope_section = std::array<int64_t, 3>{s[0].get<int64_t>(), s[1].get<int64_t>(), s[2].get<int64_t>()};
     }
   }

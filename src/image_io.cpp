@@ -1,6 +1,7 @@
 // image_io.cpp: vt's image loader (see image.h). This file owns vt's only copy of stb_image.
 #include "vt/io/image.h"
 
+#include <algorithm>
 #include <climits>
 #include <filesystem>
 #include <fstream>
@@ -35,6 +36,38 @@ bool jpeg_has_end_marker(const uint8_t* b, size_t size) {
   return false;
 }
 
+// stb_image builds each Huffman table into 257 slots without checking that the table's 16 code
+// counts sum to at most 256 (the JPEG limit), so a corrupt DHT segment writes past the array (found
+// by fuzz_image). Walks the JPEG's segments (skipping entropy-coded data after each SOS) and returns
+// the first bad table's code count, or 0 when every table is valid or the file ends early (stb then
+// reports the truncation itself).
+int jpeg_bad_huffman_count(const uint8_t* b, size_t size) {
+  size_t i = 2;  // after SOI
+  while (i + 1 < size) {
+    if (b[i] != 0xFF) {  // entropy-coded data: up to the next marker that is not a stuffed 0 or RSTn
+      ++i;
+      continue;
+    }
+    const uint8_t m = b[i + 1];
+    if (m == 0xFF) { ++i; continue; }  // fill byte
+    if (m == 0x00 || (m >= 0xD0 && m <= 0xD7) || m == 0x01) { i += 2; continue; }
+    if (m == 0xD9) return 0;  // EOI
+    if (i + 3 >= size) return 0;
+    const size_t len = size_t(b[i + 2]) << 8 | b[i + 3], end = std::min(size, i + 2 + len);
+    if (m == 0xC4) {  // DHT: tables of [class/id, 16 counts, symbols]
+      size_t p = i + 4;
+      while (p + 17 <= end) {
+        int total = 0;
+        for (int k = 1; k <= 16; ++k) total += b[p + k];
+        if (total > 256) return total;
+        p += 17 + size_t(total);
+      }
+    }
+    i = i + 2 + len;
+  }
+  return 0;
+}
+
 // Pillow's Image.alpha_composite(white, rgba) per channel (libImaging/AlphaComposite.c, 7 extra bits
 // of precision, divisions by 255 rounded), with the background's alpha fixed at 255.
 uint8_t composite_on_white(uint8_t c, uint8_t a) {
@@ -58,6 +91,11 @@ Image load_image_from_memory(const uint8_t* bytes, size_t size, const std::strin
   const bool jpeg = size >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8;
   VT_CHECK(!jpeg || jpeg_has_end_marker(bytes, size), "load_image: ", what,
            ": truncated JPEG (no end-of-image marker)");
+  if (jpeg) {
+    const int codes = jpeg_bad_huffman_count(bytes, size);
+    VT_CHECK(codes == 0, "load_image: ", what, ": corrupt JPEG: a Huffman table lists ", codes,
+             " codes (at most 256)");
+  }
   int w = 0, h = 0, n = 0;
   VT_CHECK(stbi_info_from_memory(bytes, len, &w, &h, &n), "load_image: ", what, ": cannot decode (",
            stbi_failure_reason(), "); expected a PNG, JPEG, BMP, TGA, GIF or PNM file");

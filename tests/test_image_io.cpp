@@ -103,6 +103,24 @@ TEST_CASE("load_image: the format comes from the bytes, not the file name") {
   fs::remove_all(dir);
 }
 
+// fuzz_image: stb_image writes past its 257-slot Huffman size list when a table's 16 code counts sum
+// to more than 256. vt refuses such a JPEG, naming it, before stb sees it.
+TEST_CASE("load_image: a JPEG Huffman table with more than 256 codes is an error, not an overflow") {
+  std::vector<uint8_t> bytes = read_bytes(kDir + "/picture.jpg");
+  REQUIRE(vt::io::load_image_from_memory(bytes.data(), bytes.size(), "ok").width > 0);
+  size_t dht = 2;
+  while (dht + 1 < bytes.size() && !(bytes[dht] == 0xFF && bytes[dht + 1] == 0xC4)) ++dht;
+  REQUIRE(dht + 21 < bytes.size());
+  for (int k = 1; k <= 16; ++k) bytes[dht + 4 + size_t(k)] = 0x20;  // 16 x 32 = 512 codes
+  std::string msg;
+  try {
+    vt::io::load_image_from_memory(bytes.data(), bytes.size(), "bad.jpg");
+  } catch (const vt::Error& e) {
+    msg = e.what();
+  }
+  CHECK_MESSAGE(msg.find("bad.jpg: corrupt JPEG: a Huffman table lists 512 codes") != std::string::npos, msg);
+}
+
 TEST_CASE("load_image_from_memory: JPEGs from stb_image_write at quality 30 (4:2:0) and 95") {
   // A smooth picture with an edge: what ShapeWorld scenes look like, at the size they come in.
   const int w = 96, h = 80;

@@ -331,7 +331,7 @@ shapes::GenReport judge_generation(const std::vector<json>& records, const std::
                                    const std::string& data_dir, const std::string& split) {
   shapes::EvalOptions opt;
   opt.split = split;
-  opt.detect.object_scale = shapes::read_dataset_info(data_dir).object_scale;
+  opt.detect = shapes::read_dataset_info(data_dir).detect();
   opt.images_dir = images_dir;
   return shapes::evaluate_generation_records(
       records, [&](const json&, const std::string& id) { return shapes::read_image(images_dir + "/" + id + ".png"); },
@@ -344,8 +344,7 @@ shapes::EditReport judge_edits(const std::vector<json>& records, const std::stri
                                const std::string& data_dir) {
   const shapes::DatasetInfo info = shapes::read_dataset_info(data_dir);
   const int ds = info.size;
-  shapes::DetectOptions detect;
-  detect.object_scale = info.object_scale;
+  const shapes::DetectOptions detect = info.detect();
   struct Result {
     int op = -1;
     shapes::EditVerdict v;

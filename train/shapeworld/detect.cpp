@@ -184,13 +184,13 @@ static void classify(Detection& d, const Image& image, const std::vector<int>& c
   d.shape_iou = best;
 }
 
-std::vector<Detection> detect_objects(const Image& image, const DetectOptions& opt) {
+// Detections from the palette labels of step 1 (label_pixels).
+static std::vector<Detection> detect_labelled(const Image& image, const DetectOptions& opt,
+                                              const std::vector<uint8_t>& labels,
+                                              const std::array<float, kNumColors>& ua,
+                                              const std::array<float, kNumColors>& ub) {
   const int W = image.width, H = image.height;
   std::vector<Detection> out;
-  if (W <= 0 || H <= 0) return out;
-  std::array<float, kNumColors> ua{}, ub{};
-  palette_units(ua, ub);
-  std::vector<uint8_t> labels = label_pixels(image, opt, ua, ub);
   struct Kept {
     Detection d;
     int id;
@@ -250,12 +250,8 @@ std::vector<Detection> detect_objects(const Image& image, const DetectOptions& o
   return out;
 }
 
-float stray_color_fraction(const Image& image, const std::vector<Detection>& dets, const DetectOptions& opt) {
-  const int W = image.width, H = image.height;
-  if (W <= 0 || H <= 0) return 0;
-  std::array<float, kNumColors> ua{}, ub{};
-  palette_units(ua, ub);
-  const std::vector<uint8_t> labels = label_pixels(image, opt, ua, ub);
+// stray_color_fraction over labels already made.
+static float stray_of_labels(const std::vector<uint8_t>& labels, int W, int H, const std::vector<Detection>& dets) {
   const int grow = std::max(2, int(0.03f * float(std::min(W, H)) + 0.5f));
   std::vector<uint8_t> covered(size_t(W) * H, 0);  // (H, W): inside some grown box
   for (const Detection& d : dets)
@@ -289,6 +285,31 @@ float stray_color_fraction(const Image& image, const std::vector<Detection>& det
     if (n >= kMinBlob) stray += n;
   }
   return float(stray) / float(labels.size());
+}
+
+std::vector<Detection> detect_objects(const Image& image, const DetectOptions& opt) {
+  if (image.width <= 0 || image.height <= 0) return {};
+  std::array<float, kNumColors> ua{}, ub{};
+  palette_units(ua, ub);
+  return detect_labelled(image, opt, label_pixels(image, opt, ua, ub), ua, ub);
+}
+
+float stray_color_fraction(const Image& image, const std::vector<Detection>& dets, const DetectOptions& opt) {
+  if (image.width <= 0 || image.height <= 0) return 0;
+  std::array<float, kNumColors> ua{}, ub{};
+  palette_units(ua, ub);
+  return stray_of_labels(label_pixels(image, opt, ua, ub), image.width, image.height, dets);
+}
+
+Scan scan_image(const Image& image, const DetectOptions& opt) {
+  Scan s;
+  if (image.width <= 0 || image.height <= 0) return s;
+  std::array<float, kNumColors> ua{}, ub{};
+  palette_units(ua, ub);
+  const std::vector<uint8_t> labels = label_pixels(image, opt, ua, ub);
+  s.objects = detect_labelled(image, opt, labels, ua, ub);
+  s.stray_color = stray_of_labels(labels, image.width, image.height, s.objects);
+  return s;
 }
 
 unsigned relations(const Detection& a, const Detection& b) {

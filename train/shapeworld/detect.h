@@ -64,6 +64,13 @@ std::vector<Detection> detect_objects(const Image& image, const DetectOptions& o
 float stray_color_fraction(const Image& image, const std::vector<Detection>& detections,
                            const DetectOptions& options = {});
 
+// Both at once, labelling the pixels once (what the judges use).
+struct Scan {
+  std::vector<Detection> objects;
+  float stray_color = 0;
+};
+Scan scan_image(const Image& image, const DetectOptions& options = {});
+
 // GenEval's position rule (scene.h) on detections' boxes.
 unsigned relations(const Detection& a, const Detection& b);
 

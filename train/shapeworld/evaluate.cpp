@@ -164,7 +164,7 @@ GenReport evaluate_generation(const EvalOptions& opt) {
   check_images_dir(opt);
   std::vector<json> records = load_eval_records(opt.data_dir + "/" + opt.split + "/generation.json");
   EvalOptions o = opt;
-  o.detect.object_scale = read_dataset_info(opt.data_dir).object_scale;
+  o.detect = read_dataset_info(opt.data_dir).detect(opt.detect);
   return evaluate_generation_records(
       records, [&](const json& rec, const std::string& id) { return load_record_image(opt, rec, id, 0); }, o);
 }
@@ -317,16 +317,13 @@ EditVerdict judge_edit(const json& rec, const std::vector<Detection>& dets, int 
 }
 
 EditVerdict judge_edit_image(const json& rec, const Image& image, int dataset_size, const DetectOptions& options) {
-  const std::vector<Detection> dets = detect_objects(image, options);
-  const float stray = stray_color_fraction(image, dets, options);
-  if (stray > kMaxStrayColor) {
+  const Scan scan = scan_image(image, options);
+  if (std::string why = clutter_detail(scan.stray_color); !why.empty()) {
     EditVerdict v;
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "clutter: %.1f%% of the pixels are colour outside any object", 100.0 * stray);
-    v.detail = buf;
+    v.detail = "clutter: " + why;
     return v;
   }
-  return judge_edit(rec, dets, image.width, dataset_size);
+  return judge_edit(rec, scan.objects, image.width, dataset_size);
 }
 
 EditReport evaluate_edits(const EvalOptions& opt) {
@@ -334,8 +331,7 @@ EditReport evaluate_edits(const EvalOptions& opt) {
   std::vector<json> records = load_eval_records(opt.data_dir + "/" + opt.split + "/editing.json");
   const DatasetInfo info = read_dataset_info(opt.data_dir);
   const int ds = info.size;
-  DetectOptions detect = opt.detect;
-  detect.object_scale = info.object_scale;
+  const DetectOptions detect = info.detect(opt.detect);
   struct Result {
     int op = -1;
     EditVerdict v;

@@ -40,6 +40,11 @@ struct EvalOptions {
 struct DatasetInfo {
   int size = 0;
   float object_scale = 1.0f;
+  // `base` with this dataset's object scale: what the judges detect with.
+  DetectOptions detect(DetectOptions base = {}) const {
+    base.object_scale = object_scale;
+    return base;
+  }
 };
 DatasetInfo read_dataset_info(const std::string& data_dir);
 

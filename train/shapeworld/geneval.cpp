@@ -135,19 +135,23 @@ Verdict judge_geneval(const GenEvalMeta& meta, const std::vector<Detection>& det
   return v;
 }
 
+std::string clutter_detail(float stray_color) {
+  if (stray_color <= kMaxStrayColor) return {};
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%.1f%% of the pixels are colour outside any object (at most %.1f%%)",
+                100.0 * stray_color, 100.0 * kMaxStrayColor);
+  return buf;
+}
+
 Verdict judge_geneval_image(const GenEvalMeta& meta, const Image& image, const DetectOptions& options) {
-  const std::vector<Detection> dets = detect_objects(image, options);
-  const float stray = stray_color_fraction(image, dets, options);
-  if (stray > kMaxStrayColor) {
+  const Scan scan = scan_image(image, options);
+  if (std::string why = clutter_detail(scan.stray_color); !why.empty()) {
     Verdict v;
     v.failure = Failure::clutter;
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%.1f%% of the pixels are colour outside any object (at most %.1f%%)", 100.0 * stray,
-                  100.0 * kMaxStrayColor);
-    v.detail = buf;
+    v.detail = std::move(why);
     return v;
   }
-  return judge_geneval(meta, dets);
+  return judge_geneval(meta, scan.objects);
 }
 
 }  // namespace vt::shapes

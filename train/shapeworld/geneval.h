@@ -66,6 +66,9 @@ Verdict judge_geneval(const GenEvalMeta& meta, const std::vector<Detection>& det
 // tokenizer's round trips at most 0.0017; the miniature generator's speckled samples a median of
 // 0.09, whose blobs the templates sometimes fit (before this rule 29 of 120 such images passed).
 inline constexpr float kMaxStrayColor = 0.01f;
+// The clutter verdict's detail when `stray_color` exceeds kMaxStrayColor; empty otherwise. Both
+// whole-image judges (generation here, edits in evaluate.h) start with it.
+std::string clutter_detail(float stray_color);
 // The whole judgement of one image: detection, then `clutter` when the stray colour exceeds
 // kMaxStrayColor, else judge_geneval.
 Verdict judge_geneval_image(const GenEvalMeta& meta, const Image& image, const DetectOptions& options = {});
